@@ -1,0 +1,142 @@
+//! The analyze phase: read the run image the app will be exported onto.
+//!
+//! From it the build learns the target platform (`CNB_TARGET_*`), the distribution
+//! (`io.buildpacks.base.distro.*` labels), the CNB user (`CNB_USER_ID` / `CNB_GROUP_ID` in its
+//! environment) that owns the app's files, and its base environment.
+
+use crate::detect::RunTarget;
+use crate::image::reference::ImageReference;
+use crate::image::{self, ImageError, LoadedImage, TargetPlatform};
+use crate::labels::{DISTRO_NAME, DISTRO_VERSION};
+use crate::store::Store;
+
+/// Errors of the analyze phase.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalyzeError {
+    /// The run image could not be read.
+    #[error("cannot use run image {reference}")]
+    RunImage {
+        /// The run image.
+        reference: String,
+        /// Why.
+        #[source]
+        source: ImageError,
+    },
+}
+
+/// The run image, resolved.
+#[derive(Debug, Clone)]
+pub struct RunImage {
+    /// How the user named it.
+    pub reference: ImageReference,
+    /// The image, or `None` for `scratch`.
+    pub image: Option<LoadedImage>,
+    /// Its platform (for `scratch`, the requested or host platform).
+    pub platform: TargetPlatform,
+}
+
+impl RunImage {
+    /// The name recorded in the image's labels for rebase: the store name, the `:NAME` of an
+    /// `oci:`/`oci-archive:` reference, or `scratch`. Never a host path, so that labels don't
+    /// depend on where the run image was read from.
+    pub fn label_name(&self) -> String {
+        match &self.reference {
+            ImageReference::Scratch => "scratch".to_string(),
+            ImageReference::Layout { name, .. } | ImageReference::Archive { name, .. } => {
+                name.clone().unwrap_or_default()
+            }
+            ImageReference::Named(name) => name.to_string(),
+        }
+    }
+
+    /// The target buildpacks see.
+    pub fn target(&self) -> RunTarget {
+        let label = |key: &str| -> Option<String> {
+            self.image
+                .as_ref()?
+                .config
+                .config()
+                .as_ref()?
+                .labels()
+                .as_ref()?
+                .get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        RunTarget {
+            os: self.platform.os.clone(),
+            arch: self.platform.architecture.clone(),
+            variant: self.platform.variant.clone(),
+            distro_name: label(DISTRO_NAME),
+            distro_version: label(DISTRO_VERSION),
+        }
+    }
+
+    /// The run image's `Env`.
+    pub fn env(&self) -> Vec<String> {
+        self.image
+            .as_ref()
+            .and_then(|i| i.config.config().as_ref())
+            .and_then(|c| c.env().clone())
+            .unwrap_or_default()
+    }
+
+    /// The CNB user and group that own the app and layers: `CNB_USER_ID` / `CNB_GROUP_ID`
+    /// from the run image's environment, else a numeric `User`, else root.
+    pub fn cnb_user(&self) -> (u64, u64) {
+        let env = crate::env::Env::from_list(&self.env());
+        let uid = env.get("CNB_USER_ID").parse().ok();
+        let gid = env.get("CNB_GROUP_ID").parse().ok();
+        if let Some(uid) = uid {
+            return (uid, gid.unwrap_or(uid));
+        }
+        let user = self
+            .image
+            .as_ref()
+            .and_then(|i| i.config.config().as_ref())
+            .and_then(|c| c.user().clone())
+            .unwrap_or_default();
+        let (u, g) = user.split_once(':').unwrap_or((&user, ""));
+        match (u.parse::<u64>(), g.parse::<u64>()) {
+            (Ok(u), Ok(g)) => (u, g),
+            (Ok(u), Err(_)) => (u, u),
+            _ => (0, 0),
+        }
+    }
+
+    /// diff_id of the run image's top layer (empty for `scratch`).
+    pub fn top_layer(&self) -> String {
+        self.image
+            .as_ref()
+            .and_then(|i| i.diff_ids().last().cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// Resolves the run image. `platform` selects from multi-platform images and is the
+/// platform of `scratch`; by default the host's.
+pub fn analyze(
+    store: &Store,
+    reference: &ImageReference,
+    platform: Option<&TargetPlatform>,
+) -> Result<RunImage, AnalyzeError> {
+    let wanted = platform.cloned().unwrap_or_else(TargetPlatform::host);
+    if *reference == ImageReference::Scratch {
+        return Ok(RunImage {
+            reference: reference.clone(),
+            image: None,
+            platform: wanted,
+        });
+    }
+    let image =
+        image::load(reference, store, &wanted).map_err(|source| AnalyzeError::RunImage {
+            reference: reference.to_string(),
+            source,
+        })?;
+    Ok(RunImage {
+        reference: reference.clone(),
+        platform: image.platform(),
+        image: Some(image),
+    })
+}

@@ -1,0 +1,527 @@
+//! The build phase: run each buildpack's `bin/build` in group order and collect what it made.
+//!
+//! For each buildpack kiln writes its buildpack plan, runs `bin/build <layers> <platform>
+//! <plan>` with the CNB environment, then reads `<layer>.toml` files, `launch.toml`,
+//! `build.toml` and `store.toml`. Layers with `build = true` extend the environment of every
+//! later buildpack (`bin` → `PATH`, `lib` → `LD_LIBRARY_PATH`/`LIBRARY_PATH`, `include` →
+//! `CPATH`, `pkgconfig` → `PKG_CONFIG_PATH`, then `env/` and `env.build/` files). A layer
+//! whose types are all false is renamed `<name>.ignore` as the lifecycle does.
+//!
+//! See [Phase #3: Build](https://github.com/buildpacks/spec/blob/main/buildpack.md#phase-3-build).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::buildenv::{
+    APP_DIR, HostSandbox, LAYERS_DIR, PLATFORM_DIR, buildpack_guest_dir, os_pairs,
+};
+use crate::buildpack::{Buildpack, BuildpackApi, exec};
+use crate::detect::{GroupMember, RunTarget, buildpack_env};
+use crate::env::{BUILD_ROOT_DIRS, DefaultAction, Env, EnvDirError};
+use crate::event::{CancelToken, Event, EventSink};
+use crate::launch::{Label, Processes, Slice, parse_launch_toml};
+use crate::plan::{self, PlanEntry};
+
+/// Errors of the build phase.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A buildpack's `bin/build` failed. Its last lines of output are kept.
+    #[error("buildpack {id}@{version} failed: bin/build ended with {status}{}", tail_hint(.tail))]
+    BuildpackFailed {
+        /// Buildpack ID.
+        id: String,
+        /// Its version.
+        version: String,
+        /// "exit code 1", "signal 9", …
+        status: String,
+        /// The last lines it printed.
+        tail: Vec<String>,
+    },
+    /// `bin/build` could not be started.
+    #[error("could not run bin/build of {id}")]
+    Spawn {
+        /// Buildpack ID.
+        id: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file the buildpack wrote is invalid.
+    #[error("buildpack {id} wrote an invalid {}: {problem}", path.display())]
+    InvalidOutput {
+        /// Buildpack ID.
+        id: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Env files of a layer could not be read.
+    #[error(transparent)]
+    EnvFiles(#[from] EnvDirError),
+    /// Scratch files could not be written.
+    #[error("failed to prepare build files at {path}")]
+    Prepare {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sandbox could not be entered.
+    #[error(transparent)]
+    Sandbox(#[from] crate::buildenv::BuildEnvError),
+    /// The build was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+fn tail_hint(tail: &[String]) -> String {
+    if tail.is_empty() {
+        " and printed nothing".to_string()
+    } else {
+        format!("; its last output:\n  {}", tail.join("\n  "))
+    }
+}
+
+/// A layer's types (`[types]` in `<layer>.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LayerTypes {
+    /// Part of the image.
+    pub launch: bool,
+    /// Visible to later buildpacks.
+    pub build: bool,
+    /// Kept for the next build.
+    pub cache: bool,
+}
+
+/// A layer a buildpack created.
+#[derive(Debug, Clone)]
+pub struct LayerInfo {
+    /// Layer name.
+    pub name: String,
+    /// Its types.
+    pub types: LayerTypes,
+    /// The `[metadata]` table.
+    pub metadata: toml::Table,
+    /// Where its contents are on the host, if the directory exists.
+    pub dir: Option<PathBuf>,
+}
+
+/// What one buildpack produced.
+#[derive(Debug, Clone)]
+pub struct BuildpackOutput {
+    /// The buildpack.
+    pub buildpack: Buildpack,
+    /// Its layers, sorted by name.
+    pub layers: Vec<LayerInfo>,
+    /// The `[metadata]` of its `store.toml`, if it wrote one.
+    pub store: Option<toml::Table>,
+}
+
+/// The build phase's result.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BuildOutput {
+    /// Per buildpack, in group order.
+    pub buildpacks: Vec<BuildpackOutput>,
+    /// Every process, combined across buildpacks.
+    pub processes: Processes,
+    /// Labels from `launch.toml`, in buildpack order.
+    pub labels: Vec<Label>,
+    /// Slices from `launch.toml`, in buildpack order.
+    pub slices: Vec<Slice>,
+}
+
+/// Host paths the build phase uses.
+#[derive(Debug, Clone)]
+pub struct BuildDirs {
+    /// The layers directory (seen as `/layers`).
+    pub layers: PathBuf,
+    /// Scratch directory for buildpack plans (seen at the same path inside the sandbox).
+    pub plans: PathBuf,
+}
+
+/// Everything the build phase needs.
+pub struct BuildContext<'a> {
+    /// The selected group, in order.
+    pub group: &'a [GroupMember],
+    /// The resolved plan.
+    pub plan: &'a [PlanEntry],
+    /// The sandbox buildpacks run in.
+    pub sandbox: &'a HostSandbox,
+    /// Host paths.
+    pub dirs: &'a BuildDirs,
+    /// The filtered host environment.
+    pub base_env: &'a Env,
+    /// User variables.
+    pub user_env: &'a BTreeMap<String, String>,
+    /// The run image's platform.
+    pub target: &'a RunTarget,
+    /// `CNB_EXEC_ENV`.
+    pub exec_env: &'a str,
+    /// Where events go.
+    pub events: &'a dyn EventSink,
+    /// Cancellation.
+    pub cancel: &'a CancelToken,
+}
+
+/// Runs the build phase.
+pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
+    let mut env = ctx.base_env.clone();
+    let mut remaining: Vec<PlanEntry> = ctx.plan.to_vec();
+    let mut output = BuildOutput {
+        buildpacks: Vec::new(),
+        processes: Processes::default(),
+        labels: Vec::new(),
+        slices: Vec::new(),
+    };
+    for member in ctx.group {
+        if ctx.cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        let buildpack = &member.buildpack;
+        let id = buildpack.id().to_string();
+        let escaped = buildpack.id().escaped();
+        let host_layers = ctx.dirs.layers.join(&escaped);
+        let guest_layers = Path::new(LAYERS_DIR).join(&escaped);
+        let prep = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BuildError::Prepare { path, source }
+        };
+        fs::create_dir_all(&host_layers).map_err(prep(&host_layers))?;
+
+        let bp_plan = plan::buildpack_plan(&remaining, &id);
+        let plan_dir = ctx.dirs.plans.join("build").join(&escaped);
+        fs::create_dir_all(&plan_dir).map_err(prep(&plan_dir))?;
+        let plan_path = plan_dir.join("plan.toml");
+        let plan_text = toml::to_string(&bp_plan).map_err(|e| BuildError::Prepare {
+            path: plan_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        fs::write(&plan_path, plan_text).map_err(prep(&plan_path))?;
+
+        ctx.events.event(&Event::BuildpackStarted {
+            id: id.clone(),
+            version: buildpack.version().to_string(),
+        });
+        let started = Instant::now();
+        let guest_dir = buildpack_guest_dir(&escaped, buildpack.version());
+        let bp_env = buildpack_env(&env, ctx.user_env, buildpack);
+        let mut command = ctx
+            .sandbox
+            .command(&guest_dir.join("bin").join("build"), Path::new(APP_DIR))?;
+        command
+            .arg(&guest_layers)
+            .arg(PLATFORM_DIR)
+            .arg(&plan_path)
+            .envs(os_pairs(bp_env.iter()))
+            .env("CNB_BUILDPACK_DIR", &guest_dir)
+            .env("CNB_PLATFORM_DIR", PLATFORM_DIR)
+            .env("CNB_BP_PLAN_PATH", &plan_path)
+            .env("CNB_LAYERS_DIR", &guest_layers)
+            .envs(ctx.target.env_vars());
+        if buildpack.api() >= BuildpackApi::new(0, 12) {
+            command.env("CNB_EXEC_ENV", ctx.exec_env);
+        }
+        let outcome = exec::run(command, ctx.cancel, &mut |line| {
+            ctx.events.event(&Event::BuildpackOutput {
+                id: id.clone(),
+                line,
+            });
+        })
+        .map_err(|source| BuildError::Spawn {
+            id: id.clone(),
+            source,
+        })?;
+        if outcome.cancelled {
+            return Err(BuildError::Cancelled);
+        }
+        if outcome.code != Some(0) {
+            return Err(BuildError::BuildpackFailed {
+                id,
+                version: buildpack.version().to_string(),
+                status: outcome.describe(),
+                tail: outcome.tail,
+            });
+        }
+
+        let layers = read_layers(&host_layers, &id)?;
+        for layer in layers.iter().filter(|l| l.types.build) {
+            if let Some(dir) = &layer.dir {
+                let guest = guest_layers.join(&layer.name);
+                env.add_root_dir(dir, &guest, &BUILD_ROOT_DIRS);
+                env.add_env_dir(&dir.join("env"), DefaultAction::Override)?;
+                env.add_env_dir(&dir.join("env.build"), DefaultAction::Override)?;
+            }
+        }
+
+        let met = read_build_toml(&host_layers, &id, &bp_plan)?;
+        plan::remove_met(&mut remaining, &met);
+
+        let launch_path = host_layers.join("launch.toml");
+        match fs::read_to_string(&launch_path) {
+            Ok(text) => {
+                let launch =
+                    parse_launch_toml(&text, &id, Path::new(APP_DIR)).map_err(|problem| {
+                        BuildError::InvalidOutput {
+                            id: id.clone(),
+                            path: launch_path.clone(),
+                            problem,
+                        }
+                    })?;
+                if let Some(warning) = output.processes.add(launch.processes) {
+                    ctx.events.event(&Event::Warning(warning));
+                }
+                output.labels.extend(launch.labels);
+                output.slices.extend(launch.slices);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(prep(&launch_path)(e)),
+        }
+
+        let store = read_store_toml(&host_layers, &id)?;
+        ctx.events.event(&Event::BuildpackFinished {
+            id: id.clone(),
+            elapsed: started.elapsed(),
+        });
+        output.buildpacks.push(BuildpackOutput {
+            buildpack: buildpack.clone(),
+            layers,
+            store,
+        });
+    }
+    output.processes.retain_exec_env(ctx.exec_env);
+    Ok(output)
+}
+
+/// Reads every `<name>.toml` layer file in a buildpack's layers directory, sorted by name,
+/// renaming the directories of layers with no types to `<name>.ignore`.
+fn read_layers(bp_layers: &Path, id: &str) -> Result<Vec<LayerInfo>, BuildError> {
+    let prep = |source| BuildError::Prepare {
+        path: bp_layers.to_path_buf(),
+        source,
+    };
+    let mut names: Vec<String> = fs::read_dir(bp_layers)
+        .map_err(prep)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".toml").map(str::to_string)
+        })
+        .filter(|n| !matches!(n.as_str(), "launch" | "build" | "store"))
+        .collect();
+    names.sort();
+    let mut layers = Vec::new();
+    for name in names {
+        let path = bp_layers.join(format!("{name}.toml"));
+        let invalid = |problem: String| BuildError::InvalidOutput {
+            id: id.to_string(),
+            path: path.clone(),
+            problem,
+        };
+        let text = fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if ["build", "launch", "cache"]
+            .iter()
+            .any(|k| table.contains_key(*k))
+        {
+            return Err(invalid(
+                "the launch, cache and build flags must be in the [types] table".to_string(),
+            ));
+        }
+        let types = match table.remove("types") {
+            None => LayerTypes::default(),
+            Some(toml::Value::Table(t)) => {
+                let flag = |k: &str| -> Result<bool, BuildError> {
+                    match t.get(k) {
+                        None => Ok(false),
+                        Some(toml::Value::Boolean(b)) => Ok(*b),
+                        Some(other) => Err(invalid(format!(
+                            "types.{k} must be a boolean, found {other}"
+                        ))),
+                    }
+                };
+                LayerTypes {
+                    launch: flag("launch")?,
+                    build: flag("build")?,
+                    cache: flag("cache")?,
+                }
+            }
+            Some(other) => return Err(invalid(format!("types must be a table, found {other}"))),
+        };
+        let metadata = match table.remove("metadata") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(t)) => t,
+            Some(other) => {
+                return Err(invalid(format!("metadata must be a table, found {other}")));
+            }
+        };
+        let mut dir = bp_layers.join(&name);
+        let exists = dir.is_dir();
+        if exists && types == LayerTypes::default() {
+            let ignored = bp_layers.join(format!("{name}.ignore"));
+            let _ = fs::remove_dir_all(&ignored);
+            fs::rename(&dir, &ignored).map_err(|source| BuildError::Prepare {
+                path: dir.clone(),
+                source,
+            })?;
+            dir = ignored;
+        }
+        layers.push(LayerInfo {
+            name,
+            types,
+            metadata,
+            dir: exists.then_some(dir),
+        });
+    }
+    Ok(layers)
+}
+
+/// Reads `build.toml` and returns the names of plan entries the buildpack met.
+fn read_build_toml(
+    bp_layers: &Path,
+    id: &str,
+    bp_plan: &plan::BuildpackPlan,
+) -> Result<Vec<String>, BuildError> {
+    #[derive(serde::Deserialize)]
+    struct Unmet {
+        #[serde(default)]
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct BuildToml {
+        #[serde(default)]
+        unmet: Vec<Unmet>,
+    }
+    let path = bp_layers.join("build.toml");
+    let invalid = |problem: String| BuildError::InvalidOutput {
+        id: id.to_string(),
+        path: path.clone(),
+        problem,
+    };
+    let unmet: Vec<String> = match fs::read_to_string(&path) {
+        Ok(text) => {
+            let parsed: BuildToml = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+            let mut names = Vec::new();
+            for u in parsed.unmet {
+                if u.name.is_empty() {
+                    return Err(invalid("unmet.name is required".to_string()));
+                }
+                if !bp_plan.entries.iter().any(|e| e.name == u.name) {
+                    return Err(invalid(format!(
+                        "unmet.name '{}' must match a requested dependency",
+                        u.name
+                    )));
+                }
+                names.push(u.name);
+            }
+            names
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    Ok(bp_plan
+        .entries
+        .iter()
+        .filter(|e| !unmet.contains(&e.name))
+        .map(|e| e.name.clone())
+        .collect())
+}
+
+fn read_store_toml(bp_layers: &Path, id: &str) -> Result<Option<toml::Table>, BuildError> {
+    let path = bp_layers.join("store.toml");
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut table: toml::Table =
+                toml::from_str(&text).map_err(|e| BuildError::InvalidOutput {
+                    id: id.to_string(),
+                    path: path.clone(),
+                    problem: e.to_string(),
+                })?;
+            match table.remove("metadata") {
+                None => Ok(Some(toml::Table::new())),
+                Some(toml::Value::Table(t)) => Ok(Some(t)),
+                Some(other) => Err(BuildError::InvalidOutput {
+                    id: id.to_string(),
+                    path,
+                    problem: format!("metadata must be a table, found {other}"),
+                }),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BuildError::InvalidOutput {
+            id: id.to_string(),
+            path,
+            problem: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_files_are_read_and_untyped_layers_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(
+            d.join("a.toml"),
+            "[types]\nlaunch = true\n[metadata]\nv = \"1\"\n",
+        )
+        .unwrap();
+        fs::create_dir(d.join("a")).unwrap();
+        fs::write(d.join("b.toml"), "[metadata]\n").unwrap();
+        fs::create_dir(d.join("b")).unwrap();
+        fs::write(d.join("launch.toml"), "").unwrap();
+        fs::write(d.join("store.toml"), "[metadata]\nk = 1\n").unwrap();
+        let layers = read_layers(d, "bp").unwrap();
+        assert_eq!(layers.len(), 2);
+        assert!(layers[0].types.launch);
+        assert_eq!(layers[0].metadata["v"].as_str(), Some("1"));
+        assert!(d.join("b.ignore").is_dir());
+        assert!(!d.join("b").exists());
+        assert_eq!(
+            read_store_toml(d, "bp").unwrap().unwrap()["k"].as_integer(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn top_level_types_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.toml"), "launch = true\n").unwrap();
+        let err = read_layers(dir.path(), "bp").unwrap_err();
+        assert!(err.to_string().contains("[types]"), "{err}");
+    }
+
+    #[test]
+    fn unmet_must_name_a_plan_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan::BuildpackPlan {
+            entries: vec![plan::Require {
+                name: "node".into(),
+                version: None,
+                metadata: toml::Table::new(),
+            }],
+        };
+        assert_eq!(read_build_toml(dir.path(), "bp", &plan).unwrap(), ["node"]);
+        fs::write(
+            dir.path().join("build.toml"),
+            "[[unmet]]\nname = \"node\"\n",
+        )
+        .unwrap();
+        assert!(read_build_toml(dir.path(), "bp", &plan).unwrap().is_empty());
+        fs::write(
+            dir.path().join("build.toml"),
+            "[[unmet]]\nname = \"ruby\"\n",
+        )
+        .unwrap();
+        assert!(read_build_toml(dir.path(), "bp", &plan).is_err());
+    }
+}

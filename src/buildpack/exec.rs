@@ -1,0 +1,217 @@
+//! Running buildpack executables: output streamed line by line, a tail kept for error
+//! messages, and cancellation.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::event::CancelToken;
+
+/// Lines of output kept for error messages.
+const TAIL_LINES: usize = 40;
+/// Longest line forwarded in one piece.
+const MAX_LINE: usize = 64 * 1024;
+
+/// How a process ended.
+#[derive(Debug)]
+pub(crate) struct ProcessOutcome {
+    /// Exit code, if it exited normally.
+    pub(crate) code: Option<i32>,
+    /// Signal that killed it, if any.
+    pub(crate) signal: Option<i32>,
+    /// Whether kiln killed it because the build was cancelled.
+    pub(crate) cancelled: bool,
+    /// The last lines of its output.
+    pub(crate) tail: Vec<String>,
+}
+
+impl ProcessOutcome {
+    /// A human description of how it ended: "exit code 3", "signal 9".
+    pub(crate) fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "an unknown status".to_string(),
+        }
+    }
+}
+
+/// Runs `command` with stdin closed, passing each line of its stdout and stderr (merged,
+/// in arrival order) to `on_line`. The process gets its own process group so cancellation
+/// stops everything it started.
+pub(crate) fn run(
+    mut command: Command,
+    cancel: &CancelToken,
+    on_line: &mut dyn FnMut(String),
+) -> io::Result<ProcessOutcome> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command.spawn()?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        readers.push(thread::spawn(move || forward_lines(stream, &tx)));
+    }
+    drop(tx);
+
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    let mut cancelled = false;
+    let mut exited_at: Option<Instant> = None;
+    let mut status = None;
+    let mut last_poll = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+                on_line(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if !cancelled && cancel.is_cancelled() {
+            cancelled = true;
+            kill_group(child.id());
+        }
+        if status.is_none() && last_poll.elapsed() >= Duration::from_millis(50) {
+            last_poll = Instant::now();
+            status = child.try_wait()?;
+            if status.is_some() {
+                exited_at = Some(Instant::now());
+            }
+        }
+        // A background process that inherited the pipes may keep them open after the
+        // buildpack exits; don't wait for it forever.
+        if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+            break;
+        }
+    }
+    let status = match status {
+        Some(s) => s,
+        None => child.wait()?,
+    };
+    for reader in readers {
+        if reader.is_finished() {
+            let _ = reader.join();
+        }
+    }
+    Ok(ProcessOutcome {
+        code: status.code(),
+        signal: status.signal(),
+        cancelled,
+        tail: tail.into_iter().collect(),
+    })
+}
+
+fn forward_lines(mut stream: Box<dyn Read + Send>, tx: &mpsc::Sender<String>) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            if tx.send(to_line(&line[..line.len() - 1])).is_err() {
+                return;
+            }
+        }
+        if pending.len() > MAX_LINE {
+            let line: Vec<u8> = std::mem::take(&mut pending);
+            if tx.send(to_line(&line)).is_err() {
+                return;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let _ = tx.send(to_line(&pending));
+    }
+}
+
+fn to_line(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    #[test]
+    fn merges_lines_and_reports_exit_code() {
+        let mut lines = Vec::new();
+        let out = run(
+            sh("echo one; echo two >&2; printf 'three'; exit 3"),
+            &CancelToken::new(),
+            &mut |l| lines.push(l),
+        )
+        .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.describe(), "exit code 3");
+        lines.sort();
+        assert_eq!(lines, ["one", "three", "two"]);
+    }
+
+    #[test]
+    fn cancellation_kills_the_process() {
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        let start = Instant::now();
+        let out = run(sh("sleep 30"), &cancel, &mut |_| {}).unwrap();
+        assert!(out.cancelled);
+        assert_eq!(out.signal, Some(9));
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn background_children_do_not_hang_the_caller() {
+        let start = Instant::now();
+        let out = run(
+            sh("sleep 20 & echo started"),
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(out.code, Some(0));
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,162 @@
+//! Progress as events, and cancellation.
+//!
+//! The library never prints. Everything a user interface might show — phase changes,
+//! detection results, buildpack output, layers written — arrives at an [`EventSink`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// A phase of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the run image.
+    Analyze,
+    /// Running `bin/detect`.
+    Detect,
+    /// Running `bin/build`.
+    Build,
+    /// Writing the image.
+    Export,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Analyze => "ANALYZING",
+            Self::Detect => "DETECTING",
+            Self::Build => "BUILDING",
+            Self::Export => "EXPORTING",
+        })
+    }
+}
+
+/// How a buildpack's `bin/detect` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetectStatus {
+    /// Exit 0.
+    Pass,
+    /// Exit 100.
+    Fail,
+    /// Any other exit, or kiln could not run it or read its plan.
+    Error(String),
+    /// Not run: its targets don't include the run image's, or its exec-env excludes this one.
+    Skipped(String),
+}
+
+impl fmt::Display for DetectStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pass => f.write_str("pass"),
+            Self::Fail => f.write_str("fail"),
+            Self::Error(e) => write!(f, "error: {e}"),
+            Self::Skipped(why) => write!(f, "skipped: {why}"),
+        }
+    }
+}
+
+/// Something that happened during a build.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A phase began.
+    PhaseStarted(Phase),
+    /// A phase ended successfully.
+    PhaseFinished {
+        /// The phase.
+        phase: Phase,
+        /// How long it took.
+        elapsed: Duration,
+    },
+    /// One buildpack's detection result (with its output, which pack shows only at debug
+    /// level or on errors).
+    Detected {
+        /// `id@version`.
+        buildpack: String,
+        /// The result.
+        status: DetectStatus,
+        /// Its combined stdout and stderr.
+        output: String,
+    },
+    /// A buildpack's `bin/build` started.
+    BuildpackStarted {
+        /// Buildpack ID.
+        id: String,
+        /// Its version.
+        version: String,
+    },
+    /// A line a buildpack printed during build (stdout and stderr merged).
+    BuildpackOutput {
+        /// Buildpack ID.
+        id: String,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A buildpack's `bin/build` finished successfully.
+    BuildpackFinished {
+        /// Buildpack ID.
+        id: String,
+        /// How long it ran.
+        elapsed: Duration,
+    },
+    /// A layer of the new image was written or reused.
+    Layer {
+        /// What it holds (`kiln/python:deps`, `application`, …).
+        name: String,
+        /// Its diff_id.
+        diff_id: String,
+        /// Compressed size in bytes.
+        size: u64,
+        /// True when an identical blob already existed, so nothing was compressed.
+        reused: bool,
+    },
+    /// Something the user should know but that does not stop the build.
+    Warning(String),
+    /// Informational message.
+    Info(String),
+}
+
+/// Receives [`Event`]s. Implemented for any `Fn(&Event) + Send + Sync`.
+pub trait EventSink: Send + Sync {
+    /// Handles one event. Called from the thread doing the work; keep it quick.
+    fn event(&self, event: &Event);
+}
+
+impl<F: Fn(&Event) + Send + Sync> EventSink for F {
+    fn event(&self, event: &Event) {
+        self(event);
+    }
+}
+
+/// An [`EventSink`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn event(&self, _: &Event) {}
+}
+
+/// A handle to cancel a running build from another thread. Cloning shares the flag.
+///
+/// Cancellation stops the current buildpack process (SIGKILL) and makes the build return
+/// [`crate::Error::Cancelled`]; nothing already published is touched.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A fresh, un-cancelled token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests cancellation.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,696 @@
+//! The export phase: write the image — run image layers, one layer per launch layer, the app
+//! layer(s) — with its configuration and CNB labels, into kiln's store.
+//!
+//! Layer order follows the lifecycle: the run image's layers; then, per buildpack in group
+//! order, its launch layers by name at `/layers/<escaped id>/<layer>`; then one layer per
+//! `launch.toml` slice and a final layer with the rest of the app at `/workspace`.
+//!
+//! kiln images have no launcher (design decision 9): the launch environment is computed here
+//! and written into the config's `Env`, and the default process becomes `Entrypoint`
+//! (its `command`) and `Cmd` (its `args`, which `podman run IMAGE ARGS…` replaces, as the
+//! CNB launcher does). So `exec.d` and `profile.d` scripts do not run; kiln warns when a
+//! launch layer has them.
+
+pub mod layer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, DescriptorBuilder, Digest, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
+    SCHEMA_VERSION,
+};
+
+use self::layer::{LayerBlob, LayerError, LayerSpec, write_layer};
+use crate::analyze::RunImage;
+use crate::build::BuildOutput;
+use crate::buildenv::{APP_DIR, LAYERS_DIR};
+use crate::env::{DefaultAction, Env, EnvDirError, LAUNCH_ROOT_DIRS};
+use crate::event::{CancelToken, Event, EventSink};
+use crate::image::docker_media;
+use crate::image::layout::{LayoutError, OciLayout};
+use crate::labels::{self, BuildMetadata, BuildpackLayers, LifecycleMetadata};
+use crate::launch::{Process, ProcessType, Slice};
+use crate::reproducible::{canonical_json, created_timestamp};
+
+/// Errors of the export phase.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A layer could not be written.
+    #[error("failed to export layer {name}")]
+    Layer {
+        /// The layer.
+        name: String,
+        /// Why.
+        #[source]
+        source: LayerError,
+    },
+    /// A run image layer could not be copied into the store (missing or corrupt).
+    #[error("run image layer {digest} could not be used")]
+    RunImageLayer {
+        /// The layer.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: LayoutError,
+    },
+    /// A blob could not be written.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// Env files of a launch layer could not be read.
+    #[error(transparent)]
+    EnvFiles(#[from] EnvDirError),
+    /// `--process` names a process no buildpack defined.
+    #[error("process type {requested} does not exist; the buildpacks defined: {}", if available.is_empty() { "none".to_string() } else { available.join(", ") })]
+    UnknownProcess {
+        /// The requested type.
+        requested: String,
+        /// The defined types.
+        available: Vec<String>,
+    },
+    /// A launch layer has no contents and there is no previous image to reuse it from.
+    #[error("layer {buildpack}:{layer} is {} but has no contents; write the layer directory, or set launch = false", if *.cache { "cache = true" } else { "launch = true" })]
+    MissingLayerContents {
+        /// Buildpack ID.
+        buildpack: String,
+        /// Layer name.
+        layer: String,
+        /// Whether it was a cache layer.
+        cache: bool,
+    },
+    /// The image configuration could not be assembled.
+    #[error("failed to assemble the image configuration: {0}")]
+    Config(String),
+    /// The build was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A layer the export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedLayer {
+    /// What it holds: `<buildpack>:<layer>`, `application` or `application slice N`.
+    pub name: String,
+    /// diff_id.
+    pub diff_id: Digest,
+    /// Blob digest.
+    pub digest: Digest,
+    /// Compressed size.
+    pub size: u64,
+    /// Whether the blob was already in the store (nothing new written).
+    pub reused: bool,
+}
+
+/// The exported image.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ExportedImage {
+    /// The manifest's descriptor.
+    pub manifest_descriptor: Descriptor,
+    /// The manifest.
+    pub manifest: ImageManifest,
+    /// The image configuration.
+    pub config: ImageConfiguration,
+    /// The layers kiln wrote (not the run image's).
+    pub layers: Vec<ExportedLayer>,
+    /// The process the image runs by default, if any.
+    pub default_process: Option<Process>,
+}
+
+/// Everything export needs.
+pub struct ExportContext<'a> {
+    /// Where blobs go (kiln's store layout).
+    pub layout: &'a OciLayout,
+    /// The run image.
+    pub run_image: &'a RunImage,
+    /// What the build produced.
+    pub build: &'a BuildOutput,
+    /// The host directory holding the built app (`/workspace`).
+    pub app_dir: &'a Path,
+    /// The host layers directory (`/layers`).
+    pub layers_dir: &'a Path,
+    /// The process to make the default (`--process`), overriding the buildpacks' choice.
+    pub process: Option<&'a ProcessType>,
+    /// `SOURCE_DATE_EPOCH`, if set.
+    pub source_date_epoch: Option<i64>,
+    /// `CNB_EXEC_ENV`.
+    pub exec_env: &'a str,
+    /// Where events go.
+    pub events: &'a dyn EventSink,
+    /// Cancellation.
+    pub cancel: &'a CancelToken,
+}
+
+struct PlannedLayer {
+    name: String,
+    created_by: String,
+    spec: LayerSpec,
+}
+
+/// Runs the export phase.
+pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
+    let (uid, gid) = ctx.run_image.cnb_user();
+    let run_layers = import_run_image(ctx)?;
+
+    // Launch layers, buildpack by buildpack, and the metadata label describing them.
+    let mut planned = Vec::new();
+    let mut bp_metadata = Vec::new();
+    for output in &ctx.build.buildpacks {
+        let id = output.buildpack.id();
+        let escaped = id.escaped();
+        let mut entry = BuildpackLayers {
+            key: id.to_string(),
+            version: output.buildpack.version().to_string(),
+            layers: BTreeMap::new(),
+            store: output.store.as_ref().map(|s| labels::StoreMetadata {
+                metadata: labels::toml_to_json(s),
+            }),
+        };
+        for layer in output.layers.iter().filter(|l| l.types.launch) {
+            let Some(dir) = &layer.dir else {
+                return Err(ExportError::MissingLayerContents {
+                    buildpack: id.to_string(),
+                    layer: layer.name.clone(),
+                    cache: layer.types.cache,
+                });
+            };
+            for script_dir in ["exec.d", "profile.d"] {
+                if dir.join(script_dir).exists() {
+                    ctx.events.event(&Event::Warning(format!(
+                        "layer {id}:{} has {script_dir}/ scripts; kiln images have no launcher, so they will not run",
+                        layer.name
+                    )));
+                }
+            }
+            planned.push(PlannedLayer {
+                name: format!("{id}:{}", layer.name),
+                created_by: format!(
+                    "Layer: '{}', Created by buildpack: {}@{}",
+                    layer.name,
+                    id,
+                    output.buildpack.version()
+                ),
+                spec: LayerSpec {
+                    parents: vec![
+                        format!("{}/", &LAYERS_DIR[1..]),
+                        format!("{}/{escaped}/", &LAYERS_DIR[1..]),
+                    ],
+                    source: dir.clone(),
+                    target: format!("{}/{escaped}/{}", &LAYERS_DIR[1..], layer.name),
+                    only: None,
+                    uid,
+                    gid,
+                },
+            });
+            entry.layers.insert(
+                layer.name.clone(),
+                labels::LayerMetadata {
+                    sha: String::new(),
+                    data: labels::toml_to_json(&layer.metadata),
+                    build: layer.types.build,
+                    launch: layer.types.launch,
+                    cache: layer.types.cache,
+                },
+            );
+        }
+        bp_metadata.push(entry);
+    }
+    let launch_layer_count = planned.len();
+    planned.extend(app_layers(
+        ctx.app_dir,
+        &ctx.build.slices,
+        uid,
+        gid,
+        ctx.events,
+    )?);
+
+    let blobs = write_layers_parallel(ctx.layout, &planned, ctx.cancel)?;
+    let mut exported = Vec::new();
+    for (plan, blob) in planned.iter().zip(&blobs) {
+        ctx.events.event(&Event::Layer {
+            name: plan.name.clone(),
+            diff_id: blob.diff_id.to_string(),
+            size: blob.size,
+            reused: blob.existed,
+        });
+        exported.push(ExportedLayer {
+            name: plan.name.clone(),
+            diff_id: blob.diff_id.clone(),
+            digest: blob.digest.clone(),
+            size: blob.size,
+            reused: blob.existed,
+        });
+    }
+    // Fill in the diff_ids of launch layers, in the same order they were planned.
+    let mut launch_blobs = blobs[..launch_layer_count].iter();
+    for entry in &mut bp_metadata {
+        for layer in entry.layers.values_mut() {
+            layer.sha = launch_blobs
+                .next()
+                .expect("one blob per launch layer")
+                .diff_id
+                .to_string();
+        }
+    }
+
+    let process = choose_process(ctx)?;
+    let env = launch_env(ctx, process.as_ref())?;
+    let lifecycle = LifecycleMetadata {
+        app: blobs[launch_layer_count..]
+            .iter()
+            .map(|b| labels::LayerRef {
+                sha: b.diff_id.to_string(),
+            })
+            .collect(),
+        buildpacks: bp_metadata,
+        run_image: labels::RunImageMetadata {
+            top_layer: ctx.run_image.top_layer(),
+            reference: ctx
+                .run_image
+                .image
+                .as_ref()
+                .map(|i| i.manifest_descriptor.digest().to_string())
+                .unwrap_or_default(),
+            image: ctx.run_image.label_name(),
+            mirrors: Vec::new(),
+        },
+        stack: labels::StackMetadata {
+            run_image: labels::StackRunImage {
+                image: ctx.run_image.label_name(),
+                mirrors: Vec::new(),
+            },
+        },
+        ..LifecycleMetadata::default()
+    };
+    let build_metadata = BuildMetadata {
+        buildpacks: ctx
+            .build
+            .buildpacks
+            .iter()
+            .map(|b| labels::BuildpackRef {
+                id: b.buildpack.id().to_string(),
+                version: b.buildpack.version().to_string(),
+                homepage: b.buildpack.homepage().map(str::to_string),
+            })
+            .collect(),
+        processes: ctx
+            .build
+            .processes
+            .list()
+            .into_iter()
+            .map(|p| labels::ProcessMetadata {
+                process_type: p.process_type.to_string(),
+                command: p.command,
+                args: p.args,
+                direct: true,
+                working_dir: p.working_dir,
+                buildpack_id: p.buildpack_id,
+                exec_env: p.exec_env,
+            })
+            .collect(),
+        launcher: labels::LauncherMetadata::default(),
+        default_process_type: ctx.build.processes.default_type().map(ToString::to_string),
+    };
+
+    let config = image_config(
+        ctx,
+        &env,
+        process.as_ref(),
+        &lifecycle,
+        &build_metadata,
+        &blobs,
+        &planned,
+    )?;
+    let config_bytes = canonical_json(&config).map_err(|e| ExportError::Config(e.to_string()))?;
+    let (config_digest, config_size) = ctx.layout.write_blob(&config_bytes)?;
+    let mut layers = run_layers;
+    layers.extend(
+        blobs
+            .iter()
+            .map(|b| descriptor(MediaType::ImageLayerGzip, &b.digest, b.size)),
+    );
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(
+            MediaType::ImageConfig,
+            &config_digest,
+            config_size,
+        ))
+        .layers(layers)
+        .build()
+        .map_err(|e| ExportError::Config(e.to_string()))?;
+    let manifest_bytes =
+        canonical_json(&manifest).map_err(|e| ExportError::Config(e.to_string()))?;
+    let (manifest_digest, manifest_size) = ctx.layout.write_blob(&manifest_bytes)?;
+    Ok(ExportedImage {
+        manifest_descriptor: descriptor(MediaType::ImageManifest, &manifest_digest, manifest_size),
+        manifest,
+        config,
+        layers: exported,
+        default_process: process,
+    })
+}
+
+fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Descriptor {
+    DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest.clone())
+        .size(size)
+        .build()
+        .expect("a descriptor with media type, digest and size")
+}
+
+/// Copies the run image's layers into the store (verifying each) and returns their
+/// descriptors, Docker media types mapped to their OCI equivalents.
+fn import_run_image(ctx: &ExportContext<'_>) -> Result<Vec<Descriptor>, ExportError> {
+    let Some(image) = &ctx.run_image.image else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for layer in image.manifest.layers() {
+        if ctx.cancel.is_cancelled() {
+            return Err(ExportError::Cancelled);
+        }
+        if image.layout.root() != ctx.layout.root() || !ctx.layout.has_blob(layer.digest()) {
+            ctx.layout
+                .copy_blob_from(&image.layout, layer)
+                .map_err(|source| ExportError::RunImageLayer {
+                    digest: layer.digest().clone(),
+                    source,
+                })?;
+        }
+        let mut layer = layer.clone();
+        if layer.media_type().to_string() == docker_media::LAYER_GZIP {
+            layer.set_media_type(MediaType::ImageLayerGzip);
+        }
+        layer.set_annotations(None);
+        out.push(layer);
+    }
+    Ok(out)
+}
+
+/// Plans the app layers: one per non-empty slice, then one with everything else.
+fn app_layers(
+    app_dir: &Path,
+    slices: &[Slice],
+    uid: u64,
+    gid: u64,
+    events: &dyn EventSink,
+) -> Result<Vec<PlannedLayer>, ExportError> {
+    let app_spec = |only| LayerSpec {
+        parents: Vec::new(),
+        source: app_dir.to_path_buf(),
+        target: APP_DIR[1..].to_string(),
+        only,
+        uid,
+        gid,
+    };
+    if slices.is_empty() {
+        return Ok(vec![PlannedLayer {
+            name: "application".to_string(),
+            created_by: "Application Layer".to_string(),
+            spec: app_spec(None),
+        }]);
+    }
+    let mut remaining: Vec<PathBuf> = walkdir::WalkDir::new(app_dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| {
+            e.path()
+                .strip_prefix(app_dir)
+                .expect("walkdir yields paths under its root")
+                .to_path_buf()
+        })
+        .collect();
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut layers = Vec::new();
+    for (i, slice) in slices.iter().enumerate() {
+        let patterns: Vec<glob::Pattern> = slice
+            .paths
+            .iter()
+            .filter_map(|p| {
+                let p = p.strip_prefix(&format!("{APP_DIR}/")).unwrap_or(p);
+                let p = p.strip_prefix("./").unwrap_or(p);
+                match glob::Pattern::new(p) {
+                    Ok(pattern) => Some(pattern),
+                    Err(e) => {
+                        events.event(&Event::Warning(format!(
+                            "slice glob {p:?} is invalid ({e}); ignoring it"
+                        )));
+                        None
+                    }
+                }
+            })
+            .collect();
+        let matches = |path: &Path| {
+            path.ancestors()
+                .filter(|a| !a.as_os_str().is_empty())
+                .any(|a| patterns.iter().any(|p| p.matches_path_with(a, options)))
+        };
+        let (taken, rest): (Vec<PathBuf>, Vec<PathBuf>) =
+            remaining.into_iter().partition(|p| matches(p));
+        remaining = rest;
+        if taken.is_empty() {
+            events.event(&Event::Warning(format!(
+                "slice {} ({}) matches no files; no layer is made for it",
+                i + 1,
+                slice.paths.join(", ")
+            )));
+            continue;
+        }
+        layers.push(PlannedLayer {
+            name: format!("application slice {}", i + 1),
+            created_by: format!("Application Slice: {}", i + 1),
+            spec: app_spec(Some(taken)),
+        });
+    }
+    layers.push(PlannedLayer {
+        name: "application".to_string(),
+        created_by: "Application Layer".to_string(),
+        spec: app_spec(Some(remaining)),
+    });
+    Ok(layers)
+}
+
+/// Writes the planned layers with a small pool of threads, returning blobs in plan order.
+fn write_layers_parallel(
+    layout: &OciLayout,
+    planned: &[PlannedLayer],
+    cancel: &CancelToken,
+) -> Result<Vec<LayerBlob>, ExportError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let workers = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .min(planned.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<LayerBlob, ExportError>>>> =
+        Mutex::new((0..planned.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(plan) = planned.get(i) else { break };
+                    let result = if cancel.is_cancelled() {
+                        Err(ExportError::Cancelled)
+                    } else {
+                        write_layer(layout, &plan.spec).map_err(|source| ExportError::Layer {
+                            name: plan.name.clone(),
+                            source,
+                        })
+                    };
+                    results
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .map(|r| r.expect("every planned layer was attempted"))
+        .collect()
+}
+
+fn choose_process(ctx: &ExportContext<'_>) -> Result<Option<Process>, ExportError> {
+    let processes = &ctx.build.processes;
+    let chosen = match ctx.process {
+        Some(requested) => Some(processes.get(requested).cloned().ok_or_else(|| {
+            ExportError::UnknownProcess {
+                requested: requested.to_string(),
+                available: processes
+                    .list()
+                    .into_iter()
+                    .map(|p| p.process_type.to_string())
+                    .collect(),
+            }
+        })?),
+        None => processes
+            .default_type()
+            .and_then(|t| processes.get(t))
+            .cloned(),
+    };
+    if chosen.is_none() {
+        ctx.events.event(&Event::Warning(
+            "no default process type; the image needs a command when it runs (choose one with --process)".to_string(),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// The environment the launcher would give `process`: the run image's `Env`, then per
+/// buildpack (group order) every launch layer's `bin`/`lib` prepended to `PATH` /
+/// `LD_LIBRARY_PATH`, then every launch layer's `env/`, `env.launch/` and
+/// `env.launch/<process>/` files (`buildpacks/lifecycle:launch/launcher.go`).
+fn launch_env(ctx: &ExportContext<'_>, process: Option<&Process>) -> Result<Env, ExportError> {
+    let mut env = Env::from_list(&ctx.run_image.env());
+    for output in &ctx.build.buildpacks {
+        let escaped = output.buildpack.id().escaped();
+        let layers: Vec<(&Path, PathBuf)> = output
+            .layers
+            .iter()
+            .filter(|l| l.types.launch)
+            .filter_map(|l| {
+                let host = l.dir.as_deref()?;
+                Some((host, Path::new(LAYERS_DIR).join(&escaped).join(&l.name)))
+            })
+            .collect();
+        for (host, guest) in &layers {
+            env.add_root_dir(host, guest, &LAUNCH_ROOT_DIRS);
+        }
+        for (host, _) in &layers {
+            env.add_env_dir(&host.join("env"), DefaultAction::Override)?;
+            env.add_env_dir(&host.join("env.launch"), DefaultAction::Override)?;
+            if let Some(p) = process {
+                env.add_env_dir(
+                    &host.join("env.launch").join(p.process_type.as_str()),
+                    DefaultAction::Override,
+                )?;
+            }
+        }
+    }
+    Ok(env)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn image_config(
+    ctx: &ExportContext<'_>,
+    env: &Env,
+    process: Option<&Process>,
+    lifecycle: &LifecycleMetadata,
+    build_metadata: &BuildMetadata,
+    blobs: &[LayerBlob],
+    planned: &[PlannedLayer],
+) -> Result<ImageConfiguration, ExportError> {
+    let created = created_timestamp(ctx.source_date_epoch);
+    let base = ctx.run_image.image.as_ref().map(|i| &i.config);
+    let base_config = base.and_then(|c| c.config().clone());
+
+    let mut labels_map: HashMap<String, String> = base_config
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
+    labels_map.insert(
+        labels::LIFECYCLE_METADATA.to_string(),
+        label_json(lifecycle)?,
+    );
+    labels_map.insert(
+        labels::BUILD_METADATA.to_string(),
+        label_json(build_metadata)?,
+    );
+    labels_map.insert(labels::PROJECT_METADATA.to_string(), "{}".to_string());
+    labels_map.insert(labels::EXEC_ENV.to_string(), ctx.exec_env.to_string());
+    for label in &ctx.build.labels {
+        labels_map.insert(label.key.clone(), label.value.clone());
+    }
+
+    let (uid, gid) = ctx.run_image.cnb_user();
+    let user = base_config
+        .as_ref()
+        .and_then(|c| c.user().clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| env.contains("CNB_USER_ID").then(|| format!("{uid}:{gid}")));
+
+    let mut config = ConfigBuilder::default()
+        .env(env.to_list())
+        .labels(labels_map)
+        .working_dir(process.map_or(APP_DIR.to_string(), |p| p.working_dir.clone()))
+        .build()
+        .map_err(|e| ExportError::Config(e.to_string()))?;
+    config.set_user(user);
+    if let Some(p) = process {
+        config.set_entrypoint(Some(p.command.clone()));
+        config.set_cmd(Some(p.args.clone()));
+    }
+    if let Some(base) = &base_config {
+        config.set_exposed_ports(base.exposed_ports().clone());
+        config.set_volumes(base.volumes().clone());
+        config.set_stop_signal(base.stop_signal().clone());
+    }
+
+    let mut history = base
+        .map(|c| c.history().clone().unwrap_or_default())
+        .unwrap_or_default();
+    for plan in planned {
+        history.push(
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(plan.created_by.clone())
+                .build()
+                .map_err(|e| ExportError::Config(e.to_string()))?,
+        );
+    }
+    let mut diff_ids: Vec<String> = base
+        .map(|c| c.rootfs().diff_ids().clone())
+        .unwrap_or_default();
+    diff_ids.extend(blobs.iter().map(|b| b.diff_id.to_string()));
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(diff_ids)
+        .build()
+        .map_err(|e| ExportError::Config(e.to_string()))?;
+
+    let platform = &ctx.run_image.platform;
+    let mut builder = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(platform.architecture.as_str())
+        .os(platform.os.as_str())
+        .config(config)
+        .rootfs(rootfs)
+        .history(history);
+    if let Some(variant) = &platform.variant {
+        builder = builder.variant(variant.clone());
+    }
+    if let Some(base) = base {
+        if let Some(v) = base.os_version() {
+            builder = builder.os_version(v.clone());
+        }
+        if let Some(f) = base.os_features() {
+            builder = builder.os_features(f.clone());
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| ExportError::Config(e.to_string()))
+}
+
+/// A label value: canonical JSON of `value`.
+fn label_json<T: serde::Serialize>(value: &T) -> Result<String, ExportError> {
+    let bytes = canonical_json(value).map_err(|e| ExportError::Config(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| ExportError::Config(e.to_string()))
+}

@@ -1,0 +1,162 @@
+//! `oci-archive:` files: a tar of an OCI image layout.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest};
+
+use super::ImageError;
+use super::layout::{LayoutError, OciLayout, REF_NAME_ANNOTATION, empty_index};
+use crate::reproducible::{NORMALIZED_MTIME, canonical_json};
+
+/// Reads an OCI archive, importing (and verifying) each blob into `into`, and returns the
+/// archive's `index.json`.
+pub(super) fn import(path: &Path, into: &OciLayout) -> Result<ImageIndex, ImageError> {
+    let archive_err = |source| ImageError::Archive {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(archive_err)?;
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    let mut index_bytes = None;
+    for entry in archive.entries().map_err(archive_err)? {
+        let mut entry = entry.map_err(archive_err)?;
+        let entry_path = entry.path().map_err(archive_err)?.into_owned();
+        let name = entry_path
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        if name == "index.json" {
+            let mut bytes = Vec::new();
+            entry
+                .by_ref()
+                .take(16 * 1024 * 1024)
+                .read_to_end(&mut bytes)
+                .map_err(archive_err)?;
+            index_bytes = Some(bytes);
+        } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+            if hex.is_empty() || !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let Ok(digest) = format!("sha256:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            if into.has_blob(&digest) {
+                continue;
+            }
+            into.import_blob(&mut entry, &digest, None, path)
+                .map_err(|source| ImageError::Layout {
+                    reference: format!("oci-archive:{}", path.display()),
+                    source,
+                })?;
+        }
+    }
+    let bytes = index_bytes.ok_or_else(|| {
+        archive_err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the archive has no index.json; it is not an OCI archive",
+        ))
+    })?;
+    ImageIndex::from_reader(&bytes[..]).map_err(|source| ImageError::Parse {
+        reference: format!("oci-archive:{}", path.display()),
+        what: "image index",
+        source,
+    })
+}
+
+/// Writes the image `manifest` (whose blobs are all in `from`) as an OCI archive at `path`,
+/// naming it `name`. The archive is written to a temporary file and renamed into place.
+pub fn write_archive(
+    path: &Path,
+    from: &OciLayout,
+    manifest_descriptor: &Descriptor,
+    manifest: &ImageManifest,
+    name: &str,
+) -> Result<(), LayoutError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let write_err = |source| LayoutError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(&dir)
+        .map_err(write_err)?;
+    let mut builder = tar::Builder::new(BufWriter::new(temp));
+    builder.mode(tar::HeaderMode::Deterministic);
+
+    let mut index = empty_index();
+    let mut named = manifest_descriptor.clone();
+    let mut annotations = named.annotations().clone().unwrap_or_default();
+    annotations.insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
+    named.set_annotations(Some(annotations));
+    index.set_manifests(vec![named]);
+    let index_json = canonical_json(&index).map_err(|e| write_err(io::Error::other(e)))?;
+
+    append_bytes(
+        &mut builder,
+        "oci-layout",
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .map_err(write_err)?;
+    append_bytes(&mut builder, "index.json", &index_json).map_err(write_err)?;
+    append_dir(&mut builder, "blobs/").map_err(write_err)?;
+    append_dir(&mut builder, "blobs/sha256/").map_err(write_err)?;
+
+    let mut blobs: Vec<&Descriptor> = manifest.layers().iter().collect();
+    blobs.push(manifest.config());
+    blobs.push(manifest_descriptor);
+    blobs.sort_by(|a, b| a.digest().digest().cmp(b.digest().digest()));
+    blobs.dedup_by(|a, b| a.digest() == b.digest());
+    for blob in blobs {
+        let file = from.open_blob(blob.digest())?;
+        let mut header = file_header(blob.size());
+        builder
+            .append_data(
+                &mut header,
+                format!("blobs/sha256/{}", blob.digest().digest()),
+                BufReader::new(file),
+            )
+            .map_err(write_err)?;
+    }
+    let mut out = builder.into_inner().map_err(write_err)?;
+    out.flush().map_err(write_err)?;
+    let temp = out.into_inner().map_err(|e| write_err(e.into_error()))?;
+    temp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(())
+}
+
+fn file_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(NORMALIZED_MTIME);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
+fn append_bytes<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let mut header = file_header(bytes.len() as u64);
+    builder.append_data(&mut header, name, bytes)
+}
+
+fn append_dir<W: Write>(builder: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_size(0);
+    header.set_mode(0o755);
+    header.set_mtime(NORMALIZED_MTIME);
+    header.set_uid(0);
+    header.set_gid(0);
+    builder.append_data(&mut header, name, io::empty())
+}

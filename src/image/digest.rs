@@ -1,0 +1,132 @@
+//! Hashing while writing and reading.
+
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+use oci_spec::image::Digest;
+use sha2::{Digest as _, Sha256};
+
+/// A writer that passes bytes through to `inner` while computing their SHA-256 and length.
+#[derive(Debug)]
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Returns the inner writer, the digest of everything written and its length.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, digest_of(self.hasher), self.len)
+    }
+
+    /// Borrows the inner writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes everything read through it.
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Returns the digest and length of everything read so far.
+    pub fn finish(self) -> (Digest, u64) {
+        (digest_of(self.hasher), self.len)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// The SHA-256 digest of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    digest_of(hasher)
+}
+
+fn digest_of(hasher: Sha256) -> Digest {
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Digest::from_str(&format!("sha256:{hex}")).expect("a sha256 hex string is a valid digest")
+}
+
+/// The hex part of a digest (`sha256:<hex>` → `<hex>`).
+pub fn hex(digest: &Digest) -> &str {
+    digest.digest()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashing_writer_matches_known_digest() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"abc").unwrap();
+        let (inner, digest, len) = w.finish();
+        assert_eq!(inner, b"abc");
+        assert_eq!(len, 3);
+        assert_eq!(
+            digest.to_string(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(sha256_digest(b"abc"), digest);
+    }
+
+    #[test]
+    fn hashing_reader_counts() {
+        let mut r = HashingReader::new(&b"hello"[..]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        let (digest, len) = r.finish();
+        assert_eq!(len, 5);
+        assert_eq!(digest, sha256_digest(b"hello"));
+    }
+}

@@ -1,0 +1,282 @@
+//! The CNB image labels, in the JSON shapes the platform spec and the lifecycle use, so that
+//! CNB-aware tools (`pack inspect`, rebasers, scanners) can read kiln images.
+//!
+//! See the platform spec's [Labels](https://github.com/buildpacks/spec/blob/main/platform.md#labels).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `io.buildpacks.lifecycle.metadata`.
+pub const LIFECYCLE_METADATA: &str = "io.buildpacks.lifecycle.metadata";
+/// `io.buildpacks.build.metadata`.
+pub const BUILD_METADATA: &str = "io.buildpacks.build.metadata";
+/// `io.buildpacks.project.metadata`.
+pub const PROJECT_METADATA: &str = "io.buildpacks.project.metadata";
+/// `io.buildpacks.exec-env` (Platform API 0.15).
+pub const EXEC_ENV: &str = "io.buildpacks.exec-env";
+/// `io.buildpacks.base.distro.name` on run images.
+pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
+/// `io.buildpacks.base.distro.version` on run images.
+pub const DISTRO_VERSION: &str = "io.buildpacks.base.distro.version";
+
+/// A `{"sha": "sha256:…"}` reference to a layer by diff_id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// The layer's diff_id (empty when the image has no such layer).
+    #[serde(default)]
+    pub sha: String,
+}
+
+/// `io.buildpacks.lifecycle.metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleMetadata {
+    /// App layers (one per slice, then the rest).
+    #[serde(default)]
+    pub app: Vec<LayerRef>,
+    /// Per buildpack, its launch layers.
+    #[serde(default)]
+    pub buildpacks: Vec<BuildpackLayers>,
+    /// The lifecycle's config layer; kiln images have none (empty sha).
+    #[serde(default)]
+    pub config: LayerRef,
+    /// The launcher layer; kiln images have none (empty sha).
+    #[serde(default)]
+    pub launcher: LayerRef,
+    /// The process-types layer; kiln images have none (empty sha).
+    #[serde(default, rename = "process-types")]
+    pub process_types: LayerRef,
+    /// The run image, for rebase.
+    #[serde(default, rename = "runImage")]
+    pub run_image: RunImageMetadata,
+    /// Deprecated (Platform 0.12) but still written by the lifecycle.
+    #[serde(default)]
+    pub stack: StackMetadata,
+}
+
+/// One buildpack's entry in [`LifecycleMetadata`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildpackLayers {
+    /// Buildpack ID.
+    pub key: String,
+    /// Buildpack version.
+    pub version: String,
+    /// Launch layers by name.
+    #[serde(default)]
+    pub layers: BTreeMap<String, LayerMetadata>,
+    /// Its `store.toml`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreMetadata>,
+}
+
+/// A layer's entry in [`BuildpackLayers`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerMetadata {
+    /// The layer's diff_id.
+    pub sha: String,
+    /// The layer's `[metadata]`.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// `types.build`.
+    #[serde(default)]
+    pub build: bool,
+    /// `types.launch`.
+    #[serde(default)]
+    pub launch: bool,
+    /// `types.cache`.
+    #[serde(default)]
+    pub cache: bool,
+}
+
+/// A buildpack's persisted `store.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreMetadata {
+    /// Its `[metadata]`.
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+/// The run image, as recorded for rebase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunImageMetadata {
+    /// diff_id of the run image's top layer: the boundary between base and app layers.
+    #[serde(default, rename = "topLayer")]
+    pub top_layer: String,
+    /// The run image's manifest digest.
+    #[serde(default)]
+    pub reference: String,
+    /// The run image's name.
+    #[serde(default)]
+    pub image: String,
+    /// Mirrors of the run image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
+}
+
+/// The deprecated `stack` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackMetadata {
+    /// The run image.
+    #[serde(default, rename = "runImage")]
+    pub run_image: StackRunImage,
+}
+
+/// The run image in [`StackMetadata`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackRunImage {
+    /// The run image's name.
+    #[serde(default)]
+    pub image: String,
+    /// Mirrors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
+}
+
+/// `io.buildpacks.build.metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildMetadata {
+    /// The buildpacks of the group, in order.
+    #[serde(default)]
+    pub buildpacks: Vec<BuildpackRef>,
+    /// Every process.
+    #[serde(default)]
+    pub processes: Vec<ProcessMetadata>,
+    /// Launcher information; kiln images have no launcher, so it is empty.
+    #[serde(default)]
+    pub launcher: LauncherMetadata,
+    /// The default process type chosen by buildpacks.
+    #[serde(
+        default,
+        rename = "buildpack-default-process-type",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_process_type: Option<String>,
+}
+
+/// A buildpack of the group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildpackRef {
+    /// Buildpack ID.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Homepage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub homepage: Option<String>,
+}
+
+/// A process in [`BuildMetadata`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessMetadata {
+    /// Process type.
+    #[serde(rename = "type")]
+    pub process_type: String,
+    /// Command.
+    pub command: Vec<String>,
+    /// Default arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Always true for the Buildpack APIs kiln runs.
+    #[serde(default)]
+    pub direct: bool,
+    /// Working directory.
+    #[serde(
+        default,
+        rename = "working-dir",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub working_dir: String,
+    /// The buildpack that defined it.
+    #[serde(default, rename = "buildpackID")]
+    pub buildpack_id: String,
+    /// Execution environments.
+    #[serde(default, rename = "exec-env", skip_serializing_if = "Vec::is_empty")]
+    pub exec_env: Vec<String>,
+}
+
+/// The launcher entry of [`BuildMetadata`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LauncherMetadata {
+    /// Launcher version.
+    #[serde(default)]
+    pub version: String,
+    /// Where it came from.
+    #[serde(default)]
+    pub source: LauncherSource,
+}
+
+/// Source of the launcher.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LauncherSource {
+    /// Git coordinates.
+    #[serde(default)]
+    pub git: LauncherGit,
+}
+
+/// Git coordinates of the launcher.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LauncherGit {
+    /// Repository.
+    #[serde(default)]
+    pub repository: String,
+    /// Commit.
+    #[serde(default)]
+    pub commit: String,
+}
+
+/// Converts a TOML table to JSON (TOML datetimes become strings).
+pub fn toml_to_json(table: &toml::Table) -> serde_json::Value {
+    serde_json::Value::Object(
+        table
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_value_to_json(v)))
+            .collect(),
+    )
+}
+
+fn toml_value_to_json(value: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(items) => J::Array(items.iter().map(toml_value_to_json).collect()),
+        toml::Value::Table(t) => toml_to_json(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_converts_to_json() {
+        let t: toml::Table =
+            toml::from_str("v = \"1\"\nn = 2\nwhen = 1979-05-27T07:32:00Z\n[sub]\nok = true\n")
+                .unwrap();
+        let j = toml_to_json(&t);
+        assert_eq!(j["v"], "1");
+        assert_eq!(j["n"], 2);
+        assert_eq!(j["when"], "1979-05-27T07:32:00Z");
+        assert_eq!(j["sub"]["ok"], true);
+    }
+
+    #[test]
+    fn lifecycle_metadata_has_lifecycle_keys() {
+        let json = serde_json::to_value(LifecycleMetadata::default()).unwrap();
+        for key in [
+            "app",
+            "buildpacks",
+            "config",
+            "launcher",
+            "process-types",
+            "runImage",
+            "stack",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert_eq!(json["runImage"]["topLayer"], "");
+    }
+}

@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+
+pub mod analyze;
+pub mod app;
+pub mod build;
+pub mod buildenv;
+pub mod buildpack;
+pub mod detect;
+pub mod env;
+mod error;
+pub mod event;
+pub mod export;
+pub mod image;
+pub mod labels;
+pub mod launch;
+mod pipeline;
+pub mod plan;
+pub mod publish;
+pub mod reproducible;
+pub mod store;
+
+pub use error::Error;
+pub use event::{CancelToken, Event, EventSink, NoEvents, Phase};
+pub use image::reference::{ImageName, ImageReference};
+pub use image::{LoadedImage, TargetPlatform};
+pub use launch::ProcessType;
+/// The OCI image-spec types kiln uses at its edges.
+pub use oci_spec::image as oci;
+pub use pipeline::{
+    BuildOptions, BuildReport, BuildpackSelection, DetectSummary, LayerReport, build, detect,
+};
+pub use publish::Destination;
+pub use store::Store;

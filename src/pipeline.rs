@@ -1,0 +1,536 @@
+//! The whole pipeline: analyze → detect → build → export → publish.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::image::Digest;
+use serde::Serialize;
+
+use crate::analyze::{self, RunImage};
+use crate::app::{self, AppSource};
+use crate::build::{self, BuildContext, BuildDirs, BuildOutput};
+use crate::buildenv::{
+    APP_DIR, BuildEnvironment, HostSandbox, LAYERS_DIR, PLATFORM_DIR, SandboxMounts,
+    buildpack_guest_dir,
+};
+use crate::buildpack::Catalog;
+use crate::buildpack::order::{GroupEntry, Order, OrderGroup};
+use crate::detect::{self, DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember};
+use crate::env::Env;
+use crate::error::Error;
+use crate::event::{CancelToken, Event, EventSink, Phase};
+use crate::export::{self, ExportContext, ExportedLayer};
+use crate::image::TargetPlatform;
+use crate::image::reference::ImageReference;
+use crate::launch::{Process, ProcessType};
+use crate::plan::PlanEntry;
+use crate::publish::{self, Destination};
+use crate::store::Store;
+
+/// Which buildpacks to use.
+#[derive(Debug, Clone, Default)]
+pub struct BuildpackSelection {
+    /// Buildpack directories forming one group, in order (`--buildpack DIR`). Composite
+    /// buildpacks find their members among these, the search roots and their own sibling
+    /// directories.
+    pub dirs: Vec<PathBuf>,
+    /// An `order.toml` to use instead of a single group (`--order FILE`).
+    pub order_file: Option<PathBuf>,
+    /// Directories searched for buildpacks referenced by id (`--buildpacks-dir DIR`).
+    pub search_roots: Vec<PathBuf>,
+}
+
+/// Options for [`build`] and [`detect`]. `Default` gives an empty app path and `scratch`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuildOptions {
+    /// The app's source directory.
+    pub app_dir: PathBuf,
+    /// Buildpacks.
+    pub buildpacks: BuildpackSelection,
+    /// The run image.
+    pub run_image: ImageReference,
+    /// Platform for multi-platform run images and `scratch` (default: the host's).
+    pub platform: Option<TargetPlatform>,
+    /// Where the image goes.
+    pub destination: Option<Destination>,
+    /// User environment variables for buildpacks (`--env`), on top of `project.toml`'s.
+    pub env: BTreeMap<String, String>,
+    /// Process type to make the default, overriding the buildpacks' choice.
+    pub process: Option<ProcessType>,
+    /// `SOURCE_DATE_EPOCH` for the image's `created` time.
+    pub source_date_epoch: Option<i64>,
+    /// `CNB_EXEC_ENV` (default `production`).
+    pub exec_env: String,
+    /// How buildpacks run.
+    pub build_environment: BuildEnvironment,
+    /// The environment buildpacks inherit from (filtered to the lifecycle's pass-through
+    /// list). `None` means kiln's own process environment.
+    pub host_env: Option<Vec<(String, String)>>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            app_dir: PathBuf::new(),
+            buildpacks: BuildpackSelection::default(),
+            run_image: ImageReference::Scratch,
+            platform: None,
+            destination: None,
+            env: BTreeMap::new(),
+            process: None,
+            source_date_epoch: None,
+            exec_env: "production".to_string(),
+            build_environment: BuildEnvironment::default(),
+            host_env: None,
+        }
+    }
+}
+
+/// The result of [`build`].
+#[derive(Debug, Clone, Serialize)]
+#[must_use]
+#[non_exhaustive]
+pub struct BuildReport {
+    /// Where the image went.
+    pub image: String,
+    /// The manifest digest.
+    #[serde(serialize_with = "display")]
+    pub manifest_digest: Digest,
+    /// The config digest (the image ID podman and Docker show).
+    #[serde(serialize_with = "display")]
+    pub config_digest: Digest,
+    /// The run image.
+    pub run_image: String,
+    /// The buildpacks that built the image, `id@version`.
+    pub buildpacks: Vec<String>,
+    /// Every process.
+    pub processes: Vec<Process>,
+    /// The process the image runs by default.
+    pub default_process: Option<String>,
+    /// The layers kiln wrote.
+    pub layers: Vec<LayerReport>,
+    /// Seconds spent per phase.
+    pub timings: BTreeMap<String, f64>,
+}
+
+/// A layer in a [`BuildReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// What it holds.
+    pub name: String,
+    /// diff_id.
+    pub diff_id: String,
+    /// Blob digest.
+    pub digest: String,
+    /// Compressed size in bytes.
+    pub size: u64,
+    /// Whether the blob was already in the store.
+    pub reused: bool,
+}
+
+impl From<&ExportedLayer> for LayerReport {
+    fn from(l: &ExportedLayer) -> Self {
+        Self {
+            name: l.name.clone(),
+            diff_id: l.diff_id.to_string(),
+            digest: l.digest.to_string(),
+            size: l.size,
+            reused: l.reused,
+        }
+    }
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// What [`detect`] found.
+#[derive(Debug, Clone, Serialize)]
+#[must_use]
+#[non_exhaustive]
+pub struct DetectSummary {
+    /// Whether a group passed.
+    pub detected: bool,
+    /// The group, `id@version`, in build order.
+    pub group: Vec<String>,
+    /// The build plan.
+    pub plan: Vec<PlanEntry>,
+    /// The processes, when the build phase also ran (`kiln detect --build`).
+    pub processes: Option<Vec<Process>>,
+    /// The default process, when the build phase also ran.
+    pub default_process: Option<String>,
+    /// Every buildpack's detect result.
+    pub results: Vec<DetectReport>,
+}
+
+/// Scratch directories for one build, removed when it ends.
+struct WorkDir {
+    _temp: tempfile::TempDir,
+    layers: PathBuf,
+    app: PathBuf,
+    platform: PathBuf,
+    plans: PathBuf,
+    root: PathBuf,
+}
+
+impl WorkDir {
+    fn new(store: &Store) -> Result<Self, Error> {
+        let temp = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(store.work_dir())
+            .map_err(|source| Error::Prepare {
+                path: store.work_dir(),
+                source,
+            })?;
+        let base = temp.path().to_path_buf();
+        let dirs = Self {
+            layers: base.join("layers"),
+            app: base.join("workspace"),
+            platform: base.join("platform"),
+            plans: base.join("plans"),
+            root: base.join("root"),
+            _temp: temp,
+        };
+        for dir in [&dirs.layers, &dirs.platform.join("env"), &dirs.plans] {
+            fs::create_dir_all(dir).map_err(|source| Error::Prepare {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(dirs)
+    }
+}
+
+/// Everything prepared before detection.
+struct Prepared {
+    work: WorkDir,
+    catalog: Catalog,
+    order: Order,
+    run_image: RunImage,
+    sandbox: HostSandbox,
+    base_env: Env,
+    user_env: BTreeMap<String, String>,
+    app: AppSource,
+}
+
+fn prepare(
+    store: &Store,
+    options: &BuildOptions,
+    events: &dyn EventSink,
+    timings: &mut BTreeMap<String, f64>,
+) -> Result<Prepared, Error> {
+    let BuildEnvironment::Host = options.build_environment;
+    let (catalog, order) = load_buildpacks(&options.buildpacks)?;
+
+    let started = phase_start(events, Phase::Analyze);
+    let run_image = analyze::analyze(store, &options.run_image, options.platform.as_ref())?;
+    phase_end(events, Phase::Analyze, started, timings);
+
+    let work = WorkDir::new(store)?;
+    let app = app::copy_source(&options.app_dir, &work.app)?;
+    let mut user_env = app.build_env.clone();
+    user_env.extend(options.env.clone());
+    for (name, value) in &user_env {
+        let path = work.platform.join("env").join(name);
+        fs::write(&path, value).map_err(|source| Error::Prepare { path, source })?;
+    }
+    let mut mounts = SandboxMounts {
+        dirs: vec![
+            (work.layers.clone(), PathBuf::from(LAYERS_DIR)),
+            (work.app.clone(), PathBuf::from(APP_DIR)),
+            (work.platform.clone(), PathBuf::from(PLATFORM_DIR)),
+        ],
+    };
+    for buildpack in catalog.buildpacks() {
+        mounts.dirs.push((
+            buildpack.dir().to_path_buf(),
+            buildpack_guest_dir(&buildpack.id().escaped(), buildpack.version()),
+        ));
+    }
+    let sandbox = HostSandbox::prepare(&work.root, &mounts)?;
+    let host_env = options
+        .host_env
+        .clone()
+        .unwrap_or_else(|| std::env::vars().collect());
+    Ok(Prepared {
+        work,
+        catalog,
+        order,
+        run_image,
+        sandbox,
+        base_env: Env::for_build(host_env),
+        user_env,
+        app,
+    })
+}
+
+fn load_buildpacks(selection: &BuildpackSelection) -> Result<(Catalog, Order), Error> {
+    let mut catalog = Catalog::new();
+    for root in &selection.search_roots {
+        catalog.add_search_root(root)?;
+    }
+    let mut group = Vec::new();
+    for dir in &selection.dirs {
+        let buildpack = catalog.add_dir(dir)?;
+        group.push(GroupEntry::required(
+            buildpack.id().to_string(),
+            Some(buildpack.version().to_string()),
+        ));
+    }
+    // Members of composite buildpacks given as directories are looked up among their
+    // siblings too (the layout of buildpack repositories such as buildpacks/samples).
+    let mut scanned: Vec<PathBuf> = Vec::new();
+    loop {
+        let parents: Vec<PathBuf> = catalog
+            .buildpacks()
+            .iter()
+            .filter(|b| b.is_composite())
+            .filter_map(|b| b.dir().parent().map(Path::to_path_buf))
+            .filter(|p| !scanned.contains(p))
+            .collect();
+        if parents.is_empty() {
+            break;
+        }
+        for parent in parents {
+            if let Ok(entries) = fs::read_dir(&parent) {
+                let mut dirs: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.join("buildpack.toml").is_file())
+                    .collect();
+                dirs.sort();
+                for dir in dirs {
+                    // Siblings that are not valid buildpacks are skipped here; a group that
+                    // needs one reports it as not found.
+                    let _ = catalog.add_dir(&dir);
+                }
+            }
+            scanned.push(parent);
+        }
+    }
+    let order = match &selection.order_file {
+        Some(path) => {
+            if !group.is_empty() {
+                return Err(Error::InvalidOptions(
+                    "give either --buildpack or --order, not both".to_string(),
+                ));
+            }
+            let text = fs::read_to_string(path).map_err(|source| Error::ReadOrder {
+                path: path.clone(),
+                source,
+            })?;
+            let order: Order = toml::from_str(&text).map_err(|e| Error::ParseOrder {
+                path: path.clone(),
+                problem: e.to_string(),
+            })?;
+            if order.order.iter().all(|g| g.group.is_empty()) {
+                return Err(Error::ParseOrder {
+                    path: path.clone(),
+                    problem: "the order has no groups; add [[order]] [[order.group]] id = …"
+                        .to_string(),
+                });
+            }
+            order
+        }
+        None if group.is_empty() => {
+            return Err(Error::InvalidOptions(
+                "no buildpacks given: pass --buildpack DIR (repeatable) or --order FILE"
+                    .to_string(),
+            ));
+        }
+        None => Order {
+            order: vec![OrderGroup { group }],
+        },
+    };
+    Ok((catalog, order))
+}
+
+fn phase_start(events: &dyn EventSink, phase: Phase) -> Instant {
+    events.event(&Event::PhaseStarted(phase));
+    Instant::now()
+}
+
+fn phase_end(
+    events: &dyn EventSink,
+    phase: Phase,
+    started: Instant,
+    timings: &mut BTreeMap<String, f64>,
+) {
+    let elapsed: Duration = started.elapsed();
+    timings.insert(
+        phase.to_string().to_ascii_lowercase(),
+        elapsed.as_secs_f64(),
+    );
+    events.event(&Event::PhaseFinished { phase, elapsed });
+}
+
+fn run_detect(
+    prepared: &Prepared,
+    options: &BuildOptions,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<DetectOutcome, Error> {
+    let ctx = DetectContext {
+        catalog: &prepared.catalog,
+        order: &prepared.order,
+        sandbox: &prepared.sandbox,
+        dirs: &DetectDirs {
+            plans: prepared.work.plans.clone(),
+        },
+        base_env: &prepared.base_env,
+        user_env: &prepared.user_env,
+        target: &prepared.run_image.target(),
+        exec_env: &options.exec_env,
+        events,
+        cancel,
+    };
+    Ok(detect::detect(&ctx)?)
+}
+
+fn run_build(
+    prepared: &Prepared,
+    options: &BuildOptions,
+    group: &[GroupMember],
+    plan: &[PlanEntry],
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<BuildOutput, Error> {
+    let ctx = BuildContext {
+        group,
+        plan,
+        sandbox: &prepared.sandbox,
+        dirs: &BuildDirs {
+            layers: prepared.work.layers.clone(),
+            plans: prepared.work.plans.clone(),
+        },
+        base_env: &prepared.base_env,
+        user_env: &prepared.user_env,
+        target: &prepared.run_image.target(),
+        exec_env: &options.exec_env,
+        events,
+        cancel,
+    };
+    Ok(build::build(&ctx)?)
+}
+
+/// Builds the app in `options.app_dir` into an image and publishes it.
+///
+/// The image's blobs always land in `store`; `options.destination` (default: the store
+/// itself, which then requires a name) says where the image is named or copied.
+pub fn build(
+    store: &Store,
+    options: &BuildOptions,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<BuildReport, Error> {
+    let destination = options.destination.clone().ok_or_else(|| {
+        Error::InvalidOptions("no destination: give an image name or an output".to_string())
+    })?;
+    let mut timings = BTreeMap::new();
+    let prepared = prepare(store, options, events, &mut timings)?;
+
+    let started = phase_start(events, Phase::Detect);
+    let (group, plan) = match run_detect(&prepared, options, events, cancel)? {
+        DetectOutcome::Detected { group, plan, .. } => (group, plan),
+        DetectOutcome::NoMatch { results } => return Err(Error::NothingDetected { results }),
+    };
+    phase_end(events, Phase::Detect, started, &mut timings);
+
+    let started = phase_start(events, Phase::Build);
+    let output = run_build(&prepared, options, &group, &plan, events, cancel)?;
+    phase_end(events, Phase::Build, started, &mut timings);
+
+    let started = phase_start(events, Phase::Export);
+    let exported = export::export(&ExportContext {
+        layout: store.layout(),
+        run_image: &prepared.run_image,
+        build: &output,
+        app_dir: &prepared.work.app,
+        layers_dir: &prepared.work.layers,
+        process: options.process.as_ref(),
+        source_date_epoch: options.source_date_epoch,
+        exec_env: &options.exec_env,
+        events,
+        cancel,
+    })?;
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+    publish::publish(store, &exported, &destination)?;
+    phase_end(events, Phase::Export, started, &mut timings);
+    events.event(&Event::Info(format!(
+        "copied {} files ({} bytes) of source",
+        prepared.app.files, prepared.app.bytes
+    )));
+
+    Ok(BuildReport {
+        image: destination.to_string(),
+        manifest_digest: exported.manifest_descriptor.digest().clone(),
+        config_digest: exported.manifest.config().digest().clone(),
+        run_image: options.run_image.to_string(),
+        buildpacks: group.iter().map(|m| m.buildpack.reference()).collect(),
+        processes: output.processes.list(),
+        default_process: exported
+            .default_process
+            .as_ref()
+            .map(|p| p.process_type.to_string()),
+        layers: exported.layers.iter().map(LayerReport::from).collect(),
+        timings,
+    })
+}
+
+/// Runs detection only (and, with `with_build`, the build phase too, to learn the
+/// processes), without exporting anything.
+pub fn detect(
+    store: &Store,
+    options: &BuildOptions,
+    with_build: bool,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<DetectSummary, Error> {
+    let mut timings = BTreeMap::new();
+    let prepared = prepare(store, options, events, &mut timings)?;
+    let started = phase_start(events, Phase::Detect);
+    let outcome = run_detect(&prepared, options, events, cancel)?;
+    phase_end(events, Phase::Detect, started, &mut timings);
+    match outcome {
+        DetectOutcome::NoMatch { results } => Ok(DetectSummary {
+            detected: false,
+            group: Vec::new(),
+            plan: Vec::new(),
+            processes: None,
+            default_process: None,
+            results,
+        }),
+        DetectOutcome::Detected {
+            group,
+            plan,
+            results,
+        } => {
+            let (processes, default_process) = if with_build {
+                let started = phase_start(events, Phase::Build);
+                let output = run_build(&prepared, options, &group, &plan, events, cancel)?;
+                phase_end(events, Phase::Build, started, &mut timings);
+                let default = options
+                    .process
+                    .as_ref()
+                    .or(output.processes.default_type())
+                    .map(ToString::to_string);
+                (Some(output.processes.list()), default)
+            } else {
+                (None, None)
+            };
+            Ok(DetectSummary {
+                detected: true,
+                group: group.iter().map(|m| m.buildpack.reference()).collect(),
+                plan,
+                processes,
+                default_process,
+                results,
+            })
+        }
+    }
+}
