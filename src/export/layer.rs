@@ -48,7 +48,8 @@ pub struct LayerSpec {
     pub parents: Vec<String>,
     /// The host directory whose tree is added.
     pub source: PathBuf,
-    /// Where it goes in the image, relative to `/`, without trailing `/` (`workspace`).
+    /// Where it goes in the image, relative to `/`, without trailing `/` (`workspace`);
+    /// empty to write the tree at the image root (a base image's file system).
     pub target: String,
     /// Whether to add `target` itself and everything under it (`None`), or only the listed
     /// paths relative to `source` (with their parents).
@@ -107,10 +108,12 @@ fn append_entries<W: Write>(tar: &mut tar::Builder<W>, spec: &LayerSpec) -> Resu
     let entries = collect(spec)?;
     let mut links: BTreeMap<(u64, u64), String> = BTreeMap::new();
     for (rel, meta) in entries {
-        let name = if rel.as_os_str().is_empty() {
-            spec.target.clone()
-        } else {
-            format!("{}/{}", spec.target, rel.to_string_lossy())
+        let name = match (rel.as_os_str().is_empty(), spec.target.is_empty()) {
+            // An empty target writes the tree at the image root, which has no entry itself.
+            (true, true) => continue,
+            (true, false) => spec.target.clone(),
+            (false, true) => rel.to_string_lossy().into_owned(),
+            (false, false) => format!("{}/{}", spec.target, rel.to_string_lossy()),
         };
         let path = spec.source.join(&rel);
         let read_err = |source| LayerError::Read {

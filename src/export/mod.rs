@@ -17,9 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
-    ConfigBuilder, Descriptor, DescriptorBuilder, Digest, HistoryBuilder, ImageConfiguration,
-    ImageConfigurationBuilder, ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
-    SCHEMA_VERSION,
+    ConfigBuilder, Descriptor, Digest, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageManifest, MediaType, RootFsBuilder,
 };
 
 use self::layer::{LayerBlob, LayerError, LayerSpec, write_layer};
@@ -28,8 +27,8 @@ use crate::build::BuildOutput;
 use crate::buildenv::{APP_DIR, LAYERS_DIR};
 use crate::env::{DefaultAction, Env, EnvDirError, LAUNCH_ROOT_DIRS};
 use crate::event::{CancelToken, Event, EventSink};
-use crate::image::docker_media;
 use crate::image::layout::{LayoutError, OciLayout};
+use crate::image::{descriptor, docker_media, write_image};
 use crate::labels::{self, BuildMetadata, BuildpackLayers, LifecycleMetadata};
 use crate::launch::{Process, ProcessType, Slice};
 use crate::reproducible::{canonical_json, created_timestamp};
@@ -323,44 +322,20 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
         &blobs,
         &planned,
     )?;
-    let config_bytes = canonical_json(&config).map_err(|e| ExportError::Config(e.to_string()))?;
-    let (config_digest, config_size) = ctx.layout.write_blob(&config_bytes)?;
     let mut layers = run_layers;
     layers.extend(
         blobs
             .iter()
             .map(|b| descriptor(MediaType::ImageLayerGzip, &b.digest, b.size)),
     );
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageManifest)
-        .config(descriptor(
-            MediaType::ImageConfig,
-            &config_digest,
-            config_size,
-        ))
-        .layers(layers)
-        .build()
-        .map_err(|e| ExportError::Config(e.to_string()))?;
-    let manifest_bytes =
-        canonical_json(&manifest).map_err(|e| ExportError::Config(e.to_string()))?;
-    let (manifest_digest, manifest_size) = ctx.layout.write_blob(&manifest_bytes)?;
+    let written = write_image(ctx.layout, layers, &config)?;
     Ok(ExportedImage {
-        manifest_descriptor: descriptor(MediaType::ImageManifest, &manifest_digest, manifest_size),
-        manifest,
+        manifest_descriptor: written.descriptor,
+        manifest: written.manifest,
         config,
         layers: exported,
         default_process: process,
     })
-}
-
-fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Descriptor {
-    DescriptorBuilder::default()
-        .media_type(media_type)
-        .digest(digest.clone())
-        .size(size)
-        .build()
-        .expect("a descriptor with media type, digest and size")
 }
 
 /// Copies the run image's layers into the store (verifying each) and returns their

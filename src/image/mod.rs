@@ -4,6 +4,7 @@ mod archive;
 pub mod digest;
 pub mod layout;
 pub mod reference;
+mod write;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::str::FromStr;
 
 pub use archive::write_archive;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+pub use write::{WrittenImage, descriptor, write_image};
 
 use self::layout::{LayoutError, OciLayout, ref_name};
 use self::reference::{ImageReference, ReferenceError};

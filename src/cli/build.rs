@@ -1,0 +1,94 @@
+//! `kiln build`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::{Format, Printer, SourceArgs, open_store};
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// Name of the image in kiln's local store (e.g. myapp or myapp:1.2). Optional when
+    /// --output is given.
+    #[arg(value_name = "IMAGE")]
+    image: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Where to write the image instead of the store: oci:DIR[:NAME] or
+    /// oci-archive:FILE[:NAME].
+    #[arg(short, long, value_name = "REF")]
+    output: Option<String>,
+    /// Process type the image runs by default (overrides the buildpacks' default).
+    #[arg(long, value_name = "TYPE")]
+    process: Option<String>,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+pub(crate) fn run(
+    args: &BuildArgs,
+    home: Option<&PathBuf>,
+    printer: &Printer,
+    cancel: &kiln::CancelToken,
+) -> anyhow::Result<ExitCode> {
+    let mut options = args.source.to_options()?;
+    let image: Option<kiln::ImageName> = args
+        .image
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("invalid IMAGE")?;
+    options.destination = Some(match (&args.output, &image) {
+        (Some(output), _) => {
+            let reference: kiln::ImageReference = output
+                .parse()
+                .with_context(|| format!("invalid --output {output:?}"))?;
+            kiln::Destination::from_reference(&reference, image.as_ref())
+                .map_err(|e| anyhow::anyhow!("invalid --output {output:?}: {e}"))?
+        }
+        (None, Some(image)) => kiln::Destination::Store(image.clone()),
+        (None, None) => {
+            anyhow::bail!("give an image name (kiln build myapp) or an output (--output oci:DIR)")
+        }
+    });
+    options.process = args
+        .process
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| anyhow::anyhow!("invalid --process: {e}"))?;
+
+    let store = open_store(home)?;
+    let report = match kiln::build(&store, &options, printer, cancel) {
+        Ok(report) => report,
+        Err(kiln::Error::NothingDetected { results }) => {
+            printer.detect_failures(&results);
+            return Err(kiln::Error::NothingDetected { results }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("failed to write report {}", path.display()))?;
+    }
+    match args.format {
+        Format::Json => out!("{json}"),
+        Format::Human => {
+            out!("Successfully built image {}", report.image);
+            out!("  manifest digest: {}", report.manifest_digest);
+            out!("  image id:        {}", report.config_digest);
+            match &report.default_process {
+                Some(p) => out!("  default process: {p}"),
+                None => out!("  default process: none (give a command when running it)"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,97 @@
+//! `kiln detect`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{Format, Printer, SourceArgs, open_store};
+
+#[derive(Debug, Args)]
+pub(crate) struct DetectArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Also run the build phase (nothing is exported) to learn the processes, which
+    /// buildpacks only declare while building.
+    #[arg(long)]
+    build: bool,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub(crate) fn run(
+    args: &DetectArgs,
+    home: Option<&PathBuf>,
+    printer: &Printer,
+    cancel: &kiln::CancelToken,
+) -> anyhow::Result<ExitCode> {
+    let options = args.source.to_options()?;
+    let store = open_store(home)?;
+    let summary = kiln::detect(&store, &options, args.build, printer, cancel)?;
+    match args.format {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&summary)?),
+        Format::Human if !summary.detected => {
+            out!("No buildpack group passed detection.");
+            for r in &summary.results {
+                out!("  {}@{}: {}", r.id, r.version, r.status);
+            }
+        }
+        Format::Human => {
+            out!("Group:");
+            for b in &summary.group {
+                out!("  {b}");
+            }
+            out!("Plan:");
+            if summary.plan.is_empty() {
+                out!("  (empty)");
+            }
+            for entry in &summary.plan {
+                let providers: Vec<String> = entry
+                    .providers
+                    .iter()
+                    .map(|p| format!("{}@{}", p.id, p.version))
+                    .collect();
+                out!("  {} (provided by {})", entry.name(), providers.join(", "));
+                for r in &entry.requires {
+                    if !r.metadata.is_empty() {
+                        out!(
+                            "    requires {}",
+                            toml::to_string(&r.metadata)?.trim().replace('\n', ", ")
+                        );
+                    }
+                }
+            }
+            match &summary.processes {
+                None => out!("Processes: run `kiln detect --build` to see them"),
+                Some(processes) => {
+                    out!("Processes:");
+                    for p in processes {
+                        let default = if summary.default_process.as_deref()
+                            == Some(p.process_type.as_str())
+                        {
+                            " (default)"
+                        } else {
+                            ""
+                        };
+                        out!(
+                            "  {}{default}: {}",
+                            p.process_type,
+                            p.command
+                                .iter()
+                                .chain(&p.args)
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(if summary.detected {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(20)
+    })
+}

@@ -1,0 +1,271 @@
+//! `kiln inspect`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use kiln::labels::{
+    BUILD_METADATA, BuildMetadata, LIFECYCLE_METADATA, LifecycleMetadata, ProcessMetadata,
+};
+use serde::Serialize;
+
+use super::output::human_size;
+use super::{Format, open_store};
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The image: a name in kiln's store, oci:DIR[:NAME] or oci-archive:FILE[:NAME].
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Platform to pick from a multi-platform image (os/arch[/variant]).
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// What `kiln inspect --format json` prints. Field names are stable.
+#[derive(Debug, Serialize)]
+struct Inspection {
+    reference: String,
+    manifest_digest: String,
+    config_digest: String,
+    platform: String,
+    created: Option<String>,
+    run_image: Option<RunImageInfo>,
+    layers: Vec<LayerInfo>,
+    buildpacks: Vec<kiln::labels::BuildpackRef>,
+    processes: Vec<ProcessMetadata>,
+    default_process: Option<String>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    env: Vec<String>,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RunImageInfo {
+    image: String,
+    reference: String,
+    top_layer: String,
+}
+
+#[derive(Debug, Serialize)]
+struct LayerInfo {
+    diff_id: String,
+    digest: String,
+    size: u64,
+    media_type: String,
+    created_by: String,
+    from_run_image: bool,
+}
+
+pub(crate) fn run(args: &InspectArgs, home: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let reference: kiln::ImageReference = args
+        .image
+        .parse()
+        .with_context(|| format!("invalid image {:?}", args.image))?;
+    let platform = match &args.platform {
+        Some(p) => p
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("invalid --platform: {e}"))?,
+        None => kiln::TargetPlatform::host(),
+    };
+    let store = open_store(home)?;
+    let image = kiln::image::load(&reference, &store, &platform).map_err(kiln::Error::from)?;
+    let inspection = inspect(&image)?;
+    match args.format {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&inspection)?),
+        Format::Human => print_human(&inspection)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(image: &kiln::LoadedImage) -> anyhow::Result<Inspection> {
+    let config = image.config.config().clone().unwrap_or_default();
+    let labels: std::collections::BTreeMap<String, String> = config
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let lifecycle: Option<LifecycleMetadata> = labels
+        .get(LIFECYCLE_METADATA)
+        .map(|v| serde_json::from_str(v))
+        .transpose()
+        .with_context(|| format!("label {LIFECYCLE_METADATA} is not valid"))?;
+    let build: Option<BuildMetadata> = labels
+        .get(BUILD_METADATA)
+        .map(|v| serde_json::from_str(v))
+        .transpose()
+        .with_context(|| format!("label {BUILD_METADATA} is not valid"))?;
+    let history: Vec<String> = image
+        .config
+        .history()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| !h.empty_layer().unwrap_or(false))
+        .map(|h| h.created_by().clone().unwrap_or_default())
+        .collect();
+    let diff_ids = image.diff_ids();
+    let top = lifecycle.as_ref().map(|l| l.run_image.top_layer.clone());
+    let base_count = match &top {
+        Some(t) if !t.is_empty() => diff_ids.iter().position(|d| d == t).map_or(0, |i| i + 1),
+        _ => 0,
+    };
+    let layers = image
+        .manifest
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LayerInfo {
+            diff_id: diff_ids.get(i).cloned().unwrap_or_default(),
+            digest: l.digest().to_string(),
+            size: l.size(),
+            media_type: l.media_type().to_string(),
+            created_by: if history.len() == diff_ids.len() {
+                history[i].clone()
+            } else {
+                String::new()
+            },
+            from_run_image: i < base_count,
+        })
+        .collect();
+    let entrypoint = config.entrypoint().clone().unwrap_or_default();
+    let processes = build
+        .as_ref()
+        .map(|b| b.processes.clone())
+        .unwrap_or_default();
+    let default_process = processes
+        .iter()
+        .find(|p| !entrypoint.is_empty() && p.command == entrypoint)
+        .map(|p| p.process_type.clone());
+    Ok(Inspection {
+        reference: image.reference.to_string(),
+        manifest_digest: image.manifest_descriptor.digest().to_string(),
+        config_digest: image.manifest.config().digest().to_string(),
+        platform: image.platform().to_string(),
+        created: image.config.created().clone(),
+        run_image: lifecycle.map(|l| RunImageInfo {
+            image: l.run_image.image,
+            reference: l.run_image.reference,
+            top_layer: l.run_image.top_layer,
+        }),
+        layers,
+        buildpacks: build.map(|b| b.buildpacks).unwrap_or_default(),
+        processes,
+        default_process,
+        entrypoint,
+        cmd: config.cmd().clone().unwrap_or_default(),
+        working_dir: config.working_dir().clone(),
+        user: config.user().clone(),
+        env: config.env().clone().unwrap_or_default(),
+        labels,
+    })
+}
+
+fn print_human(i: &Inspection) -> std::io::Result<()> {
+    out!("Image:     {}", i.reference);
+    out!("Digest:    {}", i.manifest_digest);
+    out!("ID:        {}", i.config_digest);
+    out!("Platform:  {}", i.platform);
+    if let Some(created) = &i.created {
+        out!("Created:   {created}");
+    }
+    match &i.run_image {
+        Some(r) if !r.reference.is_empty() || !r.image.is_empty() => {
+            let name = if r.image.is_empty() {
+                "(unnamed)"
+            } else {
+                &r.image
+            };
+            out!("Run image: {name} {}", r.reference);
+        }
+        Some(_) => out!("Run image: scratch"),
+        None => out!("Run image: (not a buildpacks image)"),
+    }
+    out!();
+    out!("Layers:");
+    let total: u64 = i.layers.iter().map(|l| l.size).sum();
+    for (n, l) in i.layers.iter().enumerate() {
+        let who = if l.from_run_image {
+            "run image".to_string()
+        } else if l.created_by.is_empty() {
+            "-".to_string()
+        } else {
+            l.created_by.clone()
+        };
+        let short = l.diff_id.get(7..19).unwrap_or(&l.diff_id);
+        out!("  {:>2}  {short}  {:>9}  {who}", n + 1, human_size(l.size));
+    }
+    out!("  total {}", human_size(total));
+    if !i.buildpacks.is_empty() {
+        out!();
+        out!("Buildpacks:");
+        for b in &i.buildpacks {
+            out!(
+                "  {}@{}{}",
+                b.id,
+                b.version,
+                b.homepage
+                    .as_ref()
+                    .map(|h| format!("  {h}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out!();
+    out!("Processes:");
+    if i.processes.is_empty() {
+        out!("  (none)");
+    }
+    for p in &i.processes {
+        let default = if i.default_process.as_deref() == Some(p.process_type.as_str()) {
+            " (default)"
+        } else {
+            ""
+        };
+        let line = p
+            .command
+            .iter()
+            .chain(&p.args)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        out!("  {}{default}: {line}", p.process_type);
+        if default.is_empty() {
+            let entrypoint = serde_json::to_string(&p.command).unwrap_or_default();
+            out!(
+                "      run it: podman run --rm --workdir {} --entrypoint '{entrypoint}' {} {}",
+                if p.working_dir.is_empty() {
+                    "/workspace"
+                } else {
+                    &p.working_dir
+                },
+                i.reference,
+                p.args.join(" ")
+            );
+        }
+    }
+    out!();
+    out!(
+        "Entrypoint: {}",
+        serde_json::to_string(&i.entrypoint).unwrap_or_default()
+    );
+    out!(
+        "Cmd:        {}",
+        serde_json::to_string(&i.cmd).unwrap_or_default()
+    );
+    out!("WorkingDir: {}", i.working_dir.as_deref().unwrap_or(""));
+    out!("User:       {}", i.user.as_deref().unwrap_or(""));
+    out!("Env:");
+    for e in &i.env {
+        out!("  {e}");
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The `kiln` command line: clap definitions, one file per subcommand, and the exit codes.
+
+/// Writes a line of results to stdout, returning the error (a closed pipe, typically) to
+/// the caller instead of panicking as `println!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+mod build;
+mod detect;
+mod images;
+mod inspect;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub(crate) use self::output::Printer;
+
+/// kiln turns a source tree into a reproducible OCI image with Cloud Native Buildpacks:
+/// no Dockerfile, no daemon, no privileges.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// Print only errors and the result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    /// Print more: each buildpack's detect output (-v), debug details (-vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// kiln's home: the local image store and build scratch space
+    /// [default: $XDG_DATA_HOME/kiln or ~/.local/share/kiln].
+    #[arg(long, global = true, env = "KILN_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Build an image from source with buildpacks.
+    Build(build::BuildArgs),
+    /// Show which buildpacks apply to the source and their build plan.
+    Detect(detect::DetectArgs),
+    /// Show an image's base, layers, buildpacks, processes and environment.
+    Inspect(inspect::InspectArgs),
+    /// List the images in kiln's local store.
+    Images(images::ImagesArgs),
+    /// Remove images from kiln's local store.
+    Rmi(images::RmiArgs),
+}
+
+/// Output format of results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// For people.
+    #[default]
+    Human,
+    /// One JSON document on stdout (logs stay on stderr).
+    Json,
+}
+
+/// Arguments shared by `build` and `detect`.
+#[derive(Debug, Args)]
+pub(crate) struct SourceArgs {
+    /// The app's source directory.
+    #[arg(short, long, default_value = ".", value_name = "DIR")]
+    pub(crate) path: PathBuf,
+    /// A buildpack directory; repeat to build a group, in order.
+    #[arg(short, long = "buildpack", value_name = "DIR")]
+    pub(crate) buildpacks: Vec<PathBuf>,
+    /// An order.toml of buildpack groups to try (instead of --buildpack).
+    #[arg(long, value_name = "FILE", conflicts_with = "buildpacks")]
+    pub(crate) order: Option<PathBuf>,
+    /// A directory searched for buildpacks referenced by id (repeatable).
+    #[arg(long = "buildpacks-dir", value_name = "DIR")]
+    pub(crate) buildpacks_dirs: Vec<PathBuf>,
+    /// A build-time environment variable for buildpacks: NAME=VALUE, or NAME to pass
+    /// kiln's own value through (repeatable).
+    #[arg(short, long = "env", value_name = "NAME[=VALUE]")]
+    pub(crate) env: Vec<String>,
+    /// A file of NAME=VALUE lines (blank lines and # comments ignored; a bare NAME passes
+    /// kiln's own value through).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub(crate) env_files: Vec<PathBuf>,
+    /// The image the app runs on: scratch, oci:DIR[:NAME], oci-archive:FILE[:NAME] or a
+    /// name in kiln's store.
+    #[arg(long, default_value = "scratch", value_name = "REF")]
+    pub(crate) run_image: String,
+    /// Platform of the run image to use (os/arch[/variant]) [default: the host's].
+    #[arg(long, value_name = "PLATFORM")]
+    pub(crate) platform: Option<String>,
+    /// CNB execution environment (CNB_EXEC_ENV).
+    #[arg(long, default_value = "production", value_name = "ENV")]
+    pub(crate) exec_env: String,
+}
+
+impl SourceArgs {
+    /// Converts to library options (no destination yet).
+    pub(crate) fn to_options(&self) -> anyhow::Result<kiln::BuildOptions> {
+        let mut options = kiln::BuildOptions::default();
+        options.app_dir.clone_from(&self.path);
+        options.buildpacks = kiln::BuildpackSelection {
+            dirs: self.buildpacks.clone(),
+            order_file: self.order.clone(),
+            search_roots: self.buildpacks_dirs.clone(),
+        };
+        options.run_image = self
+            .run_image
+            .parse()
+            .with_context(|| format!("invalid --run-image {:?}", self.run_image))?;
+        options.platform = self
+            .platform
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| anyhow::anyhow!("invalid --platform: {e}"))?;
+        if self.exec_env.is_empty() || self.exec_env.contains('/') {
+            anyhow::bail!(
+                "invalid --exec-env {:?}: it must be non-empty and contain no '/'",
+                self.exec_env
+            );
+        }
+        options.exec_env.clone_from(&self.exec_env);
+        for file in &self.env_files {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("failed to read env file {}", file.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (name, value) =
+                    parse_env(line).with_context(|| format!("{}:{}", file.display(), n + 1))?;
+                options.env.insert(name, value);
+            }
+        }
+        for entry in &self.env {
+            let (name, value) = parse_env(entry).context("invalid --env")?;
+            options.env.insert(name, value);
+        }
+        options.source_date_epoch = source_date_epoch()?;
+        Ok(options)
+    }
+}
+
+/// Parses `NAME=VALUE` or `NAME` (whose value comes from kiln's environment).
+fn parse_env(entry: &str) -> anyhow::Result<(String, String)> {
+    let (name, value) = match entry.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_string())),
+        None => (entry, None),
+    };
+    if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
+        anyhow::bail!("{entry:?}: a variable name must be non-empty and contain no '/'");
+    }
+    let value = match value {
+        Some(v) => v,
+        None => std::env::var(name).with_context(|| {
+            format!("{name} is not set in kiln's environment; write {name}=VALUE")
+        })?,
+    };
+    Ok((name.to_string(), value))
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment; an invalid value is an error (a build that
+/// silently ignored it would not be the build the user asked for).
+fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => kiln::reproducible::parse_source_date_epoch(&v)
+            .map(Some)
+            .with_context(|| {
+                format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+            }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Opens kiln's store at `--home`/`KILN_HOME` or the default place.
+pub(crate) fn open_store(home: Option<&PathBuf>) -> anyhow::Result<kiln::Store> {
+    let root = match home {
+        Some(h) => h.clone(),
+        None => kiln::Store::default_root()?,
+    };
+    let root = std::path::absolute(&root)
+        .with_context(|| format!("invalid kiln home {}", root.display()))?;
+    Ok(kiln::Store::open(root)?)
+}
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let printer = Printer::new(cli.quiet, cli.verbose);
+    let cancel = kiln::CancelToken::new();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while cancelling exits at once with the conventional code.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, cancel.flag())?;
+        signal_hook::flag::register(signal, cancel.flag())?;
+    }
+    match cli.command {
+        Command::Build(args) => build::run(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Detect(args) => detect::run(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Inspect(args) => inspect::run(&args, cli.home.as_ref()),
+        Command::Images(args) => images::run_images(&args, cli.home.as_ref()),
+        Command::Rmi(args) => images::run_rmi(&args, cli.home.as_ref()),
+    }
+}
+
+/// Exit codes. kiln follows the CNB lifecycle's codes where one exists.
+///
+/// | code | meaning |
+/// |---|---|
+/// | 0 | success |
+/// | 1 | any other failure (I/O, store, internal) |
+/// | 2 | invalid command line or options |
+/// | 3 | invalid input: source directory, buildpack directory or descriptor, order or project file, image reference |
+/// | 12 | a buildpack declares an unsupported Buildpack API |
+/// | 20 | no buildpack group passed detection |
+/// | 21 | a buildpack's detect errored (and no group passed) |
+/// | 30 | the run image (or an image to inspect) is missing, invalid or corrupt |
+/// | 51 | a buildpack's build failed |
+/// | 52 | a buildpack wrote invalid output (layer, launch or build TOML) |
+/// | 62 | the image could not be exported |
+/// | 63 | the image could not be written to its destination |
+/// | 130 | cancelled (Ctrl-C / SIGTERM) |
+pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
+    use kiln::build::BuildError;
+    use kiln::buildpack::BuildpackError;
+    let Some(error) = error.downcast_ref::<kiln::Error>() else {
+        return 1;
+    };
+    let cancelled = matches!(
+        error,
+        kiln::Error::Cancelled
+            | kiln::Error::Build(BuildError::Cancelled)
+            | kiln::Error::Detect(kiln::detect::DetectError::Cancelled)
+            | kiln::Error::Export(kiln::export::ExportError::Cancelled)
+    );
+    if cancelled {
+        return 130;
+    }
+    match error {
+        kiln::Error::InvalidOptions(_) => 2,
+        kiln::Error::App(_) | kiln::Error::ReadOrder { .. } | kiln::Error::ParseOrder { .. } => 3,
+        kiln::Error::Buildpack(BuildpackError::UnsupportedApi { .. })
+        | kiln::Error::Detect(kiln::detect::DetectError::Buildpack(
+            BuildpackError::UnsupportedApi { .. },
+        )) => 12,
+        kiln::Error::Buildpack(_)
+        | kiln::Error::Detect(kiln::detect::DetectError::Buildpack(_)) => 3,
+        kiln::Error::NothingDetected { .. } => 20,
+        kiln::Error::Detect(kiln::detect::DetectError::BuildpackErrored { .. }) => 21,
+        kiln::Error::Analyze(_) | kiln::Error::Image(_) => 30,
+        kiln::Error::Build(BuildError::BuildpackFailed { .. } | BuildError::Spawn { .. }) => 51,
+        kiln::Error::Build(BuildError::InvalidOutput { .. }) => 52,
+        kiln::Error::Export(_) => 62,
+        kiln::Error::Publish(_) => 63,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn env_entries_parse() {
+        assert_eq!(
+            parse_env("A=b=c").unwrap(),
+            ("A".to_string(), "b=c".to_string())
+        );
+        assert_eq!(parse_env("EMPTY=").unwrap().1, "");
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("a/b=x").is_err());
+        assert!(parse_env("KILN_SURELY_UNSET_VARIABLE").is_err());
+    }
+}

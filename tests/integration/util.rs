@@ -1,0 +1,424 @@
+//! Test harness: isolated kiln homes, buildpack and app builders, run images, external tools.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln::export::layer::{LayerSpec, write_layer};
+use kiln::image::layout::OciLayout;
+use kiln::oci::{ConfigBuilder, ImageConfigurationBuilder, MediaType, RootFsBuilder};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture path under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+/// A scratch directory with a lowercase name (podman derives image names from `oci:` paths
+/// and rejects uppercase), removed on drop.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new(prefix: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+            let path = std::env::temp_dir().join(format!("{prefix}{}-{n}", std::process::id()));
+            match fs::create_dir(&path) {
+                Ok(()) => return Self(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => panic!("cannot create {}: {e}", path.display()),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An isolated kiln environment: its own `KILN_HOME` and scratch directory.
+pub struct TestEnv {
+    pub dir: ScratchDir,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        Self {
+            dir: ScratchDir::new("kiln-test-"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+
+    /// A `kiln` command with this environment's home and a clean `SOURCE_DATE_EPOCH`.
+    pub fn kiln(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.env("KILN_HOME", self.home())
+            .env_remove("SOURCE_DATE_EPOCH");
+        c
+    }
+
+    /// Runs kiln with `args`; returns the output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.kiln().args(args).output().unwrap()
+    }
+
+    /// Runs kiln and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kiln {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs kiln, asserts the exit code, returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "kiln {args:?}: expected exit {code}\nstdout:\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    }
+
+    /// The store, opened through the library.
+    pub fn store(&self) -> kiln::Store {
+        kiln::Store::open(self.home()).unwrap()
+    }
+
+    /// Writes a source tree of `(path, content)` files under `rel` and returns its path.
+    pub fn app(&self, rel: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path(rel);
+        fs::create_dir_all(&dir).unwrap();
+        for (path, content) in files {
+            let p = dir.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, content).unwrap();
+        }
+        dir
+    }
+
+    /// The busybox run image of this environment (made on first use).
+    pub fn run_image(&self) -> String {
+        let dir = self.path("run-image");
+        if !dir.join("index.json").exists() {
+            busybox_run_image(&dir, "run:1");
+        }
+        format!("oci:{}:run:1", dir.display())
+    }
+}
+
+/// A shell-script CNB buildpack written on the fly.
+pub struct BuildpackSpec<'a> {
+    pub id: &'a str,
+    pub version: &'a str,
+    pub api: &'a str,
+    pub detect: &'a str,
+    pub build: &'a str,
+    pub extra_toml: &'a str,
+}
+
+impl Default for BuildpackSpec<'_> {
+    fn default() -> Self {
+        Self {
+            id: "test/bp",
+            version: "1.0.0",
+            api: "0.10",
+            detect: "exit 0",
+            build: "exit 0",
+            extra_toml: "",
+        }
+    }
+}
+
+/// Writes a buildpack into `dir` and returns `dir`.
+pub fn write_buildpack(dir: &Path, spec: &BuildpackSpec<'_>) -> PathBuf {
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    fs::write(
+        dir.join("buildpack.toml"),
+        format!(
+            "api = \"{}\"\n\n[buildpack]\nid = \"{}\"\nversion = \"{}\"\n{}\n",
+            spec.api, spec.id, spec.version, spec.extra_toml
+        ),
+    )
+    .unwrap();
+    for (name, body) in [("detect", spec.detect), ("build", spec.build)] {
+        let path = dir.join("bin").join(name);
+        fs::write(
+            &path,
+            format!("#!/usr/bin/env bash\nset -euo pipefail\n{body}\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// Writes a minimal run image into an OCI layout at `dir`, named `name`: static busybox with
+/// its applets, `/etc/passwd` and `/etc/group` with the CNB user `cnb` (1000:1000), and the
+/// CNB run-image environment (`CNB_USER_ID`, `CNB_GROUP_ID`, distro labels).
+pub fn busybox_run_image(dir: &Path, name: &str) {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("busybox-static must be installed (scripts/test installs it)");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for d in ["bin", "etc", "home/cnb", "tmp"] {
+        fs::create_dir_all(r.join(d)).unwrap();
+    }
+    fs::copy(busybox, r.join("bin/busybox")).unwrap();
+    fs::set_permissions(r.join("bin/busybox"), fs::Permissions::from_mode(0o755)).unwrap();
+    for applet in [
+        "sh", "cat", "echo", "env", "id", "ls", "pwd", "printf", "sleep", "test", "true", "false",
+        "stat", "wc", "head", "grep", "sed", "tr",
+    ] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        r.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\ncnb:x:1000:1000:cnb:/home/cnb:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(r.join("etc/group"), "root:x:0:\ncnb:x:1000:\n").unwrap();
+    fs::write(
+        r.join("etc/os-release"),
+        "ID=busybox\nVERSION_ID=1\nPRETTY_NAME=\"kiln test run image\"\n",
+    )
+    .unwrap();
+
+    let layout = OciLayout::ensure(dir).unwrap();
+    let blob = write_layer(
+        &layout,
+        &LayerSpec {
+            parents: vec![],
+            source: r.to_path_buf(),
+            target: String::new(),
+            only: None,
+            uid: 0,
+            gid: 0,
+        },
+    )
+    .unwrap();
+    let platform = kiln::TargetPlatform::host();
+    let labels = HashMap::from([
+        (
+            "io.buildpacks.base.distro.name".to_string(),
+            "busybox".to_string(),
+        ),
+        (
+            "io.buildpacks.base.distro.version".to_string(),
+            "1".to_string(),
+        ),
+        ("org.example.base".to_string(), "yes".to_string()),
+    ]);
+    let config = ImageConfigurationBuilder::default()
+        .architecture(platform.architecture.as_str())
+        .os(platform.os.as_str())
+        .created("1980-01-01T00:00:01Z")
+        .config(
+            ConfigBuilder::default()
+                .env(vec![
+                    "PATH=/bin".to_string(),
+                    "CNB_USER_ID=1000".to_string(),
+                    "CNB_GROUP_ID=1000".to_string(),
+                ])
+                .user("1000:1000")
+                .labels(labels)
+                .build()
+                .unwrap(),
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![blob.diff_id.to_string()])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let written = kiln::image::write_image(
+        &layout,
+        vec![kiln::image::descriptor(
+            MediaType::ImageLayerGzip,
+            &blob.digest,
+            blob.size,
+        )],
+        &config,
+    )
+    .unwrap();
+    layout.tag(&written.descriptor, name).unwrap();
+}
+
+/// Whether `program` can be run.
+pub fn cmd_exists(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
+}
+
+/// Returns true when `program` exists. When it doesn't: fails the test if
+/// `KILN_REQUIRE_TOOLS` is set (as in CI), else prints why the check is skipped.
+pub fn require(program: &str) -> bool {
+    if cmd_exists(program) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("KILN_REQUIRE_TOOLS").is_none(),
+        "{program} is required (KILN_REQUIRE_TOOLS is set); run scripts/test to install it"
+    );
+    eprintln!("skipping: {program} is not installed (scripts/test installs it)");
+    false
+}
+
+/// Runs `program args`, asserting success; returns stdout.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Validates the image `name` of the layout at `layout` with every independent validator:
+/// `oci-image-tool validate` (schema, digests, sizes), `skopeo copy` to a dir (digest
+/// check) and `umoci unpack` (layers apply). Returns the unpacked rootfs directory.
+pub fn validate_layout(layout: &Path, name: &str, scratch: &Path) -> Option<PathBuf> {
+    fs::create_dir_all(scratch).unwrap();
+    let layout_str = layout.to_str().unwrap();
+    if require("oci-image-tool") {
+        let out = sh(
+            "oci-image-tool",
+            &[
+                "validate",
+                "--type",
+                "image",
+                "--ref",
+                &format!("name={name}"),
+                layout_str,
+            ],
+        );
+        assert!(out.contains("Validation succeeded"), "{out}");
+    }
+    if require("skopeo") {
+        let dest = scratch.join("skopeo-dir");
+        sh(
+            "skopeo",
+            &[
+                "copy",
+                "--quiet",
+                &format!("oci:{layout_str}:{name}"),
+                &format!("dir:{}", dest.display()),
+            ],
+        );
+    }
+    if require("umoci") {
+        let bundle = scratch.join("umoci-bundle");
+        sh(
+            "umoci",
+            &[
+                "unpack",
+                "--rootless",
+                "--image",
+                &format!("{layout_str}:{name}"),
+                bundle.to_str().unwrap(),
+            ],
+        );
+        return Some(bundle.join("rootfs"));
+    }
+    None
+}
+
+/// A throwaway podman: its own storage (vfs driver, so nothing stays mounted) under a temp
+/// directory, removed on drop, and the containers.conf these machines need.
+pub struct Podman {
+    dir: ScratchDir,
+}
+
+impl Podman {
+    /// `None` (after `require`) when podman is missing.
+    pub fn new() -> Option<Self> {
+        if !require("podman") {
+            return None;
+        }
+        Some(Self {
+            dir: ScratchDir::new("kiln-podman-"),
+        })
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", repo().join("tests/containers.conf"))
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("runroot"))
+            .arg("--storage-driver")
+            .arg("vfs")
+            .arg("--tmpdir")
+            .arg(self.dir.path().join("tmp"));
+        c
+    }
+
+    /// `podman run --rm IMAGE ARGS…` with extra `podman run` options; returns the output.
+    pub fn run(&self, image: &str, options: &[&str], args: &[&str]) -> Output {
+        self.command()
+            .arg("run")
+            .arg("--rm")
+            .arg("--network=none")
+            .args(options)
+            .arg(image)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+/// Asserts that `haystack` contains `needle`, showing both otherwise.
+#[macro_export]
+macro_rules! assert_contains {
+    ($haystack:expr, $needle:expr) => {{
+        let haystack: &str = &$haystack;
+        let needle: &str = &$needle;
+        assert!(
+            haystack.contains(needle),
+            "expected to find {needle:?} in:\n{haystack}"
+        );
+    }};
+}
