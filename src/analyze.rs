@@ -105,7 +105,7 @@ impl RunImage {
         }
     }
 
-    /// diff_id of the run image's top layer (empty for `scratch`).
+    /// `diff_id` of the run image's top layer (empty for `scratch`).
     pub fn top_layer(&self) -> String {
         self.image
             .as_ref()

@@ -213,10 +213,7 @@ pub fn copy_source(source: &Path, dest: &Path) -> Result<AppSource, AppError> {
             })?;
             // Keep only the owner-execute bit's meaning; export normalises modes anyway, but
             // buildpacks must be able to read and run what they were given.
-            let mode = entry
-                .metadata()
-                .map(|m| m.permissions().mode())
-                .unwrap_or(0o644);
+            let mode = entry.metadata().map_or(0o644, |m| m.permissions().mode());
             let mode = if mode & 0o100 == 0 { 0o644 } else { 0o755 };
             fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                 .map_err(write_err(&target))?;

@@ -21,7 +21,7 @@ use crate::buildpack::{Buildpack, BuildpackApi, exec};
 use crate::detect::{GroupMember, RunTarget, buildpack_env};
 use crate::env::{BUILD_ROOT_DIRS, DefaultAction, Env, EnvDirError};
 use crate::event::{CancelToken, Event, EventSink};
-use crate::launch::{Label, Processes, Slice, parse_launch_toml};
+use crate::launch::{Label, LaunchContribution, Processes, Slice, parse_launch_toml};
 use crate::plan::{self, PlanEntry};
 
 /// Errors of the build phase.
@@ -188,67 +188,18 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         let escaped = buildpack.id().escaped();
         let host_layers = ctx.dirs.layers.join(&escaped);
         let guest_layers = Path::new(LAYERS_DIR).join(&escaped);
-        let prep = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| BuildError::Prepare { path, source }
-        };
-        fs::create_dir_all(&host_layers).map_err(prep(&host_layers))?;
-
+        fs::create_dir_all(&host_layers).map_err(prepare_err(&host_layers))?;
         let bp_plan = plan::buildpack_plan(&remaining, &id);
-        let plan_dir = ctx.dirs.plans.join("build").join(&escaped);
-        fs::create_dir_all(&plan_dir).map_err(prep(&plan_dir))?;
-        let plan_path = plan_dir.join("plan.toml");
-        let plan_text = toml::to_string(&bp_plan).map_err(|e| BuildError::Prepare {
-            path: plan_path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        fs::write(&plan_path, plan_text).map_err(prep(&plan_path))?;
+        let plan_path = write_buildpack_plan(ctx, &escaped, &bp_plan)?;
 
         ctx.events.event(&Event::BuildpackStarted {
             id: id.clone(),
             version: buildpack.version().to_string(),
         });
         let started = Instant::now();
-        let guest_dir = buildpack_guest_dir(&escaped, buildpack.version());
-        let bp_env = buildpack_env(&env, ctx.user_env, buildpack);
-        let mut command = ctx
-            .sandbox
-            .command(&guest_dir.join("bin").join("build"), Path::new(APP_DIR))?;
-        command
-            .arg(&guest_layers)
-            .arg(PLATFORM_DIR)
-            .arg(&plan_path)
-            .envs(os_pairs(bp_env.iter()))
-            .env("CNB_BUILDPACK_DIR", &guest_dir)
-            .env("CNB_PLATFORM_DIR", PLATFORM_DIR)
-            .env("CNB_BP_PLAN_PATH", &plan_path)
-            .env("CNB_LAYERS_DIR", &guest_layers)
-            .envs(ctx.target.env_vars());
-        if buildpack.api() >= BuildpackApi::new(0, 12) {
-            command.env("CNB_EXEC_ENV", ctx.exec_env);
-        }
-        let outcome = exec::run(command, ctx.cancel, &mut |line| {
-            ctx.events.event(&Event::BuildpackOutput {
-                id: id.clone(),
-                line,
-            });
-        })
-        .map_err(|source| BuildError::Spawn {
-            id: id.clone(),
-            source,
-        })?;
-        if outcome.cancelled {
-            return Err(BuildError::Cancelled);
-        }
-        if outcome.code != Some(0) {
-            return Err(BuildError::BuildpackFailed {
-                id,
-                version: buildpack.version().to_string(),
-                status: outcome.describe(),
-                tail: outcome.tail,
-            });
-        }
+        run_bin_build(ctx, buildpack, &env, &guest_layers, &plan_path)?;
 
+        // Build layers extend the environment of every later buildpack.
         let layers = read_layers(&host_layers, &id)?;
         for layer in layers.iter().filter(|l| l.types.build) {
             if let Some(dir) = &layer.dir {
@@ -258,34 +209,18 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
                 env.add_env_dir(&dir.join("env.build"), DefaultAction::Override)?;
             }
         }
-
         let met = read_build_toml(&host_layers, &id, &bp_plan)?;
         plan::remove_met(&mut remaining, &met);
-
-        let launch_path = host_layers.join("launch.toml");
-        match fs::read_to_string(&launch_path) {
-            Ok(text) => {
-                let launch =
-                    parse_launch_toml(&text, &id, Path::new(APP_DIR)).map_err(|problem| {
-                        BuildError::InvalidOutput {
-                            id: id.clone(),
-                            path: launch_path.clone(),
-                            problem,
-                        }
-                    })?;
-                if let Some(warning) = output.processes.add(launch.processes) {
-                    ctx.events.event(&Event::Warning(warning));
-                }
-                output.labels.extend(launch.labels);
-                output.slices.extend(launch.slices);
+        if let Some(launch) = read_launch_toml(&host_layers, &id)? {
+            if let Some(warning) = output.processes.add(launch.processes) {
+                ctx.events.event(&Event::Warning(warning));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(prep(&launch_path)(e)),
+            output.labels.extend(launch.labels);
+            output.slices.extend(launch.slices);
         }
-
         let store = read_store_toml(&host_layers, &id)?;
         ctx.events.event(&Event::BuildpackFinished {
-            id: id.clone(),
+            id,
             elapsed: started.elapsed(),
         });
         output.buildpacks.push(BuildpackOutput {
@@ -296,6 +231,93 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
     }
     output.processes.retain_exec_env(ctx.exec_env);
     Ok(output)
+}
+
+fn prepare_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + use<> {
+    let path = path.to_path_buf();
+    move |source| BuildError::Prepare { path, source }
+}
+
+/// Writes the buildpack plan for `bin/build` and returns its path.
+fn write_buildpack_plan(
+    ctx: &BuildContext<'_>,
+    escaped_id: &str,
+    bp_plan: &plan::BuildpackPlan,
+) -> Result<PathBuf, BuildError> {
+    let plan_dir = ctx.dirs.plans.join("build").join(escaped_id);
+    fs::create_dir_all(&plan_dir).map_err(prepare_err(&plan_dir))?;
+    let plan_path = plan_dir.join("plan.toml");
+    let plan_text =
+        toml::to_string(bp_plan).map_err(|e| prepare_err(&plan_path)(std::io::Error::other(e)))?;
+    fs::write(&plan_path, plan_text).map_err(prepare_err(&plan_path))?;
+    Ok(plan_path)
+}
+
+/// Runs `bin/build <layers> <platform> <plan>` with the CNB environment, streaming its
+/// output as events.
+fn run_bin_build(
+    ctx: &BuildContext<'_>,
+    buildpack: &Buildpack,
+    env: &Env,
+    guest_layers: &Path,
+    plan_path: &Path,
+) -> Result<(), BuildError> {
+    let id = buildpack.id().to_string();
+    let guest_dir = buildpack_guest_dir(&buildpack.id().escaped(), buildpack.version());
+    let bp_env = buildpack_env(env, ctx.user_env, buildpack);
+    let mut command = ctx
+        .sandbox
+        .command(&guest_dir.join("bin").join("build"), Path::new(APP_DIR))?;
+    command
+        .arg(guest_layers)
+        .arg(PLATFORM_DIR)
+        .arg(plan_path)
+        .envs(os_pairs(bp_env.iter()))
+        .env("CNB_BUILDPACK_DIR", &guest_dir)
+        .env("CNB_PLATFORM_DIR", PLATFORM_DIR)
+        .env("CNB_BP_PLAN_PATH", plan_path)
+        .env("CNB_LAYERS_DIR", guest_layers)
+        .envs(ctx.target.env_vars());
+    if buildpack.api() >= BuildpackApi::new(0, 12) {
+        command.env("CNB_EXEC_ENV", ctx.exec_env);
+    }
+    let outcome = exec::run(command, ctx.cancel, &mut |line| {
+        ctx.events.event(&Event::BuildpackOutput {
+            id: id.clone(),
+            line,
+        });
+    })
+    .map_err(|source| BuildError::Spawn {
+        id: id.clone(),
+        source,
+    })?;
+    if outcome.cancelled {
+        return Err(BuildError::Cancelled);
+    }
+    if outcome.code != Some(0) {
+        return Err(BuildError::BuildpackFailed {
+            id,
+            version: buildpack.version().to_string(),
+            status: outcome.describe(),
+            tail: outcome.tail,
+        });
+    }
+    Ok(())
+}
+
+fn read_launch_toml(bp_layers: &Path, id: &str) -> Result<Option<LaunchContribution>, BuildError> {
+    let path = bp_layers.join("launch.toml");
+    match fs::read_to_string(&path) {
+        Ok(text) => parse_launch_toml(&text, id, Path::new(APP_DIR))
+            .map(Some)
+            .map_err(|problem| BuildError::InvalidOutput {
+                id: id.to_string(),
+                path,
+                problem,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(prepare_err(&path)(e)),
+    }
 }
 
 /// Reads every `<name>.toml` layer file in a buildpack's layers directory, sorted by name,

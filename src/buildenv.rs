@@ -102,7 +102,12 @@ impl HostSandbox {
         let reserved: Vec<&OsStr> = mounts
             .dirs
             .iter()
-            .filter_map(|(_, guest)| guest.components().nth(1).map(|c| c.as_os_str()))
+            .filter_map(|(_, guest)| {
+                guest
+                    .components()
+                    .nth(1)
+                    .map(std::path::Component::as_os_str)
+            })
             .collect();
         let mut binds = Vec::new();
         let mut entries: Vec<_> = fs::read_dir("/")

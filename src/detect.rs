@@ -11,6 +11,7 @@
 //! "No group passed" is an outcome ([`DetectOutcome::NoMatch`]), not an error.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -250,6 +251,14 @@ impl Element {
     }
 }
 
+/// The outcome of one `bin/detect`.
+struct DetectRun {
+    element: Element,
+    status: DetectStatus,
+    output: String,
+    plan: Option<BuildPlan>,
+}
+
 struct Found {
     members: Vec<Element>,
     plan: Vec<PlanEntry>,
@@ -420,28 +429,37 @@ impl Detector<'_, '_> {
             }
             seen
         };
-        let results: Vec<Result<(Element, DetectStatus, String, Option<BuildPlan>), DetectError>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = missing
-                    .iter()
-                    .map(|element| {
-                        scope.spawn(move || {
-                            let buildpack = self
-                                .ctx
-                                .catalog
-                                .lookup(&element.id, Some(&element.version))?;
-                            let (status, output, plan) = self.run_detect(buildpack)?;
-                            Ok(((*element).clone(), status, output, plan))
+        let results: Vec<Result<DetectRun, DetectError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = missing
+                .iter()
+                .map(|element| {
+                    scope.spawn(move || {
+                        let buildpack = self
+                            .ctx
+                            .catalog
+                            .lookup(&element.id, Some(&element.version))?;
+                        let (status, output, plan) = self.run_detect(buildpack)?;
+                        Ok(DetectRun {
+                            element: (*element).clone(),
+                            status,
+                            output,
+                            plan,
                         })
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("detect threads do not panic"))
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("detect threads do not panic"))
+                .collect()
+        });
         for result in results {
-            let (element, status, output, plan) = result?;
+            let DetectRun {
+                element,
+                status,
+                output,
+                plan,
+            } = result?;
             self.ctx.events.event(&Event::Detected {
                 buildpack: element.key(),
                 status: status.clone(),
@@ -628,10 +646,7 @@ fn describe_target(t: &RunTarget) -> String {
         s.push_str(v);
     }
     if let Some(d) = &t.distro_name {
-        s.push_str(&format!(
-            " {d} {}",
-            t.distro_version.as_deref().unwrap_or("")
-        ));
+        let _ = write!(s, " {d} {}", t.distro_version.as_deref().unwrap_or(""));
     }
     s
 }
@@ -644,7 +659,7 @@ fn describe_buildpack_target(t: &Target) -> String {
         s.push_str(v);
     }
     for d in &t.distros {
-        s.push_str(&format!(" {} {}", d.name, d.version));
+        let _ = write!(s, " {} {}", d.name, d.version);
     }
     s
 }

@@ -188,11 +188,7 @@ impl Env {
                     self.set(name, v);
                 }
                 "override" => self.set(name, value),
-                "default" => {
-                    if self.get(name).is_empty() {
-                        self.set(name, value);
-                    }
-                }
+                "default" if self.get(name).is_empty() => self.set(name, value),
                 "" => {
                     let delim = read_delim(dir, name)
                         .map_err(err)?
@@ -209,6 +205,7 @@ impl Env {
     /// Applies user-provided variables the way the lifecycle applies `<platform>/env/`: a
     /// path variable named in `roots` gets the user value prepended with `:`, anything else is
     /// replaced.
+    #[must_use]
     pub fn with_user_env(&self, user: &BTreeMap<String, String>, roots: &[(&str, &[&str])]) -> Env {
         let mut env = self.clone();
         for (name, value) in user {

@@ -104,7 +104,7 @@ pub enum Event {
     Layer {
         /// What it holds (`kiln/python:deps`, `application`, …).
         name: String,
-        /// Its diff_id.
+        /// Its `diff_id`.
         diff_id: String,
         /// Compressed size in bytes.
         size: u64,

@@ -20,10 +20,10 @@ pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// `io.buildpacks.base.distro.version` on run images.
 pub const DISTRO_VERSION: &str = "io.buildpacks.base.distro.version";
 
-/// A `{"sha": "sha256:…"}` reference to a layer by diff_id.
+/// A `{"sha": "sha256:…"}` reference to a layer by `diff_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
-    /// The layer's diff_id (empty when the image has no such layer).
+    /// The layer's `diff_id` (empty when the image has no such layer).
     #[serde(default)]
     pub sha: String,
 }
@@ -72,7 +72,7 @@ pub struct BuildpackLayers {
 /// A layer's entry in [`BuildpackLayers`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LayerMetadata {
-    /// The layer's diff_id.
+    /// The layer's `diff_id`.
     pub sha: String,
     /// The layer's `[metadata]`.
     #[serde(default)]
@@ -99,7 +99,7 @@ pub struct StoreMetadata {
 /// The run image, as recorded for rebase.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunImageMetadata {
-    /// diff_id of the run image's top layer: the boundary between base and app layers.
+    /// `diff_id` of the run image's top layer: the boundary between base and app layers.
     #[serde(default, rename = "topLayer")]
     pub top_layer: String,
     /// The run image's manifest digest.

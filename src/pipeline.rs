@@ -42,7 +42,7 @@ pub struct BuildpackSelection {
     pub search_roots: Vec<PathBuf>,
 }
 
-/// Options for [`build`] and [`detect`]. `Default` gives an empty app path and `scratch`.
+/// Options for [`build()`] and [`detect()`]. `Default` gives an empty app path and `scratch`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BuildOptions {
@@ -121,7 +121,7 @@ pub struct BuildReport {
 pub struct LayerReport {
     /// What it holds.
     pub name: String,
-    /// diff_id.
+    /// `diff_id`.
     pub diff_id: String,
     /// Blob digest.
     pub digest: String,

@@ -19,7 +19,7 @@ use serde::Serialize;
 pub const NORMALIZED_MTIME: u64 = 315_532_801;
 
 /// gzip level used for every layer kiln compresses. Part of the digest contract: changing it
-/// (or the flate2 backend, pinned by `Cargo.lock`) changes blob digests, never diff_ids.
+/// (or the flate2 backend, pinned by `Cargo.lock`) changes blob digests, never `diff_ids`.
 pub const GZIP_LEVEL: u32 = 6;
 
 /// Returns the `created` timestamp of an image in RFC 3339 form.

@@ -84,10 +84,11 @@ pub(crate) fn run(
             out!("Successfully built image {}", report.image);
             out!("  manifest digest: {}", report.manifest_digest);
             out!("  image id:        {}", report.config_digest);
-            match &report.default_process {
-                Some(p) => out!("  default process: {p}"),
-                None => out!("  default process: none (give a command when running it)"),
-            }
+            let process = report
+                .default_process
+                .as_deref()
+                .unwrap_or("none (give a command when running it)");
+            out!("  default process: {process}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -128,11 +128,13 @@ fn inspect(image: &kiln::LoadedImage) -> anyhow::Result<Inspection> {
             digest: l.digest().to_string(),
             size: l.size(),
             media_type: l.media_type().to_string(),
-            created_by: if history.len() == diff_ids.len() {
-                history[i].clone()
-            } else {
-                String::new()
-            },
+            // Base images may lack history; kiln's own entries are always the last ones,
+            // so align from the top of the stack.
+            created_by: (i + history.len())
+                .checked_sub(diff_ids.len())
+                .and_then(|h| history.get(h))
+                .cloned()
+                .unwrap_or_default(),
             from_run_image: i < base_count,
         })
         .collect();
@@ -178,7 +180,8 @@ fn print_human(i: &Inspection) -> std::io::Result<()> {
         out!("Created:   {created}");
     }
     match &i.run_image {
-        Some(r) if !r.reference.is_empty() || !r.image.is_empty() => {
+        Some(r) if r.reference.is_empty() => out!("Run image: {}", r.image),
+        Some(r) => {
             let name = if r.image.is_empty() {
                 "(unnamed)"
             } else {
@@ -186,7 +189,6 @@ fn print_human(i: &Inspection) -> std::io::Result<()> {
             };
             out!("Run image: {name} {}", r.reference);
         }
-        Some(_) => out!("Run image: scratch"),
         None => out!("Run image: (not a buildpacks image)"),
     }
     out!();

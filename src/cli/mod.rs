@@ -1,5 +1,8 @@
 //! The `kiln` command line: clap definitions, one file per subcommand, and the exit codes.
 
+// Doc comments here are `--help` text, where Markdown backticks would show literally.
+#![allow(clippy::doc_markdown)]
+
 /// Writes a line of results to stdout, returning the error (a closed pipe, typically) to
 /// the caller instead of panicking as `println!` does.
 macro_rules! out {
@@ -37,8 +40,8 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
     /// kiln's home: the local image store and build scratch space
-    /// [default: $XDG_DATA_HOME/kiln or ~/.local/share/kiln].
-    #[arg(long, global = true, env = "KILN_HOME", value_name = "DIR")]
+    /// [default: $KILN_HOME, else $XDG_DATA_HOME/kiln, else ~/.local/share/kiln].
+    #[arg(long, global = true, value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
 }
 
@@ -246,12 +249,14 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     }
     match error {
         kiln::Error::InvalidOptions(_) => 2,
-        kiln::Error::App(_) | kiln::Error::ReadOrder { .. } | kiln::Error::ParseOrder { .. } => 3,
         kiln::Error::Buildpack(BuildpackError::UnsupportedApi { .. })
         | kiln::Error::Detect(kiln::detect::DetectError::Buildpack(
             BuildpackError::UnsupportedApi { .. },
         )) => 12,
-        kiln::Error::Buildpack(_)
+        kiln::Error::App(_)
+        | kiln::Error::ReadOrder { .. }
+        | kiln::Error::ParseOrder { .. }
+        | kiln::Error::Buildpack(_)
         | kiln::Error::Detect(kiln::detect::DetectError::Buildpack(_)) => 3,
         kiln::Error::NothingDetected { .. } => 20,
         kiln::Error::Detect(kiln::detect::DetectError::BuildpackErrored { .. }) => 21,

@@ -120,16 +120,12 @@ impl EventSink for Printer {
                     }
                 }
             }
-            Event::BuildpackStarted { id, version } => {
-                if self.verbose > 0 {
-                    self.line(&format!("----> {id}@{version}"));
-                }
+            Event::BuildpackStarted { id, version } if self.verbose > 0 => {
+                self.line(&format!("----> {id}@{version}"));
             }
             Event::BuildpackOutput { line, .. } => self.line(line),
-            Event::BuildpackFinished { id, elapsed } => {
-                if self.verbose > 0 {
-                    self.line(&format!("<---- {id} ({:.2}s)", elapsed.as_secs_f64()));
-                }
+            Event::BuildpackFinished { id, elapsed } if self.verbose > 0 => {
+                self.line(&format!("<---- {id} ({:.2}s)", elapsed.as_secs_f64()));
             }
             Event::Layer {
                 name, size, reused, ..
@@ -137,11 +133,7 @@ impl EventSink for Printer {
                 let verb = if *reused { "Reusing" } else { "Adding" };
                 self.line(&format!("{verb} layer '{name}' ({})", human_size(*size)));
             }
-            Event::Info(message) => {
-                if self.verbose > 1 {
-                    self.line(message);
-                }
-            }
+            Event::Info(message) if self.verbose > 1 => self.line(message),
             _ => {}
         }
     }

@@ -1,6 +1,6 @@
 //! Writing a directory tree as a reproducible, compressed layer blob.
 //!
-//! The writer stack is tar → SHA-256 (diff_id) → gzip → SHA-256 (blob digest) → temporary
+//! The writer stack is tar → SHA-256 (`diff_id`) → gzip → SHA-256 (blob digest) → temporary
 //! file → rename into `blobs/sha256/`: the layer streams through in one pass and memory stays
 //! flat whatever its size. Entries are written in a fixed order (parents first, siblings
 //! sorted by name) with the normalisations of [`crate::reproducible`]: fixed mtime, given
@@ -92,7 +92,7 @@ pub fn write_layer(layout: &OciLayout, spec: &LayerSpec) -> Result<LayerBlob, La
     })
 }
 
-/// Computes the diff_id `spec` would have, without writing anything.
+/// Computes the `diff_id` `spec` would have, without writing anything.
 pub fn diff_id_of(spec: &LayerSpec) -> Result<Digest, LayerError> {
     let mut tar = tar::Builder::new(HashingWriter::new(io::sink()));
     tar.follow_symlinks(false);

@@ -92,7 +92,7 @@ pub enum ExportError {
 pub struct ExportedLayer {
     /// What it holds: `<buildpack>:<layer>`, `application` or `application slice N`.
     pub name: String,
-    /// diff_id.
+    /// `diff_id`.
     pub diff_id: Digest,
     /// Blob digest.
     pub digest: Digest,
@@ -153,7 +153,83 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
     let (uid, gid) = ctx.run_image.cnb_user();
     let run_layers = import_run_image(ctx)?;
 
-    // Launch layers, buildpack by buildpack, and the metadata label describing them.
+    let (mut planned, mut bp_metadata) = plan_launch_layers(ctx, uid, gid)?;
+    let launch_layer_count = planned.len();
+    planned.extend(app_layers(
+        ctx.app_dir,
+        &ctx.build.slices,
+        uid,
+        gid,
+        ctx.events,
+    ));
+
+    let blobs = write_layers_parallel(ctx.layout, &planned, ctx.cancel)?;
+    let exported: Vec<ExportedLayer> = planned
+        .iter()
+        .zip(&blobs)
+        .map(|(plan, blob)| {
+            ctx.events.event(&Event::Layer {
+                name: plan.name.clone(),
+                diff_id: blob.diff_id.to_string(),
+                size: blob.size,
+                reused: blob.existed,
+            });
+            ExportedLayer {
+                name: plan.name.clone(),
+                diff_id: blob.diff_id.clone(),
+                digest: blob.digest.clone(),
+                size: blob.size,
+                reused: blob.existed,
+            }
+        })
+        .collect();
+    // Launch layers were planned in the order of the metadata's buildpacks and layer names.
+    let (launch_blobs, app_blobs) = blobs.split_at(launch_layer_count);
+    let mut launch_blobs = launch_blobs.iter();
+    for layer in bp_metadata.iter_mut().flat_map(|e| e.layers.values_mut()) {
+        layer.sha = launch_blobs
+            .next()
+            .expect("one blob per launch layer")
+            .diff_id
+            .to_string();
+    }
+
+    let process = choose_process(ctx)?;
+    let env = launch_env(ctx, process.as_ref())?;
+    let lifecycle = lifecycle_metadata(ctx.run_image, bp_metadata, app_blobs);
+    let config = image_config(
+        ctx,
+        &env,
+        process.as_ref(),
+        &lifecycle,
+        &build_metadata(ctx.build),
+        &blobs,
+        &planned,
+    )?;
+    let mut layers = run_layers;
+    layers.extend(
+        blobs
+            .iter()
+            .map(|b| descriptor(MediaType::ImageLayerGzip, &b.digest, b.size)),
+    );
+    let written = write_image(ctx.layout, layers, &config)?;
+    Ok(ExportedImage {
+        manifest_descriptor: written.descriptor,
+        manifest: written.manifest,
+        config,
+        layers: exported,
+        default_process: process,
+    })
+}
+
+/// Plans one layer per launch layer (buildpacks in group order, layers by name) and the
+/// lifecycle-metadata entry of each buildpack (`diff_ids` filled in once written).
+fn plan_launch_layers(
+    ctx: &ExportContext<'_>,
+    uid: u64,
+    gid: u64,
+) -> Result<(Vec<PlannedLayer>, Vec<BuildpackLayers>), ExportError> {
+    let layers_root = &LAYERS_DIR[1..];
     let mut planned = Vec::new();
     let mut bp_metadata = Vec::new();
     for output in &ctx.build.buildpacks {
@@ -186,18 +262,17 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
             planned.push(PlannedLayer {
                 name: format!("{id}:{}", layer.name),
                 created_by: format!(
-                    "Layer: '{}', Created by buildpack: {}@{}",
+                    "Layer: '{}', Created by buildpack: {id}@{}",
                     layer.name,
-                    id,
                     output.buildpack.version()
                 ),
                 spec: LayerSpec {
                     parents: vec![
-                        format!("{}/", &LAYERS_DIR[1..]),
-                        format!("{}/{escaped}/", &LAYERS_DIR[1..]),
+                        format!("{layers_root}/"),
+                        format!("{layers_root}/{escaped}/"),
                     ],
                     source: dir.clone(),
-                    target: format!("{}/{escaped}/{}", &LAYERS_DIR[1..], layer.name),
+                    target: format!("{layers_root}/{escaped}/{}", layer.name),
                     only: None,
                     uid,
                     gid,
@@ -216,76 +291,47 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
         }
         bp_metadata.push(entry);
     }
-    let launch_layer_count = planned.len();
-    planned.extend(app_layers(
-        ctx.app_dir,
-        &ctx.build.slices,
-        uid,
-        gid,
-        ctx.events,
-    )?);
+    Ok((planned, bp_metadata))
+}
 
-    let blobs = write_layers_parallel(ctx.layout, &planned, ctx.cancel)?;
-    let mut exported = Vec::new();
-    for (plan, blob) in planned.iter().zip(&blobs) {
-        ctx.events.event(&Event::Layer {
-            name: plan.name.clone(),
-            diff_id: blob.diff_id.to_string(),
-            size: blob.size,
-            reused: blob.existed,
-        });
-        exported.push(ExportedLayer {
-            name: plan.name.clone(),
-            diff_id: blob.diff_id.clone(),
-            digest: blob.digest.clone(),
-            size: blob.size,
-            reused: blob.existed,
-        });
-    }
-    // Fill in the diff_ids of launch layers, in the same order they were planned.
-    let mut launch_blobs = blobs[..launch_layer_count].iter();
-    for entry in &mut bp_metadata {
-        for layer in entry.layers.values_mut() {
-            layer.sha = launch_blobs
-                .next()
-                .expect("one blob per launch layer")
-                .diff_id
-                .to_string();
-        }
-    }
-
-    let process = choose_process(ctx)?;
-    let env = launch_env(ctx, process.as_ref())?;
-    let lifecycle = LifecycleMetadata {
-        app: blobs[launch_layer_count..]
+/// `io.buildpacks.lifecycle.metadata`.
+fn lifecycle_metadata(
+    run_image: &RunImage,
+    buildpacks: Vec<BuildpackLayers>,
+    app_blobs: &[LayerBlob],
+) -> LifecycleMetadata {
+    LifecycleMetadata {
+        app: app_blobs
             .iter()
             .map(|b| labels::LayerRef {
                 sha: b.diff_id.to_string(),
             })
             .collect(),
-        buildpacks: bp_metadata,
+        buildpacks,
         run_image: labels::RunImageMetadata {
-            top_layer: ctx.run_image.top_layer(),
-            reference: ctx
-                .run_image
+            top_layer: run_image.top_layer(),
+            reference: run_image
                 .image
                 .as_ref()
                 .map(|i| i.manifest_descriptor.digest().to_string())
                 .unwrap_or_default(),
-            image: ctx.run_image.label_name(),
+            image: run_image.label_name(),
             mirrors: Vec::new(),
         },
         stack: labels::StackMetadata {
             run_image: labels::StackRunImage {
-                image: ctx.run_image.label_name(),
+                image: run_image.label_name(),
                 mirrors: Vec::new(),
             },
         },
         ..LifecycleMetadata::default()
-    };
-    let build_metadata = BuildMetadata {
-        buildpacks: ctx
-            .build
+    }
+}
+
+/// `io.buildpacks.build.metadata`.
+fn build_metadata(build: &BuildOutput) -> BuildMetadata {
+    BuildMetadata {
+        buildpacks: build
             .buildpacks
             .iter()
             .map(|b| labels::BuildpackRef {
@@ -294,8 +340,7 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
                 homepage: b.buildpack.homepage().map(str::to_string),
             })
             .collect(),
-        processes: ctx
-            .build
+        processes: build
             .processes
             .list()
             .into_iter()
@@ -310,32 +355,8 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
             })
             .collect(),
         launcher: labels::LauncherMetadata::default(),
-        default_process_type: ctx.build.processes.default_type().map(ToString::to_string),
-    };
-
-    let config = image_config(
-        ctx,
-        &env,
-        process.as_ref(),
-        &lifecycle,
-        &build_metadata,
-        &blobs,
-        &planned,
-    )?;
-    let mut layers = run_layers;
-    layers.extend(
-        blobs
-            .iter()
-            .map(|b| descriptor(MediaType::ImageLayerGzip, &b.digest, b.size)),
-    );
-    let written = write_image(ctx.layout, layers, &config)?;
-    Ok(ExportedImage {
-        manifest_descriptor: written.descriptor,
-        manifest: written.manifest,
-        config,
-        layers: exported,
-        default_process: process,
-    })
+        default_process_type: build.processes.default_type().map(ToString::to_string),
+    }
 }
 
 /// Copies the run image's layers into the store (verifying each) and returns their
@@ -374,7 +395,7 @@ fn app_layers(
     uid: u64,
     gid: u64,
     events: &dyn EventSink,
-) -> Result<Vec<PlannedLayer>, ExportError> {
+) -> Vec<PlannedLayer> {
     let app_spec = |only| LayerSpec {
         parents: Vec::new(),
         source: app_dir.to_path_buf(),
@@ -384,11 +405,11 @@ fn app_layers(
         gid,
     };
     if slices.is_empty() {
-        return Ok(vec![PlannedLayer {
+        return vec![PlannedLayer {
             name: "application".to_string(),
             created_by: "Application Layer".to_string(),
             spec: app_spec(None),
-        }]);
+        }];
     }
     let mut remaining: Vec<PathBuf> = walkdir::WalkDir::new(app_dir)
         .min_depth(1)
@@ -454,7 +475,7 @@ fn app_layers(
         created_by: "Application Layer".to_string(),
         spec: app_spec(Some(remaining)),
     });
-    Ok(layers)
+    layers
 }
 
 /// Writes the planned layers with a small pool of threads, returning blobs in plan order.

@@ -1,5 +1,6 @@
 //! Hashing while writing and reading.
 
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
 
@@ -89,11 +90,13 @@ pub fn sha256_digest(bytes: &[u8]) -> Digest {
 }
 
 fn digest_of(hasher: Sha256) -> Digest {
-    let hex: String = hasher
+    let hex = hasher
         .finalize()
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
     Digest::from_str(&format!("sha256:{hex}")).expect("a sha256 hex string is a valid digest")
 }
 

@@ -125,7 +125,7 @@ pub struct LoadedImage {
 }
 
 impl LoadedImage {
-    /// The diff_ids of the image's layers, bottom first.
+    /// The `diff_ids` of the image's layers, bottom first.
     pub fn diff_ids(&self) -> &[String] {
         self.config.rootfs().diff_ids()
     }
@@ -236,41 +236,14 @@ fn resolve(
             }
         },
     };
-    let layout_err = |source| ImageError::Layout {
-        reference: display.clone(),
-        source,
-    };
     let mut descriptor = entry.clone();
     // Follow image indexes (at most a few levels) down to the manifest for `platform`.
     for _ in 0..4 {
         let media_type = descriptor.media_type().to_string();
         if is_index(&media_type) {
-            let bytes = layout.read_blob(descriptor.digest()).map_err(layout_err)?;
-            let child =
-                ImageIndex::from_reader(&bytes[..]).map_err(|source| ImageError::Parse {
-                    reference: display.clone(),
-                    what: "image index",
-                    source,
-                })?;
-            descriptor = select_platform(&child, platform).ok_or_else(|| {
-                ImageError::NoMatchingPlatform {
-                    reference: display.clone(),
-                    platform: platform.clone(),
-                    available: child
-                        .manifests()
-                        .iter()
-                        .filter_map(|d| d.platform().as_ref())
-                        .map(|p| {
-                            TargetPlatform {
-                                os: p.os().to_string(),
-                                architecture: p.architecture().to_string(),
-                                variant: p.variant().clone(),
-                            }
-                            .to_string()
-                        })
-                        .collect(),
-                }
-            })?;
+            let child: ImageIndex = read_json(&layout, &descriptor, &display, "image index")?;
+            descriptor = select_platform(&child, platform)
+                .ok_or_else(|| no_matching_platform(&child, &display, platform))?;
             continue;
         }
         if !is_manifest(&media_type) {
@@ -279,23 +252,9 @@ fn resolve(
                 media_type,
             });
         }
-        let bytes = layout.read_blob(descriptor.digest()).map_err(layout_err)?;
-        let manifest =
-            ImageManifest::from_reader(&bytes[..]).map_err(|source| ImageError::Parse {
-                reference: display.clone(),
-                what: "image manifest",
-                source,
-            })?;
-        let config_bytes = layout
-            .read_blob(manifest.config().digest())
-            .map_err(layout_err)?;
-        let config = ImageConfiguration::from_reader(&config_bytes[..]).map_err(|source| {
-            ImageError::Parse {
-                reference: display.clone(),
-                what: "image configuration",
-                source,
-            }
-        })?;
+        let manifest: ImageManifest = read_json(&layout, &descriptor, &display, "image manifest")?;
+        let config: ImageConfiguration =
+            read_json(&layout, manifest.config(), &display, "image configuration")?;
         return Ok(LoadedImage {
             reference: reference.clone(),
             layout,
@@ -308,6 +267,50 @@ fn resolve(
         reference: display,
         media_type: "image index nested too deeply".to_string(),
     })
+}
+
+/// Reads and verifies the blob of `descriptor` and parses it as JSON of type `T`.
+fn read_json<T: serde::de::DeserializeOwned>(
+    layout: &OciLayout,
+    descriptor: &Descriptor,
+    reference: &str,
+    what: &'static str,
+) -> Result<T, ImageError> {
+    let bytes = layout
+        .read_blob(descriptor.digest())
+        .map_err(|source| ImageError::Layout {
+            reference: reference.to_string(),
+            source,
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| ImageError::Parse {
+        reference: reference.to_string(),
+        what,
+        source: oci_spec::OciSpecError::SerDe(e),
+    })
+}
+
+fn no_matching_platform(
+    index: &ImageIndex,
+    reference: &str,
+    wanted: &TargetPlatform,
+) -> ImageError {
+    ImageError::NoMatchingPlatform {
+        reference: reference.to_string(),
+        platform: wanted.clone(),
+        available: index
+            .manifests()
+            .iter()
+            .filter_map(|d| d.platform().as_ref())
+            .map(|p| {
+                TargetPlatform {
+                    os: p.os().to_string(),
+                    architecture: p.architecture().to_string(),
+                    variant: p.variant().clone(),
+                }
+                .to_string()
+            })
+            .collect(),
+    }
 }
 
 fn is_index(media_type: &str) -> bool {

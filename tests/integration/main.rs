@@ -1,6 +1,10 @@
 //! kiln's integration tests: the real binary, real buildpacks (shell scripts), real images
 //! checked by independent tools and run under podman.
 
+// Test code: panicking on unexpected errors is the point, and helpers are `pub` for the
+// test modules of this one crate.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc, unreachable_pub)]
+
 mod util;
 
 mod build;

@@ -2,15 +2,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln::export::layer::{LayerSpec, write_layer};
-use kiln::image::layout::OciLayout;
-use kiln::oci::{ConfigBuilder, ImageConfigurationBuilder, MediaType, RootFsBuilder};
+#[path = "../../examples/busybox_run_image.rs"]
+#[allow(dead_code)]
+mod busybox_run_image;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -132,7 +131,7 @@ impl TestEnv {
     pub fn run_image(&self) -> String {
         let dir = self.path("run-image");
         if !dir.join("index.json").exists() {
-            busybox_run_image(&dir, "run:1");
+            busybox_run_image::write_run_image(&dir, "run:1").unwrap();
         }
         format!("oci:{}:run:1", dir.display())
     }
@@ -182,103 +181,6 @@ pub fn write_buildpack(dir: &Path, spec: &BuildpackSpec<'_>) -> PathBuf {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     }
     dir.to_path_buf()
-}
-
-/// Writes a minimal run image into an OCI layout at `dir`, named `name`: static busybox with
-/// its applets, `/etc/passwd` and `/etc/group` with the CNB user `cnb` (1000:1000), and the
-/// CNB run-image environment (`CNB_USER_ID`, `CNB_GROUP_ID`, distro labels).
-pub fn busybox_run_image(dir: &Path, name: &str) {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .expect("busybox-static must be installed (scripts/test installs it)");
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    for d in ["bin", "etc", "home/cnb", "tmp"] {
-        fs::create_dir_all(r.join(d)).unwrap();
-    }
-    fs::copy(busybox, r.join("bin/busybox")).unwrap();
-    fs::set_permissions(r.join("bin/busybox"), fs::Permissions::from_mode(0o755)).unwrap();
-    for applet in [
-        "sh", "cat", "echo", "env", "id", "ls", "pwd", "printf", "sleep", "test", "true", "false",
-        "stat", "wc", "head", "grep", "sed", "tr",
-    ] {
-        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
-    }
-    fs::write(
-        r.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\ncnb:x:1000:1000:cnb:/home/cnb:/bin/sh\n",
-    )
-    .unwrap();
-    fs::write(r.join("etc/group"), "root:x:0:\ncnb:x:1000:\n").unwrap();
-    fs::write(
-        r.join("etc/os-release"),
-        "ID=busybox\nVERSION_ID=1\nPRETTY_NAME=\"kiln test run image\"\n",
-    )
-    .unwrap();
-
-    let layout = OciLayout::ensure(dir).unwrap();
-    let blob = write_layer(
-        &layout,
-        &LayerSpec {
-            parents: vec![],
-            source: r.to_path_buf(),
-            target: String::new(),
-            only: None,
-            uid: 0,
-            gid: 0,
-        },
-    )
-    .unwrap();
-    let platform = kiln::TargetPlatform::host();
-    let labels = HashMap::from([
-        (
-            "io.buildpacks.base.distro.name".to_string(),
-            "busybox".to_string(),
-        ),
-        (
-            "io.buildpacks.base.distro.version".to_string(),
-            "1".to_string(),
-        ),
-        ("org.example.base".to_string(), "yes".to_string()),
-    ]);
-    let config = ImageConfigurationBuilder::default()
-        .architecture(platform.architecture.as_str())
-        .os(platform.os.as_str())
-        .created("1980-01-01T00:00:01Z")
-        .config(
-            ConfigBuilder::default()
-                .env(vec![
-                    "PATH=/bin".to_string(),
-                    "CNB_USER_ID=1000".to_string(),
-                    "CNB_GROUP_ID=1000".to_string(),
-                ])
-                .user("1000:1000")
-                .labels(labels)
-                .build()
-                .unwrap(),
-        )
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(vec![blob.diff_id.to_string()])
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let written = kiln::image::write_image(
-        &layout,
-        vec![kiln::image::descriptor(
-            MediaType::ImageLayerGzip,
-            &blob.digest,
-            blob.size,
-        )],
-        &config,
-    )
-    .unwrap();
-    layout.tag(&written.descriptor, name).unwrap();
 }
 
 /// Whether `program` can be run.
