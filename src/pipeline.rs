@@ -89,7 +89,7 @@ impl Default for BuildOptions {
     }
 }
 
-/// The result of [`build`].
+/// The result of [`build()`].
 #[derive(Debug, Clone, Serialize)]
 #[must_use]
 #[non_exhaustive]
@@ -147,7 +147,7 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S:
     s.collect_str(v)
 }
 
-/// What [`detect`] found.
+/// What [`detect()`] found.
 #[derive(Debug, Clone, Serialize)]
 #[must_use]
 #[non_exhaustive]
