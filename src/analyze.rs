@@ -2,7 +2,9 @@
 //!
 //! From it the build learns the target platform (`CNB_TARGET_*`), the distribution
 //! (`io.buildpacks.base.distro.*` labels), the CNB user (`CNB_USER_ID` / `CNB_GROUP_ID` in its
-//! environment) that owns the app's files, and its base environment.
+//! environment) that owns the app's files, and its base environment. Its layers are copied
+//! into kiln's store here, each verified against its digest, so a missing or corrupt run
+//! image is reported before any buildpack runs.
 
 use crate::detect::RunTarget;
 use crate::image::reference::ImageReference;
@@ -129,11 +131,25 @@ pub fn analyze(
             platform: wanted,
         });
     }
-    let image =
-        image::load(reference, store, &wanted).map_err(|source| AnalyzeError::RunImage {
-            reference: reference.to_string(),
-            source,
-        })?;
+    let run_image_err = |source| AnalyzeError::RunImage {
+        reference: reference.to_string(),
+        source,
+    };
+    let mut image = image::load(reference, store, &wanted).map_err(run_image_err)?;
+    // Bring the layers into the store now, verifying each, so that a missing or corrupt run
+    // image fails before any buildpack runs; export then only references them.
+    for layer in image.manifest.layers() {
+        store
+            .layout()
+            .copy_blob_from(&image.layout, layer)
+            .map_err(|source| {
+                run_image_err(ImageError::Layout {
+                    reference: reference.to_string(),
+                    source,
+                })
+            })?;
+    }
+    image.layout = store.layout().clone();
     Ok(RunImage {
         reference: reference.clone(),
         platform: image.platform(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::{Format, Printer, SourceArgs, open_store};
+use super::{Format, Printer, SourceArgs, UsageError, open_store};
 
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
@@ -50,11 +50,14 @@ pub(crate) fn run(
                 .parse()
                 .with_context(|| format!("invalid --output {output:?}"))?;
             kiln::Destination::from_reference(&reference, image.as_ref())
-                .map_err(|e| anyhow::anyhow!("invalid --output {output:?}: {e}"))?
+                .map_err(|e| UsageError(format!("invalid --output {output:?}: {e}")))?
         }
         (None, Some(image)) => kiln::Destination::Store(image.clone()),
         (None, None) => {
-            anyhow::bail!("give an image name (kiln build myapp) or an output (--output oci:DIR)")
+            return Err(UsageError(
+                "give an image name (kiln build myapp) or an output (--output oci:DIR)".to_string(),
+            )
+            .into());
         }
     });
     options.process = args
@@ -62,7 +65,7 @@ pub(crate) fn run(
         .as_deref()
         .map(str::parse)
         .transpose()
-        .map_err(|e: String| anyhow::anyhow!("invalid --process: {e}"))?;
+        .map_err(|e: String| UsageError(format!("invalid --process: {e}")))?;
 
     let store = open_store(home)?;
     let report = match kiln::build(&store, &options, printer, cancel) {

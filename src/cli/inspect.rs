@@ -11,7 +11,7 @@ use kiln::labels::{
 use serde::Serialize;
 
 use super::output::human_size;
-use super::{Format, open_store};
+use super::{Format, UsageError, open_store};
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
@@ -72,7 +72,7 @@ pub(crate) fn run(args: &InspectArgs, home: Option<&PathBuf>) -> anyhow::Result<
     let platform = match &args.platform {
         Some(p) => p
             .parse()
-            .map_err(|e: String| anyhow::anyhow!("invalid --platform: {e}"))?,
+            .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?,
         None => kiln::TargetPlatform::host(),
     };
     let store = open_store(home)?;

@@ -123,12 +123,13 @@ impl SourceArgs {
             .as_deref()
             .map(str::parse)
             .transpose()
-            .map_err(|e: String| anyhow::anyhow!("invalid --platform: {e}"))?;
+            .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?;
         if self.exec_env.is_empty() || self.exec_env.contains('/') {
-            anyhow::bail!(
+            return Err(UsageError(format!(
                 "invalid --exec-env {:?}: it must be non-empty and contain no '/'",
                 self.exec_env
-            );
+            ))
+            .into());
         }
         options.exec_env.clone_from(&self.exec_env);
         for file in &self.env_files {
@@ -145,13 +146,19 @@ impl SourceArgs {
             }
         }
         for entry in &self.env {
-            let (name, value) = parse_env(entry).context("invalid --env")?;
+            let (name, value) =
+                parse_env(entry).map_err(|e| UsageError(format!("invalid --env: {e:#}")))?;
             options.env.insert(name, value);
         }
         options.source_date_epoch = source_date_epoch()?;
         Ok(options)
     }
 }
+
+/// A mistake in the command line; exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub(crate) String);
 
 /// Parses `NAME=VALUE` or `NAME` (whose value comes from kiln's environment).
 fn parse_env(entry: &str) -> anyhow::Result<(String, String)> {
@@ -160,7 +167,10 @@ fn parse_env(entry: &str) -> anyhow::Result<(String, String)> {
         None => (entry, None),
     };
     if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
-        anyhow::bail!("{entry:?}: a variable name must be non-empty and contain no '/'");
+        return Err(UsageError(format!(
+            "{entry:?}: a variable name must be non-empty and contain no '/'"
+        ))
+        .into());
     }
     let value = match value {
         Some(v) => v,
@@ -234,6 +244,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     use kiln::build::BuildError;
     use kiln::buildpack::BuildpackError;
+    let usage = error
+        .chain()
+        .any(|e| e.is::<UsageError>() || e.is::<kiln::image::reference::ReferenceError>());
+    if usage {
+        return 2;
+    }
     let Some(error) = error.downcast_ref::<kiln::Error>() else {
         return 1;
     };

@@ -46,8 +46,9 @@ pub enum ExportError {
         #[source]
         source: LayerError,
     },
-    /// A run image layer could not be copied into the store (missing or corrupt).
-    #[error("run image layer {digest} could not be used")]
+    /// A run image layer is not in the store (it is copied there when the run image is
+    /// analyzed).
+    #[error("run image layer {digest} is not in kiln's store")]
     RunImageLayer {
         /// The layer.
         digest: Digest,
@@ -151,7 +152,7 @@ struct PlannedLayer {
 /// Runs the export phase.
 pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
     let (uid, gid) = ctx.run_image.cnb_user();
-    let run_layers = import_run_image(ctx)?;
+    let run_layers = run_image_layers(ctx)?;
 
     let (mut planned, mut bp_metadata) = plan_launch_layers(ctx, uid, gid)?;
     let launch_layer_count = planned.len();
@@ -359,24 +360,22 @@ fn build_metadata(build: &BuildOutput) -> BuildMetadata {
     }
 }
 
-/// Copies the run image's layers into the store (verifying each) and returns their
-/// descriptors, Docker media types mapped to their OCI equivalents.
-fn import_run_image(ctx: &ExportContext<'_>) -> Result<Vec<Descriptor>, ExportError> {
+/// The run image's layer descriptors (already in the store, see [`crate::analyze`]), Docker
+/// media types mapped to their OCI equivalents.
+fn run_image_layers(ctx: &ExportContext<'_>) -> Result<Vec<Descriptor>, ExportError> {
     let Some(image) = &ctx.run_image.image else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for layer in image.manifest.layers() {
-        if ctx.cancel.is_cancelled() {
-            return Err(ExportError::Cancelled);
-        }
-        if image.layout.root() != ctx.layout.root() || !ctx.layout.has_blob(layer.digest()) {
-            ctx.layout
-                .copy_blob_from(&image.layout, layer)
-                .map_err(|source| ExportError::RunImageLayer {
+        if !ctx.layout.has_blob(layer.digest()) {
+            return Err(ExportError::RunImageLayer {
+                digest: layer.digest().clone(),
+                source: LayoutError::BlobMissing {
+                    layout: ctx.layout.root().to_path_buf(),
                     digest: layer.digest().clone(),
-                    source,
-                })?;
+                },
+            });
         }
         let mut layer = layer.clone();
         if layer.media_type().to_string() == docker_media::LAYER_GZIP {
