@@ -15,6 +15,9 @@ pub const BUILD_METADATA: &str = "io.buildpacks.build.metadata";
 pub const PROJECT_METADATA: &str = "io.buildpacks.project.metadata";
 /// `io.buildpacks.exec-env` (Platform API 0.15).
 pub const EXEC_ENV: &str = "io.buildpacks.exec-env";
+/// The process type the image runs by default (kiln's own label; the lifecycle encodes it
+/// in an `/cnb/process/<type>` entrypoint, which kiln images do not have).
+pub const PROCESS_TYPE: &str = "io.github.kiln-build.process-type";
 /// `io.buildpacks.base.distro.name` on run images.
 pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// `io.buildpacks.base.distro.version` on run images.

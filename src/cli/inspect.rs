@@ -143,10 +143,7 @@ fn inspect(image: &kiln::LoadedImage) -> anyhow::Result<Inspection> {
         .as_ref()
         .map(|b| b.processes.clone())
         .unwrap_or_default();
-    let default_process = processes
-        .iter()
-        .find(|p| !entrypoint.is_empty() && p.command == entrypoint)
-        .map(|p| p.process_type.clone());
+    let default_process = labels.get(kiln::labels::PROCESS_TYPE).cloned();
     Ok(Inspection {
         reference: image.reference.to_string(),
         manifest_digest: image.manifest_descriptor.digest().to_string(),

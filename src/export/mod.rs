@@ -610,6 +610,10 @@ fn image_config(
     );
     labels_map.insert(labels::PROJECT_METADATA.to_string(), "{}".to_string());
     labels_map.insert(labels::EXEC_ENV.to_string(), ctx.exec_env.to_string());
+    match process {
+        Some(p) => labels_map.insert(labels::PROCESS_TYPE.to_string(), p.process_type.to_string()),
+        None => labels_map.remove(labels::PROCESS_TYPE),
+    };
     for label in &ctx.build.labels {
         labels_map.insert(label.key.clone(), label.value.clone());
     }
