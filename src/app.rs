@@ -128,13 +128,15 @@ enum Selection {
 }
 
 /// Copies the app source at `source` into `dest` (which must not exist yet), applying the
-/// rules in the module docs.
-pub fn copy_source(source: &Path, dest: &Path) -> Result<AppSource, AppError> {
+/// rules in the module docs. Directories in `skip` (kiln's own home, which may sit inside
+/// the source tree) are never copied.
+pub fn copy_source(source: &Path, dest: &Path, skip: &[PathBuf]) -> Result<AppSource, AppError> {
     if !source.is_dir() {
         return Err(AppError::MissingSource {
             path: source.to_path_buf(),
         });
     }
+
     let (selection, build_env) = read_project_toml(source)?;
     let ignore = read_ignore_file(source)?;
     let write_err = |path: &Path| {
@@ -142,6 +144,13 @@ pub fn copy_source(source: &Path, dest: &Path) -> Result<AppSource, AppError> {
         move |source| AppError::Write { path, source }
     };
     fs::create_dir_all(dest).map_err(write_err(dest))?;
+    // Canonical forms, so they match however the walk reaches them; the destination exists
+    // by now.
+    let skip: Vec<PathBuf> = skip
+        .iter()
+        .chain(std::iter::once(&dest.to_path_buf()))
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .collect();
     let mut app = AppSource {
         build_env,
         ..AppSource::default()
@@ -166,6 +175,11 @@ pub fn copy_source(source: &Path, dest: &Path) -> Result<AppSource, AppError> {
             .strip_prefix(source)
             .expect("walkdir yields paths under its root");
         let is_dir = entry.file_type().is_dir();
+        if is_dir && fs::canonicalize(entry.path()).is_ok_and(|canonical| skip.contains(&canonical))
+        {
+            walker.skip_current_dir();
+            continue;
+        }
         let excluded = rel.components().any(|c| c.as_os_str() == ".git")
             || ignore
                 .as_ref()
@@ -326,7 +340,7 @@ mod tests {
     fn copied(src: &Path) -> Vec<String> {
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("ws");
-        copy_source(src, &dest).unwrap();
+        copy_source(src, &dest, &[]).unwrap();
         let mut files: Vec<String> = walkdir::WalkDir::new(&dest)
             .min_depth(1)
             .into_iter()
@@ -377,7 +391,7 @@ mod tests {
         .unwrap();
         assert_eq!(copied(src.path()), ["a.py", "project.toml"]);
         let out = tempfile::tempdir().unwrap();
-        let app = copy_source(src.path(), &out.path().join("ws")).unwrap();
+        let app = copy_source(src.path(), &out.path().join("ws"), &[]).unwrap();
         assert_eq!(app.build_env["BP_X"], "1");
     }
 
@@ -401,14 +415,28 @@ mod tests {
         )
         .unwrap();
         let out = tempfile::tempdir().unwrap();
-        let err = copy_source(src.path(), &out.path().join("ws")).unwrap_err();
+        let err = copy_source(src.path(), &out.path().join("ws"), &[]).unwrap_err();
         assert!(err.to_string().contains("cannot both"), "{err}");
+    }
+
+    #[test]
+    fn skipped_and_destination_directories_are_not_copied() {
+        let src = tree(&["app.py", ".kiln/store/blob", "deep/x"]);
+        let out = src.path().join("deep/ws");
+        copy_source(src.path(), &out, &[src.path().join(".kiln")]).unwrap();
+        assert!(out.join("app.py").is_file());
+        assert!(!out.join(".kiln").exists());
+        assert!(out.join("deep/x").is_file());
+        assert!(
+            !out.join("deep/ws").exists(),
+            "the copy must not copy itself"
+        );
     }
 
     #[test]
     fn missing_source_is_an_error() {
         let out = tempfile::tempdir().unwrap();
-        let err = copy_source(Path::new("/no/such/dir"), &out.path().join("ws")).unwrap_err();
+        let err = copy_source(Path::new("/no/such/dir"), &out.path().join("ws"), &[]).unwrap_err();
         assert!(matches!(err, AppError::MissingSource { .. }));
     }
 }

@@ -230,7 +230,7 @@ fn prepare(
     phase_end(events, Phase::Analyze, started, timings);
 
     let work = WorkDir::new(store)?;
-    let app = app::copy_source(&options.app_dir, &work.app)?;
+    let app = app::copy_source(&options.app_dir, &work.app, &[store.root().to_path_buf()])?;
     let mut user_env = app.build_env.clone();
     user_env.extend(options.env.clone());
     for (name, value) in &user_env {

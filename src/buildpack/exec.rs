@@ -48,31 +48,19 @@ pub(crate) fn run(
     cancel: &CancelToken,
     on_line: &mut dyn FnMut(String),
 ) -> io::Result<ProcessOutcome> {
+    // stdout and stderr share one pipe (the lifecycle gives both the same writer), so lines
+    // keep the order the buildpack wrote them in.
+    let (reader, writer) = std::io::pipe()?;
     command
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
         .process_group(0);
     let mut child = command.spawn()?;
+    // Drop our copies of the write end, or the reader would never see end-of-file.
+    drop(command);
     let (tx, rx) = mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    for stream in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        readers.push(thread::spawn(move || forward_lines(stream, &tx)));
-    }
-    drop(tx);
+    let forwarder = thread::spawn(move || forward_lines(Box::new(reader), &tx));
 
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut cancelled = false;
@@ -112,10 +100,8 @@ pub(crate) fn run(
         Some(s) => s,
         None => child.wait()?,
     };
-    for reader in readers {
-        if reader.is_finished() {
-            let _ = reader.join();
-        }
+    if forwarder.is_finished() {
+        let _ = forwarder.join();
     }
     Ok(ProcessOutcome {
         code: status.code(),
@@ -177,18 +163,18 @@ mod tests {
     }
 
     #[test]
-    fn merges_lines_and_reports_exit_code() {
+    fn merges_lines_in_order_and_reports_exit_code() {
         let mut lines = Vec::new();
         let out = run(
-            sh("echo one; echo two >&2; printf 'three'; exit 3"),
+            sh("echo one; echo two >&2; echo three; echo four >&2; printf 'five'; exit 3"),
             &CancelToken::new(),
             &mut |l| lines.push(l),
         )
         .unwrap();
         assert_eq!(out.code, Some(3));
         assert_eq!(out.describe(), "exit code 3");
-        lines.sort();
-        assert_eq!(lines, ["one", "three", "two"]);
+        assert_eq!(lines, ["one", "two", "three", "four", "five"]);
+        assert_eq!(out.tail, lines);
     }
 
     #[test]

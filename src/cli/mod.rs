@@ -188,8 +188,11 @@ fn source_date_epoch() -> anyhow::Result<Option<i64>> {
         Ok(v) if v.trim().is_empty() => Ok(None),
         Ok(v) => kiln::reproducible::parse_source_date_epoch(&v)
             .map(Some)
-            .with_context(|| {
-                format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970; unset it or fix it"
+                ))
+                .into()
             }),
         Err(_) => Ok(None),
     }

@@ -1,6 +1,7 @@
 //! The build phase through the CLI: layer types, what later buildpacks see, env-file rules,
 //! processes, labels, unmet plan entries, store.toml, slices — checked in the exported image.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +76,7 @@ fn each_layer_type_combination_behaves_per_spec() {
     ];
     let mut script = MAKE_LAYER.to_string();
     for (name, l, b, c) in combos {
-        script.push_str(&format!("make_layer {name} {l} {b} {c}\n"));
+        writeln!(script, "make_layer {name} {l} {b} {c}").unwrap();
     }
     let maker = write_buildpack(
         &env.path("maker"),
@@ -207,7 +208,7 @@ printf '[[processes]]\ntype = "web"\ncommand = ["env"]\ndefault = true\n[[proces
         &env.path("reader"),
         &BuildpackSpec {
             id: "test/env-reader",
-            build: r#"env | grep -E '^(OVER|OVER2|DEF_UNSET|DEF_SET|APP|PRE|NODELIM|WEIRD|ORDER|ONLY_BUILD|ONLY_LAUNCH|WORKER_ONLY|PATH|USER_WINS)=' | sort | sed 's/^/ENV /'"#,
+            build: r"env | grep -E '^(OVER|OVER2|DEF_UNSET|DEF_SET|APP|PRE|NODELIM|WEIRD|ORDER|ONLY_BUILD|ONLY_LAUNCH|WORKER_ONLY|PATH|USER_WINS)=' | sort | sed 's/^/ENV /'",
             ..BuildpackSpec::default()
         },
     );

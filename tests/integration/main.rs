@@ -3,7 +3,12 @@
 
 // Test code: panicking on unexpected errors is the point, and helpers are `pub` for the
 // test modules of this one crate.
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::too_many_lines,
+    unreachable_pub
+)]
 
 mod util;
 
