@@ -120,3 +120,304 @@ fn store_output_is_a_valid_layout_and_listed() {
         "work dirs are removed"
     );
 }
+
+/// `(path, uid, gid, mode)` of every entry of the layer blob `digest` in `layout`.
+fn layer_entries(layout: &std::path::Path, digest: &str) -> Vec<(String, u64, u64, u32)> {
+    let layout = kiln::image::layout::OciLayout::open(layout).unwrap();
+    let file = layout.open_blob(&digest.parse().unwrap()).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mode().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
+    let env = TestEnv::new();
+    let layout = env.path("out");
+    build_example(&env, &format!("oci:{}:hello", layout.display()));
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "inspect",
+        "--format",
+        "json",
+        &format!("oci:{}:hello", layout.display()),
+    ]))
+    .unwrap();
+    let layers = json["layers"].as_array().unwrap();
+    // The run image's layer is copied untouched (root-owned busybox).
+    let base = layer_entries(&layout, layers[0]["digest"].as_str().unwrap());
+    assert!(
+        base.iter()
+            .any(|(p, uid, _, _)| p == "bin/busybox" && *uid == 0)
+    );
+    let launch = layer_entries(&layout, layers[1]["digest"].as_str().unwrap());
+    let paths: Vec<&str> = launch.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "layers/",
+            "layers/examples_shell/",
+            "layers/examples_shell/greeting/",
+            "layers/examples_shell/greeting/bin/",
+            "layers/examples_shell/greeting/bin/say-greeting",
+            "layers/examples_shell/greeting/env.launch/",
+            "layers/examples_shell/greeting/env.launch/GREETING.default",
+        ]
+    );
+    let app = layer_entries(&layout, layers[2]["digest"].as_str().unwrap());
+    for (path, uid, gid, mode) in launch.iter().chain(&app) {
+        assert_eq!((*uid, *gid), (1000, 1000), "{path}");
+        let expected =
+            if path.ends_with('/') || path.ends_with("say-greeting") || path.ends_with("app.sh") {
+                0o755
+            } else {
+                0o644
+            };
+        assert_eq!(*mode, expected, "{path}");
+    }
+    assert!(app.iter().any(|e| e.0 == "workspace/app.sh"));
+}
+
+#[test]
+fn scratch_and_oci_archive_run_images() {
+    let env = TestEnv::new();
+    // scratch: no base layers, no user, root ownership.
+    let out = format!("oci:{}:s", env.path("out").display());
+    env.ok(&[
+        "build",
+        "--path",
+        repo().join("examples/hello-shell").to_str().unwrap(),
+        "-b",
+        repo().join("examples/buildpacks/shell").to_str().unwrap(),
+        "--output",
+        &out,
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--format", "json", &out])).unwrap();
+    assert_eq!(json["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(json["user"], serde_json::Value::Null);
+    assert_eq!(json["platform"], kiln::TargetPlatform::host().to_string());
+    let app = layer_entries(
+        &env.path("out"),
+        json["layers"][1]["digest"].as_str().unwrap(),
+    );
+    assert!(app.iter().all(|e| (e.1, e.2) == (0, 0)));
+    validate_layout(&env.path("out"), "s", &env.path("scratch"));
+
+    // An OCI archive as run image: kiln writes one, then builds on it.
+    let run_archive = env.path("run.tar");
+    let run_image = env.run_image();
+    // Re-export the busybox layout as an archive with tar, as `skopeo copy … oci-archive:` would.
+    let status = std::process::Command::new("tar")
+        .args([
+            "-C",
+            env.path("run-image").to_str().unwrap(),
+            "-cf",
+            run_archive.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let from_archive = env.ok(&[
+        "build",
+        "--format",
+        "json",
+        "--path",
+        repo().join("examples/hello-shell").to_str().unwrap(),
+        "-b",
+        repo().join("examples/buildpacks/shell").to_str().unwrap(),
+        "--run-image",
+        &format!("oci-archive:{}:run:1", run_archive.display()),
+        "--output",
+        &format!("oci:{}:a", env.path("out2").display()),
+    ]);
+    let from_layout = env.ok(&[
+        "build",
+        "--format",
+        "json",
+        "--path",
+        repo().join("examples/hello-shell").to_str().unwrap(),
+        "-b",
+        repo().join("examples/buildpacks/shell").to_str().unwrap(),
+        "--run-image",
+        &run_image,
+        "--output",
+        &format!("oci:{}:b", env.path("out2").display()),
+    ]);
+    let digest =
+        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["manifest_digest"].clone();
+    assert_eq!(
+        digest(&from_archive),
+        digest(&from_layout),
+        "same run image, however it is read"
+    );
+}
+
+#[test]
+fn multi_platform_run_images_are_selected_by_platform() {
+    use kiln::oci::{ImageIndexBuilder, ImageManifest, MediaType, PlatformBuilder};
+
+    let env = TestEnv::new();
+    env.run_image();
+    let layout = kiln::image::layout::OciLayout::open(env.path("run-image")).unwrap();
+    let host = kiln::TargetPlatform::host();
+    let amd = layout.read_index().unwrap().manifests()[0].clone();
+    let manifest: ImageManifest =
+        serde_json::from_slice(&layout.read_blob(amd.digest()).unwrap()).unwrap();
+    let mut config: kiln::oci::ImageConfiguration =
+        serde_json::from_slice(&layout.read_blob(manifest.config().digest()).unwrap()).unwrap();
+    let other_arch = if host.architecture == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    config.set_architecture(other_arch.into());
+    let other = kiln::image::write_image(&layout, manifest.layers().clone(), &config).unwrap();
+    let with_platform = |d: &kiln::oci::Descriptor, arch: &str| {
+        let mut d = d.clone();
+        d.set_annotations(None);
+        d.set_platform(Some(
+            PlatformBuilder::default()
+                .os("linux")
+                .architecture(arch)
+                .build()
+                .unwrap(),
+        ));
+        d
+    };
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![
+            with_platform(&amd, &host.architecture),
+            with_platform(&other.descriptor, other_arch),
+        ])
+        .build()
+        .unwrap();
+    let bytes = kiln::reproducible::canonical_json(&index).unwrap();
+    let (digest, size) = layout.write_blob(&bytes).unwrap();
+    layout
+        .tag(
+            &kiln::image::descriptor(MediaType::ImageIndex, &digest, size),
+            "multi",
+        )
+        .unwrap();
+    // umoci cannot unpack an index ("tag is ambiguous"); the schema and digest checks can.
+    if crate::util::require("oci-image-tool") {
+        crate::util::sh(
+            "oci-image-tool",
+            &[
+                "validate",
+                "--type",
+                "image",
+                "--ref",
+                "name=multi",
+                env.path("run-image").to_str().unwrap(),
+            ],
+        );
+    }
+
+    let multi = format!("oci:{}:multi", env.path("run-image").display());
+    let build = |platform: Option<&str>| {
+        let mut args = vec![
+            "build".to_string(),
+            "--format".into(),
+            "json".into(),
+            "--path".into(),
+            repo().join("examples/hello-shell").display().to_string(),
+            "-b".into(),
+            repo()
+                .join("examples/buildpacks/shell")
+                .display()
+                .to_string(),
+            "--run-image".into(),
+            multi.clone(),
+            "--output".into(),
+            format!("oci:{}:img", env.path("out").display()),
+        ];
+        if let Some(p) = platform {
+            args.extend(["--platform".into(), p.into()]);
+        }
+        env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let inspect = || -> serde_json::Value {
+        serde_json::from_str(&env.ok(&[
+            "inspect",
+            "--format",
+            "json",
+            &format!("oci:{}:img", env.path("out").display()),
+        ]))
+        .unwrap()
+    };
+    assert!(build(None).status.success());
+    assert_eq!(inspect()["platform"], host.to_string());
+    let out = build(Some(&format!("linux/{other_arch}")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(inspect()["platform"], format!("linux/{other_arch}"));
+    let out = build(Some("linux/s390x"));
+    assert_eq!(out.status.code(), Some(30));
+    assert_contains!(
+        String::from_utf8_lossy(&out.stderr),
+        "has no manifest for linux/s390x"
+    );
+}
+
+#[test]
+fn kilnignore_and_git_are_left_out_of_the_image() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "app",
+        &[
+            ("app.sh", "echo hi\n"),
+            (".kilnignore", "*.log\n/secrets/\n"),
+            ("debug.log", "noise"),
+            ("secrets/key", "hunter2"),
+            (".git/config", "[core]"),
+            ("src/keep.txt", "keep"),
+        ],
+    );
+    let out = format!("oci:{}:img", env.path("out").display());
+    env.ok(&[
+        "build",
+        "--path",
+        app.to_str().unwrap(),
+        "-b",
+        repo().join("examples/buildpacks/shell").to_str().unwrap(),
+        "--output",
+        &out,
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--format", "json", &out])).unwrap();
+    let app_layer = json["layers"].as_array().unwrap().last().unwrap()["digest"].clone();
+    let mut paths: Vec<String> = layer_entries(&env.path("out"), app_layer.as_str().unwrap())
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "workspace/",
+            "workspace/.kilnignore",
+            "workspace/app.sh",
+            "workspace/src/",
+            "workspace/src/keep.txt"
+        ]
+    );
+}

@@ -211,3 +211,64 @@ fn golden_diff_ids_of_the_example() {
     let expected = fs::read_to_string(&golden).unwrap();
     assert_eq!(expected.strip_prefix(header).unwrap_or(&expected), actual);
 }
+
+/// kiln needs no privileges: as an ordinary user it runs buildpacks in an unprivileged user
+/// namespace. When the suite runs as root, build once more as `nobody` and compare.
+#[test]
+fn an_unprivileged_user_builds_the_same_image() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "skipping: the suite is not running as root, so it already tests an ordinary user"
+        );
+        return;
+    }
+    let env = TestEnv::new();
+    let app = repo().join("examples/hello-shell");
+    let bp = repo().join("examples/buildpacks/shell");
+    let (as_root, _) = build(&env, &app, &bp, "022", &[]);
+
+    // Everything nobody needs: a readable copy of the inputs, a writable home.
+    let shared = env.path("shared");
+    copy_tree(&app, &shared.join("app"), false, SystemTime::now());
+    copy_tree(&bp, &shared.join("bp"), false, SystemTime::now());
+    for exe in ["detect", "build"] {
+        fs::set_permissions(
+            shared.join("bp/bin").join(exe),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let run_image = env.run_image();
+    let status = std::process::Command::new("chmod")
+        .args(["-R", "a+rwX", env.dir.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "build",
+            "app",
+            "--format",
+            "json",
+            "--path",
+            shared.join("app").to_str().unwrap(),
+            "-b",
+            shared.join("bp").to_str().unwrap(),
+            "--run-image",
+            &run_image,
+        ])
+        .env("KILN_HOME", shared.join("home"))
+        .env("HOME", &shared)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let as_nobody: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(as_nobody["manifest_digest"], as_root["manifest_digest"]);
+}
