@@ -9,18 +9,15 @@
 //!
 //! See [Phase #3: Build](https://github.com/buildpacks/spec/blob/main/buildpack.md#phase-3-build).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::buildenv::{
-    APP_DIR, HostSandbox, LAYERS_DIR, PLATFORM_DIR, buildpack_guest_dir, os_pairs,
-};
-use crate::buildpack::{Buildpack, BuildpackApi, exec};
-use crate::detect::{GroupMember, RunTarget, buildpack_env};
+use crate::buildenv::{APP_DIR, LAYERS_DIR, PLATFORM_DIR};
+use crate::buildpack::{Buildpack, Runner, exec};
+use crate::detect::GroupMember;
 use crate::env::{BUILD_ROOT_DIRS, DefaultAction, Env, EnvDirError};
-use crate::event::{CancelToken, Event, EventSink};
+use crate::event::Event;
 use crate::launch::{Label, LaunchContribution, Processes, Slice, parse_launch_toml};
 use crate::plan::{self, PlanEntry};
 
@@ -151,22 +148,12 @@ pub struct BuildContext<'a> {
     pub group: &'a [GroupMember],
     /// The resolved plan.
     pub plan: &'a [PlanEntry],
-    /// The sandbox buildpacks run in.
-    pub sandbox: &'a HostSandbox,
     /// Host paths.
     pub dirs: &'a BuildDirs,
     /// The filtered host environment.
     pub base_env: &'a Env,
-    /// User variables.
-    pub user_env: &'a BTreeMap<String, String>,
-    /// The run image's platform.
-    pub target: &'a RunTarget,
-    /// `CNB_EXEC_ENV`.
-    pub exec_env: &'a str,
-    /// Where events go.
-    pub events: &'a dyn EventSink,
-    /// Cancellation.
-    pub cancel: &'a CancelToken,
+    /// Runs the buildpacks.
+    pub runner: &'a Runner<'a>,
 }
 
 /// Runs the build phase.
@@ -180,7 +167,7 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         slices: Vec::new(),
     };
     for member in ctx.group {
-        if ctx.cancel.is_cancelled() {
+        if ctx.runner.cancel.is_cancelled() {
             return Err(BuildError::Cancelled);
         }
         let buildpack = &member.buildpack;
@@ -192,7 +179,7 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         let bp_plan = plan::buildpack_plan(&remaining, &id);
         let plan_path = write_buildpack_plan(ctx, &escaped, &bp_plan)?;
 
-        ctx.events.event(&Event::BuildpackStarted {
+        ctx.runner.events.event(&Event::BuildpackStarted {
             id: id.clone(),
             version: buildpack.version().to_string(),
         });
@@ -213,13 +200,13 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         plan::remove_met(&mut remaining, &met);
         if let Some(launch) = read_launch_toml(&host_layers, &id)? {
             if let Some(warning) = output.processes.add(launch.processes) {
-                ctx.events.event(&Event::Warning(warning));
+                ctx.runner.events.event(&Event::Warning(warning));
             }
             output.labels.extend(launch.labels);
             output.slices.extend(launch.slices);
         }
         let store = read_store_toml(&host_layers, &id)?;
-        ctx.events.event(&Event::BuildpackFinished {
+        ctx.runner.events.event(&Event::BuildpackFinished {
             id,
             elapsed: started.elapsed(),
         });
@@ -229,7 +216,7 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
             store,
         });
     }
-    output.processes.retain_exec_env(ctx.exec_env);
+    output.processes.retain_exec_env(ctx.runner.exec_env);
     Ok(output)
 }
 
@@ -263,26 +250,15 @@ fn run_bin_build(
     plan_path: &Path,
 ) -> Result<(), BuildError> {
     let id = buildpack.id().to_string();
-    let guest_dir = buildpack_guest_dir(&buildpack.id().escaped(), buildpack.version());
-    let bp_env = buildpack_env(env, ctx.user_env, buildpack);
-    let mut command = ctx
-        .sandbox
-        .command(&guest_dir.join("bin").join("build"), Path::new(APP_DIR))?;
+    let mut command = ctx.runner.command(buildpack, "build", env)?;
     command
         .arg(guest_layers)
         .arg(PLATFORM_DIR)
         .arg(plan_path)
-        .envs(os_pairs(bp_env.iter()))
-        .env("CNB_BUILDPACK_DIR", &guest_dir)
-        .env("CNB_PLATFORM_DIR", PLATFORM_DIR)
         .env("CNB_BP_PLAN_PATH", plan_path)
-        .env("CNB_LAYERS_DIR", guest_layers)
-        .envs(ctx.target.env_vars());
-    if buildpack.api() >= BuildpackApi::new(0, 12) {
-        command.env("CNB_EXEC_ENV", ctx.exec_env);
-    }
-    let outcome = exec::run(command, ctx.cancel, &mut |line| {
-        ctx.events.event(&Event::BuildpackOutput {
+        .env("CNB_LAYERS_DIR", guest_layers);
+    let outcome = exec::run(command, ctx.runner.cancel, &mut |line| {
+        ctx.runner.events.event(&Event::BuildpackOutput {
             id: id.clone(),
             line,
         });

@@ -18,12 +18,12 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::buildenv::{APP_DIR, HostSandbox, PLATFORM_DIR, buildpack_guest_dir, os_pairs};
+use crate::buildenv::PLATFORM_DIR;
 use crate::buildpack::descriptor::Target;
 use crate::buildpack::order::{GroupEntry, Order};
-use crate::buildpack::{Buildpack, BuildpackApi, BuildpackError, Catalog, exec};
-use crate::env::{BUILD_ROOT_DIRS, Env};
-use crate::event::{CancelToken, DetectStatus, Event, EventSink};
+use crate::buildpack::{Buildpack, BuildpackError, Catalog, Runner, exec};
+use crate::env::Env;
+use crate::event::{DetectStatus, Event};
 use crate::plan::{self, BuildPlan, Candidate, PlanEntry};
 
 /// Errors of the detect phase (apart from "no group passed", which is an outcome).
@@ -184,22 +184,12 @@ pub struct DetectContext<'a> {
     pub catalog: &'a Catalog,
     /// The order to try.
     pub order: &'a Order,
-    /// The sandbox buildpacks run in.
-    pub sandbox: &'a HostSandbox,
     /// Scratch paths.
     pub dirs: &'a DetectDirs,
     /// The filtered host environment (see [`Env::for_build`]).
     pub base_env: &'a Env,
-    /// User variables (`--env`), also written to `/platform/env/`.
-    pub user_env: &'a BTreeMap<String, String>,
-    /// The run image's platform.
-    pub target: &'a RunTarget,
-    /// `CNB_EXEC_ENV` (`production` by default).
-    pub exec_env: &'a str,
-    /// Where events go.
-    pub events: &'a dyn EventSink,
-    /// Cancellation.
-    pub cancel: &'a CancelToken,
+    /// Runs the buildpacks.
+    pub runner: &'a Runner<'a>,
 }
 
 /// Runs the detect phase.
@@ -327,7 +317,7 @@ impl Detector<'_, '_> {
         mut done: Vec<Element>,
         expanding: &mut Vec<String>,
     ) -> Result<Found, GroupFailure> {
-        if self.ctx.cancel.is_cancelled() {
+        if self.ctx.runner.cancel.is_cancelled() {
             return Err(DetectError::Cancelled.into());
         }
         for (i, entry) in entries.iter().enumerate() {
@@ -363,12 +353,12 @@ impl Detector<'_, '_> {
             };
             let targets = buildpack.targets();
             if !targets.is_empty()
-                && !targets.iter().any(|t| self.ctx.target.satisfies(t))
+                && !targets.iter().any(|t| self.ctx.runner.target.satisfies(t))
                 && !entry.optional
             {
                 let why = format!(
                     "unable to satisfy target os/arch constraints; run image: {}, buildpack: {}",
-                    describe_target(self.ctx.target),
+                    describe_target(self.ctx.runner.target),
                     targets
                         .iter()
                         .map(describe_buildpack_target)
@@ -382,11 +372,11 @@ impl Detector<'_, '_> {
             let exec_envs = buildpack.exec_envs();
             if !exec_envs.is_empty()
                 && !exec_envs.contains(&"*")
-                && !exec_envs.contains(&self.ctx.exec_env)
+                && !exec_envs.contains(&self.ctx.runner.exec_env)
             {
                 let why = format!(
                     "execution environment {} is not one of {}",
-                    self.ctx.exec_env,
+                    self.ctx.runner.exec_env,
                     exec_envs.join(", ")
                 );
                 self.record(&element, DetectStatus::Skipped(why), String::new());
@@ -460,7 +450,7 @@ impl Detector<'_, '_> {
                 output,
                 plan,
             } = result?;
-            self.ctx.events.event(&Event::Detected {
+            self.ctx.runner.events.event(&Event::Detected {
                 buildpack: element.key(),
                 status: status.clone(),
                 output: output.clone(),
@@ -470,7 +460,7 @@ impl Detector<'_, '_> {
                 self.plans().insert(element.key(), plan);
             }
         }
-        if self.ctx.cancel.is_cancelled() {
+        if self.ctx.runner.cancel.is_cancelled() {
             return Err(DetectError::Cancelled);
         }
         Ok(())
@@ -500,28 +490,16 @@ impl Detector<'_, '_> {
         let plan_path = plan_dir.join("plan.toml");
         fs::write(&plan_path, b"").map_err(prep(&plan_path))?;
 
-        let guest_dir = buildpack_guest_dir(&buildpack.id().escaped(), buildpack.version());
-        let env = buildpack_env(ctx.base_env, ctx.user_env, buildpack);
-        let mut command = match ctx
-            .sandbox
-            .command(&guest_dir.join("bin").join("detect"), Path::new(APP_DIR))
-        {
+        let mut command = match ctx.runner.command(buildpack, "detect", ctx.base_env) {
             Ok(c) => c,
             Err(e) => return Ok((DetectStatus::Error(e.to_string()), String::new(), None)),
         };
         command
             .arg(PLATFORM_DIR)
             .arg(&plan_path)
-            .envs(os_pairs(env.iter()))
-            .env("CNB_BUILDPACK_DIR", &guest_dir)
-            .env("CNB_PLATFORM_DIR", PLATFORM_DIR)
-            .env("CNB_BUILD_PLAN_PATH", &plan_path)
-            .envs(ctx.target.env_vars());
-        if buildpack.api() >= BuildpackApi::new(0, 12) {
-            command.env("CNB_EXEC_ENV", ctx.exec_env);
-        }
+            .env("CNB_BUILD_PLAN_PATH", &plan_path);
         let mut lines = Vec::new();
-        let outcome = match exec::run(command, ctx.cancel, &mut |l| lines.push(l)) {
+        let outcome = match exec::run(command, ctx.runner.cancel, &mut |l| lines.push(l)) {
             Ok(o) => o,
             Err(e) => {
                 return Ok((
@@ -622,20 +600,6 @@ impl Detector<'_, '_> {
                 .collect(),
             plan: resolution.entries,
         })
-    }
-}
-
-/// The environment of a buildpack's `bin/detect` or `bin/build`: the build environment plus
-/// the user's variables unless the buildpack sets `clear-env`.
-pub(crate) fn buildpack_env(
-    base: &Env,
-    user: &BTreeMap<String, String>,
-    buildpack: &Buildpack,
-) -> Env {
-    if buildpack.clear_env() {
-        base.clone()
-    } else {
-        base.with_user_env(user, &BUILD_ROOT_DIRS)
     }
 }
 

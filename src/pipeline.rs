@@ -15,8 +15,8 @@ use crate::buildenv::{
     APP_DIR, BuildEnvironment, HostSandbox, LAYERS_DIR, PLATFORM_DIR, SandboxMounts,
     buildpack_guest_dir,
 };
-use crate::buildpack::Catalog;
 use crate::buildpack::order::{GroupEntry, Order, OrderGroup};
+use crate::buildpack::{Catalog, Runner};
 use crate::detect::{self, DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember};
 use crate::env::Env;
 use crate::error::Error;
@@ -367,53 +367,56 @@ fn phase_end(
     events.event(&Event::PhaseFinished { phase, elapsed });
 }
 
-fn run_detect(
-    prepared: &Prepared,
-    options: &BuildOptions,
-    events: &dyn EventSink,
-    cancel: &CancelToken,
-) -> Result<DetectOutcome, Error> {
+fn run_detect(prepared: &Prepared, runner: &Runner<'_>) -> Result<DetectOutcome, Error> {
     let ctx = DetectContext {
         catalog: &prepared.catalog,
         order: &prepared.order,
-        sandbox: &prepared.sandbox,
         dirs: &DetectDirs {
             plans: prepared.work.plans.clone(),
         },
         base_env: &prepared.base_env,
-        user_env: &prepared.user_env,
-        target: &prepared.run_image.target(),
-        exec_env: &options.exec_env,
-        events,
-        cancel,
+        runner,
     };
     Ok(detect::detect(&ctx)?)
 }
 
 fn run_build(
     prepared: &Prepared,
-    options: &BuildOptions,
+    runner: &Runner<'_>,
     group: &[GroupMember],
     plan: &[PlanEntry],
-    events: &dyn EventSink,
-    cancel: &CancelToken,
 ) -> Result<BuildOutput, Error> {
     let ctx = BuildContext {
         group,
         plan,
-        sandbox: &prepared.sandbox,
         dirs: &BuildDirs {
             layers: prepared.work.layers.clone(),
             plans: prepared.work.plans.clone(),
         },
         base_env: &prepared.base_env,
-        user_env: &prepared.user_env,
-        target: &prepared.run_image.target(),
-        exec_env: &options.exec_env,
-        events,
-        cancel,
+        runner,
     };
     Ok(build::build(&ctx)?)
+}
+
+impl Prepared {
+    /// The runner for this build's buildpacks.
+    fn runner<'a>(
+        &'a self,
+        target: &'a crate::detect::RunTarget,
+        options: &'a BuildOptions,
+        events: &'a dyn EventSink,
+        cancel: &'a CancelToken,
+    ) -> Runner<'a> {
+        Runner {
+            sandbox: &self.sandbox,
+            user_env: &self.user_env,
+            target,
+            exec_env: &options.exec_env,
+            events,
+            cancel,
+        }
+    }
 }
 
 /// Builds the app in `options.app_dir` into an image and publishes it.
@@ -432,15 +435,17 @@ pub fn build(
     let mut timings = BTreeMap::new();
     let prepared = prepare(store, options, events, &mut timings)?;
 
+    let target = prepared.run_image.target();
+    let runner = prepared.runner(&target, options, events, cancel);
     let started = phase_start(events, Phase::Detect);
-    let (group, plan) = match run_detect(&prepared, options, events, cancel)? {
+    let (group, plan) = match run_detect(&prepared, &runner)? {
         DetectOutcome::Detected { group, plan, .. } => (group, plan),
         DetectOutcome::NoMatch { results } => return Err(Error::NothingDetected { results }),
     };
     phase_end(events, Phase::Detect, started, &mut timings);
 
     let started = phase_start(events, Phase::Build);
-    let output = run_build(&prepared, options, &group, &plan, events, cancel)?;
+    let output = run_build(&prepared, &runner, &group, &plan)?;
     phase_end(events, Phase::Build, started, &mut timings);
 
     let started = phase_start(events, Phase::Export);
@@ -493,8 +498,10 @@ pub fn detect(
 ) -> Result<DetectSummary, Error> {
     let mut timings = BTreeMap::new();
     let prepared = prepare(store, options, events, &mut timings)?;
+    let target = prepared.run_image.target();
+    let runner = prepared.runner(&target, options, events, cancel);
     let started = phase_start(events, Phase::Detect);
-    let outcome = run_detect(&prepared, options, events, cancel)?;
+    let outcome = run_detect(&prepared, &runner)?;
     phase_end(events, Phase::Detect, started, &mut timings);
     match outcome {
         DetectOutcome::NoMatch { results } => Ok(DetectSummary {
@@ -512,7 +519,7 @@ pub fn detect(
         } => {
             let (processes, default_process) = if with_build {
                 let started = phase_start(events, Phase::Build);
-                let output = run_build(&prepared, options, &group, &plan, events, cancel)?;
+                let output = run_build(&prepared, &runner, &group, &plan)?;
                 phase_end(events, Phase::Build, started, &mut timings);
                 let default = options
                     .process

@@ -407,6 +407,56 @@ fn effective_targets(descriptor: &BuildpackDescriptor, dir: &Path) -> Vec<Target
     targets
 }
 
+/// Runs buildpack executables: the sandbox, and the parts of the CNB environment that every
+/// `bin/detect` and `bin/build` of a build shares.
+pub struct Runner<'a> {
+    /// The sandbox buildpacks run in.
+    pub sandbox: &'a crate::buildenv::HostSandbox,
+    /// User variables (`--env`, `project.toml`), also in `/platform/env/`.
+    pub user_env: &'a std::collections::BTreeMap<String, String>,
+    /// The run image's platform (`CNB_TARGET_*`).
+    pub target: &'a crate::detect::RunTarget,
+    /// `CNB_EXEC_ENV` (`production` by default).
+    pub exec_env: &'a str,
+    /// Where events go.
+    pub events: &'a dyn crate::event::EventSink,
+    /// Cancellation.
+    pub cancel: &'a crate::event::CancelToken,
+}
+
+impl Runner<'_> {
+    /// A command running `bin/<executable>` of `buildpack` in `/workspace` with environment
+    /// `env` (plus the user's variables unless the buildpack sets `clear-env`),
+    /// `CNB_BUILDPACK_DIR`, `CNB_PLATFORM_DIR`, `CNB_TARGET_*` and, for Buildpack API 0.12,
+    /// `CNB_EXEC_ENV`. Callers add the phase's arguments and variables.
+    pub(crate) fn command(
+        &self,
+        buildpack: &Buildpack,
+        executable: &str,
+        env: &crate::env::Env,
+    ) -> Result<std::process::Command, crate::buildenv::BuildEnvError> {
+        use crate::buildenv::{APP_DIR, PLATFORM_DIR, buildpack_guest_dir, os_pairs};
+        let guest_dir = buildpack_guest_dir(&buildpack.id().escaped(), buildpack.version());
+        let env = if buildpack.clear_env() {
+            env.clone()
+        } else {
+            env.with_user_env(self.user_env, &crate::env::BUILD_ROOT_DIRS)
+        };
+        let mut command = self
+            .sandbox
+            .command(&guest_dir.join("bin").join(executable), Path::new(APP_DIR))?;
+        command
+            .envs(os_pairs(env.iter()))
+            .env("CNB_BUILDPACK_DIR", &guest_dir)
+            .env("CNB_PLATFORM_DIR", PLATFORM_DIR)
+            .envs(self.target.env_vars());
+        if buildpack.api() >= BuildpackApi::new(0, 12) {
+            command.env("CNB_EXEC_ENV", self.exec_env);
+        }
+        Ok(command)
+    }
+}
+
 /// Where buildpacks are found by id and version: the directories given explicitly plus any
 /// buildpacks found under search roots.
 #[derive(Debug, Clone, Default)]

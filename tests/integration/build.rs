@@ -3,34 +3,19 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{BuildpackSpec, Podman, TestEnv, validate_layout, write_buildpack};
+use crate::util::{BuildpackSpec, Podman, TestEnv, oci, validate_layout, write_buildpack};
 
-/// Builds `app` with `buildpacks` onto the busybox run image into `oci:<env>/out:img`
-/// with extra args; returns the `kiln inspect --format json` of the result.
-fn build(env: &TestEnv, app: &Path, buildpacks: &[&PathBuf], extra: &[&str]) -> Value {
-    let run_image = env.run_image();
-    let out = format!("oci:{}:img", env.path("out").display());
-    let mut args = vec![
-        "build",
-        "--path",
-        app.to_str().unwrap(),
-        "--run-image",
-        &run_image,
-        "--output",
-        &out,
-    ];
-    for b in buildpacks {
-        args.push("-b");
-        args.push(b.to_str().unwrap());
-    }
-    args.extend_from_slice(extra);
-    env.ok(&args);
-    serde_json::from_str(&env.ok(&["inspect", "--format", "json", &out])).unwrap()
+/// Builds `app` with `buildpacks` into `oci:<env>/out:img` with extra args; returns the
+/// `kiln inspect --format json` of the result.
+fn build(env: &TestEnv, app: &Path, buildpacks: &[&Path], extra: &[&str]) -> Value {
+    let out = oci(&env.path("out"), "img");
+    env.build_ok(app, buildpacks, &out, extra);
+    env.inspect(&out)
 }
 
 fn label(inspection: &Value, key: &str) -> Value {
@@ -220,7 +205,7 @@ printf '[[processes]]\ntype = "web"\ncommand = ["env"]\ndefault = true\n[[proces
         "--run-image",
         &run_image,
         "--output",
-        &format!("oci:{}:img", env.path("out").display()),
+        &oci(&env.path("out"), "img"),
         "-b",
         writer.to_str().unwrap(),
         "-b",
@@ -277,13 +262,7 @@ printf '[[processes]]\ntype = "web"\ncommand = ["env"]\ndefault = true\n[[proces
 
     // The image's launch environment: env/ and env.launch/ of launch layers, not env.build/,
     // and never the user's build-time variables.
-    let inspection: Value = serde_json::from_str(&env.ok(&[
-        "inspect",
-        "--format",
-        "json",
-        &format!("oci:{}:img", env.path("out").display()),
-    ]))
-    .unwrap();
+    let inspection = env.inspect(&oci(&env.path("out"), "img"));
     assert_eq!(env_var(&inspection, "APP"), Some("base:end"));
     assert_eq!(env_var(&inspection, "OVER2"), Some("explicit"));
     assert_eq!(env_var(&inspection, "ONLY_LAUNCH"), Some("launch only"));
@@ -300,19 +279,13 @@ printf '[[processes]]\ntype = "web"\ncommand = ["env"]\ndefault = true\n[[proces
         "--run-image",
         &run_image,
         "--output",
-        &format!("oci:{}:worker", env.path("out").display()),
+        &oci(&env.path("out"), "worker"),
         "-b",
         writer.to_str().unwrap(),
         "--process",
         "worker",
     ]);
-    let inspection: Value = serde_json::from_str(&env.ok(&[
-        "inspect",
-        "--format",
-        "json",
-        &format!("oci:{}:worker", env.path("out").display()),
-    ]))
-    .unwrap();
+    let inspection = env.inspect(&oci(&env.path("out"), "worker"));
     assert_eq!(env_var(&inspection, "WORKER_ONLY"), Some("for worker"));
     assert_eq!(inspection["default_process"], "worker");
 }
@@ -392,7 +365,7 @@ EOF"#,
     assert_eq!(lister["entrypoint"], serde_json::json!(["ls", "-1"]));
 
     let Some(podman) = Podman::new() else { return };
-    let image = format!("oci:{}:img", env.path("out").display());
+    let image = oci(&env.path("out"), "img");
     let out = podman.run(&image, &[], &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -447,7 +420,7 @@ fn a_non_default_override_leaves_no_default_process() {
         "--run-image",
         &run_image,
         "--output",
-        &format!("oci:{}:img", env.path("out").display()),
+        &oci(&env.path("out"), "img"),
         "-b",
         a.to_str().unwrap(),
         "-b",
@@ -457,13 +430,7 @@ fn a_non_default_override_leaves_no_default_process() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_contains!(stderr, "redefining the default process type web");
     assert_contains!(stderr, "no default process type");
-    let inspection: Value = serde_json::from_str(&env.ok(&[
-        "inspect",
-        "--format",
-        "json",
-        &format!("oci:{}:img", env.path("out").display()),
-    ]))
-    .unwrap();
+    let inspection = env.inspect(&oci(&env.path("out"), "img"));
     assert_eq!(inspection["entrypoint"], serde_json::json!([]));
     assert_eq!(inspection["default_process"], Value::Null);
 }

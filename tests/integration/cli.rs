@@ -5,7 +5,7 @@ use std::fs;
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{TestEnv, repo};
+use crate::util::{TestEnv, oci, repo};
 
 fn example_args(env: &TestEnv) -> Vec<String> {
     vec![
@@ -140,7 +140,7 @@ fn a_kiln_home_inside_the_source_is_not_copied_into_the_image() {
             "--run-image",
             &run_image,
             "--output",
-            &format!("oci:{}:img", env.path("out").display()),
+            &oci(&env.path("out"), "img"),
         ])
         .output()
         .unwrap();
@@ -153,7 +153,7 @@ fn a_kiln_home_inside_the_source_is_not_copied_into_the_image() {
         "inspect",
         "--format",
         "json",
-        &format!("oci:{}:img", env.path("out").display()),
+        &oci(&env.path("out"), "img"),
     ]))
     .unwrap();
     let app_layer = json["layers"].as_array().unwrap().last().unwrap().clone();

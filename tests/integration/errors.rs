@@ -5,30 +5,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::assert_contains;
-use crate::util::{BuildpackSpec, TestEnv, repo, validate_layout, write_buildpack};
-
-fn example_buildpack() -> PathBuf {
-    repo().join("examples/buildpacks/shell")
-}
-
-fn example_app() -> PathBuf {
-    repo().join("examples/hello-shell")
-}
+use crate::util::{
+    BuildpackSpec, TestEnv, example_app, example_buildpack, oci, validate_layout, write_buildpack,
+};
 
 /// Builds the example into `oci:<dir>:img` (the "previous content").
 fn good_build(env: &TestEnv, dir: &Path) {
-    let run_image = env.run_image();
-    env.ok(&[
-        "build",
-        "--path",
-        example_app().to_str().unwrap(),
-        "-b",
-        example_buildpack().to_str().unwrap(),
-        "--run-image",
-        &run_image,
-        "--output",
-        &format!("oci:{}:img", dir.display()),
-    ]);
+    env.build_ok(
+        &example_app(),
+        &[&example_buildpack()],
+        &oci(dir, "img"),
+        &[],
+    );
 }
 
 /// A snapshot of every file under `dir` (path and content).
@@ -50,23 +38,7 @@ fn build_into(
     buildpacks: &[&Path],
     extra: &[&str],
 ) -> std::process::Output {
-    let run_image = env.run_image();
-    let output = format!("oci:{}:img", dest.display());
-    let mut args = vec![
-        "build",
-        "--path",
-        app.to_str().unwrap(),
-        "--run-image",
-        &run_image,
-        "--output",
-        &output,
-    ];
-    for b in buildpacks {
-        args.push("-b");
-        args.push(b.to_str().unwrap());
-    }
-    args.extend_from_slice(extra);
-    env.run(&args)
+    env.build(app, buildpacks, &oci(dest, "img"), extra)
 }
 
 fn assert_failed(out: &std::process::Output, code: i32, needles: &[&str]) {
@@ -298,47 +270,35 @@ fn missing_or_corrupt_run_images() {
     good_build(&env, &dest);
     let before = snapshot(&dest);
 
-    let missing = env.run(&[
-        "build",
-        "--path",
-        example_app().to_str().unwrap(),
-        "-b",
-        example_buildpack().to_str().unwrap(),
-        "--run-image",
-        "oci:/no/such/layout:run",
-        "--output",
-        &format!("oci:{}:img", dest.display()),
-    ]);
+    let missing = build_into(
+        &env,
+        &dest,
+        &example_app(),
+        &[&example_buildpack()],
+        &["--run-image", "oci:/no/such/layout:run"],
+    );
     assert_failed(
         &missing,
         30,
         &["/no/such/layout is not an OCI image layout"],
     );
 
-    let not_in_store = env.run(&[
-        "build",
-        "--path",
-        example_app().to_str().unwrap(),
-        "-b",
-        example_buildpack().to_str().unwrap(),
-        "--run-image",
-        "kiln/stacks/nope",
-        "--output",
-        &format!("oci:{}:img", dest.display()),
-    ]);
+    let not_in_store = build_into(
+        &env,
+        &dest,
+        &example_app(),
+        &[&example_buildpack()],
+        &["--run-image", "kiln/stacks/nope"],
+    );
     assert_failed(&not_in_store, 30, &["kiln/stacks/nope:latest", "not found"]);
 
-    let wrong_name = env.run(&[
-        "build",
-        "--path",
-        example_app().to_str().unwrap(),
-        "-b",
-        example_buildpack().to_str().unwrap(),
-        "--run-image",
-        &format!("oci:{}:nope", env.path("run-image").display()),
-        "--output",
-        &format!("oci:{}:img", dest.display()),
-    ]);
+    let wrong_name = build_into(
+        &env,
+        &dest,
+        &example_app(),
+        &[&example_buildpack()],
+        &["--run-image", &oci(&env.path("run-image"), "nope")],
+    );
     assert_failed(&wrong_name, 30, &["not found", "available: run:1"]);
 
     // Flip a byte in the run image's layer blob: kiln refuses it before running anything.
@@ -352,27 +312,20 @@ fn missing_or_corrupt_run_images() {
     bytes[middle] ^= 0xff;
     fs::write(&blob, bytes).unwrap();
     let fresh = TestEnv::new(); // a store that doesn't have the good blob cached
-    let out = fresh.run(&[
-        "build",
-        "--path",
-        example_app().to_str().unwrap(),
-        "-b",
-        example_buildpack().to_str().unwrap(),
-        "--run-image",
-        &format!("oci:{}:run:1", env.path("run-image").display()),
-        "--output",
-        &format!("oci:{}:img", dest.display()),
-    ]);
+    let out = build_into(
+        &fresh,
+        &dest,
+        &example_app(),
+        &[&example_buildpack()],
+        &["--run-image", &oci(&env.path("run-image"), "run:1")],
+    );
     assert_failed(&out, 30, &["is corrupt: its content hashes to"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("===> BUILDING"));
 
     // A corrupt manifest is caught when the image is read.
     let manifest_blob = layout.blob_path(index.manifests()[0].digest());
     fs::write(&manifest_blob, b"{}").unwrap();
-    let out = fresh.run(&[
-        "inspect",
-        &format!("oci:{}:run:1", env.path("run-image").display()),
-    ]);
+    let out = fresh.run(&["inspect", &oci(&env.path("run-image"), "run:1")]);
     assert_failed(&out, 30, &["is corrupt"]);
     assert_eq!(snapshot(&dest), before);
 }

@@ -3,29 +3,17 @@
 use std::fs;
 
 use crate::assert_contains;
-use crate::util::{Podman, TestEnv, repo, validate_layout};
+use crate::util::{Podman, TestEnv, example_app, example_buildpack, oci, repo, validate_layout};
 
-fn build_example(env: &TestEnv, out: &str) -> String {
-    let run_image = env.run_image();
-    env.ok(&[
-        "build",
-        "hello",
-        "--path",
-        repo().join("examples/hello-shell").to_str().unwrap(),
-        "--buildpack",
-        repo().join("examples/buildpacks/shell").to_str().unwrap(),
-        "--run-image",
-        &run_image,
-        "--output",
-        out,
-    ])
+fn build_example(env: &TestEnv, out: &str) {
+    env.build_ok(&example_app(), &[&example_buildpack()], out, &[]);
 }
 
 #[test]
 fn example_image_validates_and_runs_under_podman_as_cnb_user() {
     let env = TestEnv::new();
     let layout = env.path("out");
-    build_example(&env, &format!("oci:{}:hello", layout.display()));
+    build_example(&env, &oci(&layout, "hello"));
 
     let rootfs = validate_layout(&layout, "hello", &env.path("scratch"));
     if let Some(rootfs) = rootfs {
@@ -42,7 +30,7 @@ fn example_image_validates_and_runs_under_podman_as_cnb_user() {
     }
 
     let Some(podman) = Podman::new() else { return };
-    let image = format!("oci:{}:hello", layout.display());
+    let image = oci(&layout, "hello");
     let out = podman.run(&image, &[], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -146,14 +134,8 @@ fn layer_entries(layout: &std::path::Path, digest: &str) -> Vec<(String, u64, u6
 fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
     let env = TestEnv::new();
     let layout = env.path("out");
-    build_example(&env, &format!("oci:{}:hello", layout.display()));
-    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "inspect",
-        "--format",
-        "json",
-        &format!("oci:{}:hello", layout.display()),
-    ]))
-    .unwrap();
+    build_example(&env, &oci(&layout, "hello"));
+    let json = env.inspect(&oci(&layout, "hello"));
     let layers = json["layers"].as_array().unwrap();
     // The run image's layer is copied untouched (root-owned busybox).
     let base = layer_entries(&layout, layers[0]["digest"].as_str().unwrap());
@@ -193,7 +175,7 @@ fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
 fn scratch_and_oci_archive_run_images() {
     let env = TestEnv::new();
     // scratch: no base layers, no user, root ownership.
-    let out = format!("oci:{}:s", env.path("out").display());
+    let out = oci(&env.path("out"), "s");
     env.ok(&[
         "build",
         "--path",
@@ -241,7 +223,7 @@ fn scratch_and_oci_archive_run_images() {
         "--run-image",
         &format!("oci-archive:{}:run:1", run_archive.display()),
         "--output",
-        &format!("oci:{}:a", env.path("out2").display()),
+        &oci(&env.path("out2"), "a"),
     ]);
     let from_layout = env.ok(&[
         "build",
@@ -254,7 +236,7 @@ fn scratch_and_oci_archive_run_images() {
         "--run-image",
         &run_image,
         "--output",
-        &format!("oci:{}:b", env.path("out2").display()),
+        &oci(&env.path("out2"), "b"),
     ]);
     let digest =
         |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["manifest_digest"].clone();
@@ -329,7 +311,7 @@ fn multi_platform_run_images_are_selected_by_platform() {
         );
     }
 
-    let multi = format!("oci:{}:multi", env.path("run-image").display());
+    let multi = oci(&env.path("run-image"), "multi");
     let build = |platform: Option<&str>| {
         let mut args = vec![
             "build".to_string(),
@@ -345,7 +327,7 @@ fn multi_platform_run_images_are_selected_by_platform() {
             "--run-image".into(),
             multi.clone(),
             "--output".into(),
-            format!("oci:{}:img", env.path("out").display()),
+            oci(&env.path("out"), "img"),
         ];
         if let Some(p) = platform {
             args.extend(["--platform".into(), p.into()]);
@@ -357,7 +339,7 @@ fn multi_platform_run_images_are_selected_by_platform() {
             "inspect",
             "--format",
             "json",
-            &format!("oci:{}:img", env.path("out").display()),
+            &oci(&env.path("out"), "img"),
         ]))
         .unwrap()
     };
@@ -392,7 +374,7 @@ fn kilnignore_and_git_are_left_out_of_the_image() {
             ("src/keep.txt", "keep"),
         ],
     );
-    let out = format!("oci:{}:img", env.path("out").display());
+    let out = oci(&env.path("out"), "img");
     env.ok(&[
         "build",
         "--path",

@@ -16,6 +16,21 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The example app.
+pub fn example_app() -> PathBuf {
+    repo().join("examples/hello-shell")
+}
+
+/// The example shell buildpack.
+pub fn example_buildpack() -> PathBuf {
+    repo().join("examples/buildpacks/shell")
+}
+
+/// `oci:DIR:NAME`.
+pub fn oci(dir: &Path, name: &str) -> String {
+    format!("oci:{}:{name}", dir.display())
+}
+
 /// A fixture path under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
@@ -125,6 +140,42 @@ impl TestEnv {
             fs::write(&p, content).unwrap();
         }
         dir
+    }
+
+    /// Runs `kiln build` of `app` with `buildpacks` into `output`, on this environment's
+    /// busybox run image unless `extra` gives another `--run-image`.
+    pub fn build(&self, app: &Path, buildpacks: &[&Path], output: &str, extra: &[&str]) -> Output {
+        let mut args: Vec<String> = vec![
+            "build".into(),
+            "--path".into(),
+            app.display().to_string(),
+            "--output".into(),
+            output.into(),
+        ];
+        if !extra.contains(&"--run-image") {
+            args.extend(["--run-image".into(), self.run_image()]);
+        }
+        for b in buildpacks {
+            args.extend(["-b".into(), b.display().to_string()]);
+        }
+        args.extend(extra.iter().map(ToString::to_string));
+        self.kiln().args(&args).output().unwrap()
+    }
+
+    /// Like [`TestEnv::build`], asserting success.
+    pub fn build_ok(&self, app: &Path, buildpacks: &[&Path], output: &str, extra: &[&str]) {
+        let out = self.build(app, buildpacks, output, extra);
+        assert!(
+            out.status.success(),
+            "kiln build failed with {}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `kiln inspect --format json REF`.
+    pub fn inspect(&self, reference: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["inspect", "--format", "json", reference])).unwrap()
     }
 
     /// The busybox run image of this environment (made on first use).
