@@ -65,6 +65,15 @@ pub enum BuildEnvError {
         /// The path.
         path: PathBuf,
     },
+    /// The namespace buildpacks run in cannot be created here.
+    #[error(
+        "cannot set up the private mount namespace buildpacks run in; if unprivileged user namespaces are disabled here, enable them (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; in a container, allow the unshare system call) or run kiln as root"
+    )]
+    Unavailable {
+        /// The error creating it.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A bind mount made inside the namespace.
@@ -72,6 +81,9 @@ pub enum BuildEnvError {
 struct Bind {
     source: CString,
     target: CString,
+    /// The CNB directories must be there; a host entry that cannot be bound (a stale FUSE
+    /// mount, say) is left empty rather than failing every buildpack.
+    required: bool,
 }
 
 /// A prepared sandbox root; [`HostSandbox::command`] makes commands that run inside it.
@@ -145,6 +157,7 @@ impl HostSandbox {
             binds.push(Bind {
                 source: cstring(&host)?,
                 target: cstring(&inside)?,
+                required: false,
             });
         }
         for (host, guest) in &mounts.dirs {
@@ -154,12 +167,41 @@ impl HostSandbox {
             binds.push(Bind {
                 source: cstring(host)?,
                 target: cstring(&inside)?,
+                required: true,
             });
         }
-        Ok(Self {
+        let sandbox = Self {
             root: cstring(root)?,
             binds,
-        })
+        };
+        sandbox.probe()?;
+        Ok(sandbox)
+    }
+
+    /// Runs `true` in the sandbox once, so that a host where the namespace cannot be made
+    /// fails with an explanation instead of with every buildpack's spawn error.
+    fn probe(&self) -> Result<(), BuildEnvError> {
+        let program = ["/usr/bin/true", "/bin/true"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists());
+        let Some(program) = program else {
+            return Ok(());
+        };
+        let status = self
+            .command(program, Path::new("/"))?
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|source| BuildEnvError::Unavailable { source })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(BuildEnvError::Unavailable {
+                source: io::Error::other(format!("the probe exited with {status}")),
+            })
+        }
     }
 
     /// A command running `program` (a path as seen inside the sandbox) with working
@@ -172,7 +214,7 @@ impl HostSandbox {
             binds: self
                 .binds
                 .iter()
-                .map(|b| (b.source.clone(), b.target.clone()))
+                .map(|b| (b.source.clone(), b.target.clone(), b.required))
                 .collect(),
             cwd: cstring(cwd)?,
             uid_map: format!("{0} {0} 1\n", nix::unistd::getuid()).into_bytes(),
@@ -193,7 +235,7 @@ impl HostSandbox {
 /// Everything the child needs, prepared before `fork`.
 struct NamespacePlan {
     root: CString,
-    binds: Vec<(CString, CString)>,
+    binds: Vec<(CString, CString, bool)>,
     cwd: CString,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
@@ -223,15 +265,17 @@ impl NamespacePlan {
             none,
         )
         .map_err(errno)?;
-        for (source, target) in &self.binds {
-            mount(
+        for (source, target, required) in &self.binds {
+            let bound = mount(
                 Some(source.as_c_str()),
                 target.as_c_str(),
                 none,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 none,
-            )
-            .map_err(errno)?;
+            );
+            if *required {
+                bound.map_err(errno)?;
+            }
         }
         nix::unistd::chroot(self.root.as_c_str()).map_err(errno)?;
         nix::unistd::chdir(self.cwd.as_c_str()).map_err(errno)?;
@@ -264,4 +308,45 @@ pub(crate) fn os_pairs<'a>(
     vars: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> impl Iterator<Item = (OsString, OsString)> {
     vars.map(|(k, v)| (OsString::from(k), OsString::from(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_see_the_mapped_directories() {
+        let work = tempfile::tempdir().unwrap();
+        let layers = work.path().join("layers");
+        fs::create_dir_all(&layers).unwrap();
+        fs::write(layers.join("marker"), "here").unwrap();
+        let sandbox = HostSandbox::prepare(
+            &work.path().join("root"),
+            &SandboxMounts {
+                dirs: vec![(layers, PathBuf::from(LAYERS_DIR))],
+            },
+        )
+        .unwrap();
+        let out = sandbox
+            .command(Path::new("/bin/cat"), Path::new(LAYERS_DIR))
+            .unwrap()
+            .arg("marker")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "here");
+    }
+
+    #[test]
+    fn an_unusable_sandbox_is_reported_when_prepared() {
+        let work = tempfile::tempdir().unwrap();
+        let err = HostSandbox::prepare(
+            &work.path().join("root"),
+            &SandboxMounts {
+                dirs: vec![(work.path().join("missing"), PathBuf::from(LAYERS_DIR))],
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, BuildEnvError::Unavailable { .. }), "{err}");
+        assert!(err.to_string().contains("user namespaces"));
+    }
 }

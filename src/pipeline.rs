@@ -222,7 +222,10 @@ fn prepare(
     events: &dyn EventSink,
     timings: &mut BTreeMap<String, f64>,
 ) -> Result<Prepared, Error> {
-    let BuildEnvironment::Host = options.build_environment;
+    // The host environment is the only one so far; a hermetic one will branch here.
+    match options.build_environment {
+        BuildEnvironment::Host => {}
+    }
     let (catalog, order) = load_buildpacks(&options.buildpacks)?;
 
     let started = phase_start(events, Phase::Analyze);
@@ -454,7 +457,6 @@ pub fn build(
         run_image: &prepared.run_image,
         build: &output,
         app_dir: &prepared.work.app,
-        layers_dir: &prepared.work.layers,
         process: options.process.as_ref(),
         source_date_epoch: options.source_date_epoch,
         exec_env: &options.exec_env,

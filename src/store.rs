@@ -83,6 +83,11 @@ impl Store {
     /// Opens (creating if needed) the store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
+        // Absolute, because buildpacks run in a namespace rooted under the store.
+        let root = std::path::absolute(&root).map_err(|source| StoreError::Prepare {
+            path: root.clone(),
+            source,
+        })?;
         for dir in [root.clone(), root.join("work")] {
             fs::create_dir_all(&dir).map_err(|source| StoreError::Prepare {
                 path: dir.clone(),

@@ -129,8 +129,6 @@ pub struct ExportContext<'a> {
     pub build: &'a BuildOutput,
     /// The host directory holding the built app (`/workspace`).
     pub app_dir: &'a Path,
-    /// The host layers directory (`/layers`).
-    pub layers_dir: &'a Path,
     /// The process to make the default (`--process`), overriding the buildpacks' choice.
     pub process: Option<&'a ProcessType>,
     /// `SOURCE_DATE_EPOCH`, if set.
