@@ -61,6 +61,7 @@ pub fn write_run_image(dir: &Path, name: &str) -> Result<(), Box<dyn Error>> {
             only: None,
             uid: 0,
             gid: 0,
+            entry_metadata: None,
         },
     )?;
     let platform = kiln::TargetPlatform::host();

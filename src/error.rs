@@ -58,6 +58,9 @@ pub enum Error {
     /// An image could not be read.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// A stack could not be locked or built.
+    #[error(transparent)]
+    Stack(#[from] crate::stack::StackError),
     /// kiln's store could not be used.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -111,6 +111,17 @@ pub enum Event {
         /// True when an identical blob already existed, so nothing was compressed.
         reused: bool,
     },
+    /// A step of a longer operation, worth a line at normal verbosity ("Resolving packages").
+    Step(String),
+    /// Progress of a measurable task (downloading, writing layers).
+    Progress {
+        /// What is progressing; events with the same label update one indicator.
+        label: String,
+        /// Done so far.
+        current: u64,
+        /// The total.
+        total: u64,
+    },
     /// Something the user should know but that does not stop the build.
     Warning(String),
     /// Informational message.

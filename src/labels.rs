@@ -18,6 +18,10 @@ pub const EXEC_ENV: &str = "io.buildpacks.exec-env";
 /// The process type the image runs by default (kiln's own label; the lifecycle encodes it
 /// in an `/cnb/process/<type>` entrypoint, which kiln images do not have).
 pub const PROCESS_TYPE: &str = "io.github.kiln-build.process-type";
+/// The stack and flavour a kiln stack image was built from (`bookworm/python`).
+pub const STACK: &str = "io.github.kiln-build.stack";
+/// The packages of a kiln stack image: `name=version`, comma-separated, sorted.
+pub const STACK_PACKAGES: &str = "io.github.kiln-build.stack.packages";
 /// `io.buildpacks.base.distro.name` on run images.
 pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// `io.buildpacks.base.distro.version` on run images.

@@ -17,6 +17,7 @@ mod pipeline;
 pub mod plan;
 pub mod publish;
 pub mod reproducible;
+pub mod stack;
 pub mod store;
 
 pub use error::Error;

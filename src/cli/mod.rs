@@ -17,6 +17,7 @@ mod detect;
 mod images;
 mod inspect;
 mod output;
+mod stack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,8 @@ pub(crate) enum Command {
     Images(images::ImagesArgs),
     /// Remove images from kiln's local store.
     Rmi(images::RmiArgs),
+    /// Build and lock run images from Debian packages.
+    Stack(stack::StackArgs),
 }
 
 /// Output format of results.
@@ -183,7 +186,7 @@ fn parse_env(entry: &str) -> anyhow::Result<(String, String)> {
 
 /// `SOURCE_DATE_EPOCH` from the environment; an invalid value is an error (a build that
 /// silently ignored it would not be the build the user asked for).
-fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+pub(crate) fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if v.trim().is_empty() => Ok(None),
         Ok(v) => kiln::reproducible::parse_source_date_epoch(&v)
@@ -224,6 +227,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&args, cli.home.as_ref()),
         Command::Images(args) => images::run_images(&args, cli.home.as_ref()),
         Command::Rmi(args) => images::run_rmi(&args, cli.home.as_ref()),
+        Command::Stack(args) => stack::run(&args, cli.home.as_ref(), &printer, &cancel),
     }
 }
 

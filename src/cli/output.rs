@@ -70,6 +70,32 @@ impl Printer {
         }
     }
 
+    /// Shows progress of `label` as a bar on a terminal (one bar at a time).
+    fn progress(&self, label: &str, current: u64, total: u64) {
+        if !self.terminal || self.quiet {
+            return;
+        }
+        let mut spinner = self
+            .spinner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bar = spinner.get_or_insert_with(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(label.to_string());
+            bar
+        });
+        bar.set_length(total);
+        bar.set_position(current);
+        if current >= total {
+            bar.finish_and_clear();
+            *spinner = None;
+        }
+    }
+
     /// Prints the per-buildpack results after a failed detection, always: this is what
     /// the user needs to see to fix it.
     pub(crate) fn detect_failures(&self, results: &[kiln::detect::DetectReport]) {
@@ -134,6 +160,12 @@ impl EventSink for Printer {
                 self.line(&format!("{verb} layer '{name}' ({})", human_size(*size)));
             }
             Event::Info(message) if self.verbose > 1 => self.line(message),
+            Event::Step(message) => self.line(message),
+            Event::Progress {
+                label,
+                current,
+                total,
+            } => self.progress(label, *current, *total),
             _ => {}
         }
     }

@@ -58,6 +58,21 @@ pub struct LayerSpec {
     pub uid: u64,
     /// Group of every entry.
     pub gid: u64,
+    /// Exact mode and ownership for entries (keyed by their path in the layer, without
+    /// trailing `/`), overriding the normalisation above. Stacks use it to keep the modes
+    /// and owners Debian packages declare, whatever the staging files look like.
+    pub entry_metadata: Option<std::sync::Arc<BTreeMap<String, EntryMetadata>>>,
+}
+
+/// Mode and ownership of one layer entry (see [`LayerSpec::entry_metadata`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMetadata {
+    /// Permission bits, including set-id and sticky bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
 }
 
 /// A written layer blob.
@@ -69,6 +84,8 @@ pub struct LayerBlob {
     pub digest: Digest,
     /// Size of the compressed blob.
     pub size: u64,
+    /// Size of the uncompressed tar.
+    pub uncompressed_size: u64,
     /// Whether the blob already existed in the layout.
     pub existed: bool,
 }
@@ -81,13 +98,14 @@ pub fn write_layer(layout: &OciLayout, spec: &LayerSpec) -> Result<LayerBlob, La
     tar.follow_symlinks(false);
     append_entries(&mut tar, spec)?;
     let hashing = tar.into_inner().map_err(LayerError::Write)?;
-    let (gz, diff_id, _) = hashing.finish();
+    let (gz, diff_id, uncompressed_size) = hashing.finish();
     let blob = gz.finish().map_err(LayerError::Write)?;
     let (digest, size, existed) = blob.finish_reporting()?;
     Ok(LayerBlob {
         diff_id,
         digest,
         size,
+        uncompressed_size,
         existed,
     })
 }
@@ -125,14 +143,14 @@ fn append_entries<W: Write>(tar: &mut tar::Builder<W>, spec: &LayerSpec) -> Resu
             append_dir(tar, &format!("{name}/"), spec)?;
         } else if file_type.is_symlink() {
             let target = fs::read_link(&path).map_err(read_err)?;
-            let mut header = header(EntryKind::Symlink, 0, spec);
+            let mut header = header(EntryKind::Symlink, 0, spec, &name);
             tar.append_link(&mut header, &name, &target)
                 .map_err(LayerError::Write)?;
         } else if file_type.is_file() {
             if meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
                 if let Some(first) = links.get(&key) {
-                    let mut header = header(EntryKind::File, 0, spec);
+                    let mut header = header(EntryKind::File, 0, spec, &name);
                     header.set_entry_type(tar::EntryType::Link);
                     tar.append_link(&mut header, &name, first)
                         .map_err(LayerError::Write)?;
@@ -140,7 +158,7 @@ fn append_entries<W: Write>(tar: &mut tar::Builder<W>, spec: &LayerSpec) -> Resu
                 }
                 links.insert(key, name.clone());
             }
-            let mut header = header(EntryKind::File, meta.mode(), spec);
+            let mut header = header(EntryKind::File, meta.mode(), spec, &name);
             header.set_size(meta.len());
             let file = File::open(&path).map_err(read_err)?;
             let mut reader = ExactReader {
@@ -221,21 +239,34 @@ fn append_dir<W: Write>(
     name: &str,
     spec: &LayerSpec,
 ) -> Result<(), LayerError> {
-    let mut header = header(EntryKind::Directory, 0, spec);
+    let mut header = header(EntryKind::Directory, 0, spec, name);
     tar.append_data(&mut header, name, io::empty())
         .map_err(LayerError::Write)
 }
 
-fn header(kind: EntryKind, mode: u32, spec: &LayerSpec) -> tar::Header {
+fn header(kind: EntryKind, mode: u32, spec: &LayerSpec, name: &str) -> tar::Header {
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(match kind {
         EntryKind::Directory => tar::EntryType::Directory,
         EntryKind::File => tar::EntryType::Regular,
         EntryKind::Symlink => tar::EntryType::Symlink,
     });
-    header.set_mode(normalize_mode(mode, kind));
-    header.set_uid(spec.uid);
-    header.set_gid(spec.gid);
+    let exact = spec
+        .entry_metadata
+        .as_ref()
+        .and_then(|m| m.get(name.trim_end_matches('/')));
+    match exact {
+        Some(meta) => {
+            header.set_mode(meta.mode & 0o7777);
+            header.set_uid(meta.uid);
+            header.set_gid(meta.gid);
+        }
+        None => {
+            header.set_mode(normalize_mode(mode, kind));
+            header.set_uid(spec.uid);
+            header.set_gid(spec.gid);
+        }
+    }
     header.set_mtime(NORMALIZED_MTIME);
     header.set_size(0);
     header
@@ -274,6 +305,7 @@ mod tests {
             only: None,
             uid: 1000,
             gid: 1000,
+            entry_metadata: None,
         }
     }
 
@@ -362,6 +394,51 @@ mod tests {
         let b = make(0o664, 99_999);
         assert_eq!(a.diff_id, b.diff_id);
         assert_eq!(a.digest, b.digest);
+    }
+
+    #[test]
+    fn entry_metadata_overrides_normalization() {
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir(src.path().join("tmp")).unwrap();
+        fs::write(src.path().join("su"), "x").unwrap();
+        fs::write(src.path().join("plain"), "y").unwrap();
+        let mut s = spec(src.path());
+        s.parents = vec![];
+        s.target = String::new();
+        s.entry_metadata = Some(std::sync::Arc::new(BTreeMap::from([
+            (
+                "tmp".to_string(),
+                EntryMetadata {
+                    mode: 0o1777,
+                    uid: 0,
+                    gid: 0,
+                },
+            ),
+            (
+                "su".to_string(),
+                EntryMetadata {
+                    mode: 0o4755,
+                    uid: 0,
+                    gid: 0,
+                },
+            ),
+        ])));
+        let out = tempfile::tempdir().unwrap();
+        let layout = OciLayout::ensure(out.path()).unwrap();
+        let blob = write_layer(&layout, &s).unwrap();
+        let got: Vec<_> = entries(&layout, &blob)
+            .into_iter()
+            .map(|(n, mode, uid, _, _)| (n, mode, uid))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("plain".to_string(), 0o644, 1000),
+                ("su".to_string(), 0o4755, 0),
+                ("tmp/".to_string(), 0o1777, 0),
+            ]
+        );
+        assert!(blob.uncompressed_size >= 4 * 512);
     }
 
     #[test]

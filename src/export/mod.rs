@@ -275,6 +275,7 @@ fn plan_launch_layers(
                     only: None,
                     uid,
                     gid,
+                    entry_metadata: None,
                 },
             });
             entry.layers.insert(
@@ -400,6 +401,7 @@ fn app_layers(
         only,
         uid,
         gid,
+        entry_metadata: None,
     };
     if slices.is_empty() {
         return vec![PlannedLayer {

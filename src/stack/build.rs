@@ -1,0 +1,749 @@
+//! Locking and building stacks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndex, MediaType,
+    PlatformBuilder, RootFsBuilder,
+};
+
+use super::control::Stanza;
+use super::deb::Unpacker;
+use super::definition::{Lock, LockedPackage, StackDefinition, StackSource};
+use super::fetch::{Fetcher, sha256_hex};
+use super::mirror::{self, Mirrors};
+use super::release::{Keyring, Release};
+use super::resolve::{PackageIndex, PackageRecord};
+use super::{StackError, rootfs};
+use crate::event::{CancelToken, Event, EventSink};
+use crate::export::layer::{LayerBlob, LayerSpec, write_layer};
+use crate::image::layout::ref_name;
+use crate::image::reference::ImageName;
+use crate::image::{TargetPlatform, descriptor, write_image};
+use crate::labels::{DISTRO_NAME, DISTRO_VERSION, STACK, STACK_PACKAGES};
+use crate::store::Store;
+
+/// Options for [`build`] and [`lock`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StackOptions {
+    /// The flavour to build.
+    pub flavour: String,
+    /// Architecture (`amd64`, `arm64`); default the host's.
+    pub arch: Option<String>,
+    /// `--mirror`.
+    pub mirror: Option<String>,
+    /// `--security-mirror`.
+    pub security_mirror: Option<String>,
+    /// Build from the lock (default) or resolve against the mirror now.
+    pub use_lock: bool,
+    /// Resolve without verifying the archive's signature (`--insecure-skip-signature`).
+    pub skip_signature: bool,
+    /// `SOURCE_DATE_EPOCH` for the image's `created`.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            flavour: "base".to_string(),
+            arch: None,
+            mirror: None,
+            security_mirror: None,
+            use_lock: true,
+            skip_signature: false,
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// A layer of a stack image.
+#[derive(Debug, Clone)]
+pub struct StackLayer {
+    /// The flavour level it holds.
+    pub flavour: String,
+    /// How many packages.
+    pub packages: usize,
+    /// The written blob.
+    pub blob: LayerBlob,
+}
+
+/// A built stack image.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct StackImage {
+    /// Its name in the store.
+    pub name: ImageName,
+    /// The manifest.
+    pub manifest: Descriptor,
+    /// Its platform.
+    pub platform: TargetPlatform,
+    /// Its layers, bottom first.
+    pub layers: Vec<StackLayer>,
+    /// `name=version` of every package, sorted.
+    pub packages: Vec<String>,
+}
+
+impl StackImage {
+    /// Total uncompressed size of the layers.
+    pub fn uncompressed_size(&self) -> u64 {
+        self.layers.iter().map(|l| l.blob.uncompressed_size).sum()
+    }
+
+    /// Total compressed size of the layers.
+    pub fn compressed_size(&self) -> u64 {
+        self.layers.iter().map(|l| l.blob.size).sum()
+    }
+}
+
+/// The store name of a stack flavour's image: `kiln/stacks/<stack>-<flavour>:latest`.
+pub fn store_name(stack: &str, flavour: &str) -> ImageName {
+    format!("kiln/stacks/{stack}-{flavour}")
+        .parse()
+        .expect("stack and flavour names are valid image name components")
+}
+
+fn host_arch() -> String {
+    TargetPlatform::host().architecture
+}
+
+fn check_arch(def: &StackDefinition, arch: &str) -> Result<(), StackError> {
+    if def.stack.architectures.iter().any(|a| a == arch) {
+        Ok(())
+    } else {
+        Err(StackError::UnsupportedArch {
+            stack: def.stack.name.clone(),
+            arch: arch.to_string(),
+            available: def.stack.architectures.clone(),
+        })
+    }
+}
+
+fn keyring(
+    source: &StackSource,
+    def: &StackDefinition,
+    skip_signature: bool,
+    events: &dyn EventSink,
+) -> Result<Option<Keyring>, StackError> {
+    if skip_signature {
+        events.event(&Event::Warning(
+            "not verifying the archive's signature (--insecure-skip-signature)".to_string(),
+        ));
+        return Ok(None);
+    }
+    if def.stack.keyring.is_empty() {
+        return Err(StackError::NoKeyring {
+            stack: def.stack.name.clone(),
+        });
+    }
+    let mut keys = Keyring::default();
+    for rel in &def.stack.keyring {
+        let content = source.read(rel)?.ok_or_else(|| StackError::Definition {
+            stack: source.label().to_string(),
+            problem: format!("keyring file {rel} does not exist"),
+        })?;
+        keys.extend(
+            Keyring::from_bytes(&content).map_err(|problem| StackError::Definition {
+                stack: source.label().to_string(),
+                problem: format!("keyring {rel}: {problem}"),
+            })?,
+        );
+    }
+    Ok(Some(keys))
+}
+
+/// Fetches, verifies and parses every Packages index of the stack for `arch`.
+fn fetch_indexes(
+    def: &StackDefinition,
+    mirrors: &Mirrors,
+    keyring: Option<&Keyring>,
+    arch: &str,
+    fetcher: &Fetcher,
+    events: &dyn EventSink,
+) -> Result<PackageIndex, StackError> {
+    let mut index = PackageIndex::default();
+    for (n, archive) in def.archives.iter().enumerate() {
+        let Some(base) = mirrors.url(&archive.mirror) else {
+            return Err(StackError::NoMirror(format!(
+                "no mirror for the {} archive ({}); give --security-mirror URL",
+                archive.name, archive.mirror
+            )));
+        };
+        for suite in &archive.suites {
+            let release_url = format!("{base}/dists/{suite}/InRelease");
+            events.event(&Event::Step(format!("Reading {release_url}")));
+            let text = fetcher.bytes(&release_url, 64 << 20)?;
+            let release =
+                Release::from_inrelease(&String::from_utf8_lossy(&text), keyring, &release_url)?;
+            for component in &archive.components {
+                let stem = format!("{component}/binary-{arch}/Packages");
+                let (path, compression) = [(".xz", "xz"), (".gz", "gz"), ("", "")]
+                    .iter()
+                    .map(|(suffix, c)| (format!("{stem}{suffix}"), *c))
+                    .find(|(p, _)| release.sha256.contains_key(p))
+                    .ok_or_else(|| StackError::IndexMissing {
+                        release: release_url.clone(),
+                        path: stem.clone(),
+                    })?;
+                let (size, expected) = &release.sha256[&path];
+                let url = format!("{base}/dists/{suite}/{path}");
+                let bytes = fetcher.bytes(&url, (*size).max(1) + 1)?;
+                let found = sha256_hex(&bytes);
+                if &found != expected {
+                    return Err(StackError::IndexMismatch {
+                        url,
+                        expected: expected.clone(),
+                        found,
+                    });
+                }
+                let text = decompress(&bytes, compression, &url)?;
+                index.add_packages_file(&text, arch, n, &url)?;
+            }
+        }
+    }
+    Ok(index)
+}
+
+fn decompress(bytes: &[u8], compression: &str, url: &str) -> Result<String, StackError> {
+    let mut out = String::new();
+    let result = match compression {
+        "xz" => liblzma::read::XzDecoder::new(bytes).read_to_string(&mut out),
+        "gz" => flate2::read::GzDecoder::new(bytes).read_to_string(&mut out),
+        _ => std::io::Read::read_to_string(&mut &bytes[..], &mut out),
+    };
+    result.map_err(|source| StackError::Io {
+        path: PathBuf::from(url),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// Resolves `flavour` for `arch` against an index: lock entries, bottom layer first.
+fn resolve(
+    def: &StackDefinition,
+    index: &PackageIndex,
+    flavour: &str,
+    arch: &str,
+) -> Result<Vec<LockedPackage>, StackError> {
+    let mut installed: BTreeMap<String, PackageRecord> = BTreeMap::new();
+    let mut locked = Vec::new();
+    for (level, flavour_def) in def.chain(flavour)? {
+        let exclude: BTreeSet<String> = flavour_def
+            .exclude
+            .clone()
+            .unwrap_or_else(|| def.stack.exclude.clone())
+            .into_iter()
+            .collect();
+        let mut wanted = flavour_def.packages.clone();
+        if flavour_def.include_essential {
+            wanted.extend(index.essential());
+        }
+        for record in index.resolve(&wanted, &installed, &exclude)? {
+            locked.push(LockedPackage {
+                name: record.name.clone(),
+                version: record.version.to_string(),
+                architecture: record.architecture.clone(),
+                arch: arch.to_string(),
+                archive: def.archives[record.source].name.clone(),
+                filename: record.filename.clone(),
+                size: record.size,
+                sha256: record.sha256.clone(),
+                layer: level.to_string(),
+            });
+            installed.insert(record.name.clone(), record);
+        }
+    }
+    Ok(locked)
+}
+
+/// Resolves every flavour in `flavours` (all if empty) for every architecture in `arches`
+/// (all of the stack's if empty) from one fetch of the indexes, and writes the lock files
+/// into the stack directory. Returns the files written.
+pub fn lock(
+    source: &StackSource,
+    flavours: &[String],
+    arches: &[String],
+    options: &StackOptions,
+    events: &dyn EventSink,
+) -> Result<Vec<PathBuf>, StackError> {
+    if source.dir().is_none() {
+        return Err(StackError::ReadOnly {
+            stack: source.label().to_string(),
+        });
+    }
+    let def = source.definition()?;
+    let flavours: Vec<String> = if flavours.is_empty() {
+        def.flavours.keys().cloned().collect()
+    } else {
+        flavours.to_vec()
+    };
+    let arches: Vec<String> = if arches.is_empty() {
+        def.stack.architectures.clone()
+    } else {
+        arches.to_vec()
+    };
+    for arch in &arches {
+        check_arch(&def, arch)?;
+    }
+    let suite = def
+        .archives
+        .first()
+        .and_then(|a| a.suites.first())
+        .cloned()
+        .unwrap_or_default();
+    let mirrors = mirror::discover(
+        options.mirror.as_deref(),
+        options.security_mirror.as_deref(),
+        &suite,
+    )
+    .map_err(StackError::NoMirror)?;
+    let keyring = keyring(source, &def, options.skip_signature, events)?;
+    let fetcher = Fetcher::new()?;
+    let mut locks: BTreeMap<String, Lock> = BTreeMap::new();
+    for arch in &arches {
+        let index = fetch_indexes(&def, &mirrors, keyring.as_ref(), arch, &fetcher, events)?;
+        events.event(&Event::Step(format!(
+            "Resolving {} for {arch} ({} packages in the archive)",
+            flavours.join(", "),
+            index.len()
+        )));
+        for flavour in &flavours {
+            let entries = resolve(&def, &index, flavour, arch)?;
+            let lock = locks.entry(flavour.clone()).or_insert_with(|| Lock {
+                stack: def.stack.name.clone(),
+                flavour: flavour.clone(),
+                definition: String::new(),
+                packages: Vec::new(),
+            });
+            lock.definition = def.fingerprint(flavour)?;
+            lock.packages.extend(entries);
+        }
+    }
+    let mut written = Vec::new();
+    for (flavour, mut new) in locks {
+        // Keep the entries of architectures not locked this time.
+        if let Some(old) = source.lock(&flavour)? {
+            new.packages.extend(
+                old.packages
+                    .into_iter()
+                    .filter(|p| !arches.contains(&p.arch)),
+            );
+        }
+        new.packages
+            .sort_by(|a, b| (&a.arch, &a.name).cmp(&(&b.arch, &b.name)));
+        written.push(source.write_lock(&new)?);
+    }
+    Ok(written)
+}
+
+/// Builds a stack flavour image into the store (see the module docs).
+pub fn build(
+    store: &Store,
+    source: &StackSource,
+    options: &StackOptions,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<StackImage, StackError> {
+    let def = source.definition()?;
+    let arch = options.arch.clone().unwrap_or_else(host_arch);
+    check_arch(&def, &arch)?;
+    let chain: Vec<String> = def
+        .chain(&options.flavour)?
+        .iter()
+        .map(|(n, _)| (*n).to_string())
+        .collect();
+    let suite = def
+        .archives
+        .first()
+        .and_then(|a| a.suites.first())
+        .cloned()
+        .unwrap_or_default();
+    let mirrors = mirror::discover(
+        options.mirror.as_deref(),
+        options.security_mirror.as_deref(),
+        &suite,
+    )
+    .map_err(StackError::NoMirror)?;
+    let fetcher = Fetcher::new()?;
+
+    let packages = if options.use_lock {
+        let lock = source
+            .lock(&options.flavour)?
+            .ok_or_else(|| StackError::NoLock {
+                stack: def.stack.name.clone(),
+                flavour: options.flavour.clone(),
+            })?;
+        if lock.definition != def.fingerprint(&options.flavour)? {
+            return Err(StackError::StaleLock {
+                stack: def.stack.name.clone(),
+                flavour: options.flavour.clone(),
+            });
+        }
+        let packages: Vec<LockedPackage> = lock
+            .packages
+            .into_iter()
+            .filter(|p| p.arch == arch)
+            .collect();
+        if packages.is_empty() {
+            return Err(StackError::LockMissingArch {
+                stack: def.stack.name.clone(),
+                flavour: options.flavour.clone(),
+                arch,
+            });
+        }
+        packages
+    } else {
+        let keyring = keyring(source, &def, options.skip_signature, events)?;
+        let index = fetch_indexes(&def, &mirrors, keyring.as_ref(), &arch, &fetcher, events)?;
+        resolve(&def, &index, &options.flavour, &arch)?
+    };
+
+    let debs = download(store, &def, &mirrors, &fetcher, &packages, events, cancel)?;
+
+    let work = tempfile::Builder::new()
+        .prefix("stack-")
+        .tempdir_in(store.work_dir())
+        .map_err(|source| StackError::Io {
+            path: store.work_dir(),
+            source,
+        })?;
+    let mut layers = Vec::new();
+    for level in &chain {
+        if cancel.is_cancelled() {
+            return Err(StackError::Cancelled);
+        }
+        let level_packages: Vec<&LockedPackage> =
+            packages.iter().filter(|p| &p.layer == level).collect();
+        events.event(&Event::Step(format!(
+            "Unpacking {} packages of {level}",
+            level_packages.len()
+        )));
+        let root = work.path().join(level);
+        let mut unpacker = Unpacker::new(&root)?;
+        let mut controls: Vec<(String, Stanza)> = Vec::new();
+        for package in &level_packages {
+            let path = &debs[&package.sha256];
+            let file = fs::File::open(path).map_err(|source| StackError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let control = unpacker.unpack(std::io::BufReader::new(file), &package.name)?;
+            controls.push((package.name.clone(), control));
+        }
+        if level == &chain[0] {
+            rootfs::base_layout(&mut unpacker, &def.user)?;
+        }
+        for note in rootfs::configure(&mut unpacker, &controls)? {
+            events.event(&Event::Step(format!("  {note}")));
+        }
+        let metadata = Arc::new(unpacker.into_metadata());
+        events.event(&Event::Step(format!("Writing the {level} layer")));
+        let blob = write_layer(
+            store.layout(),
+            &LayerSpec {
+                parents: Vec::new(),
+                source: root,
+                target: String::new(),
+                only: None,
+                uid: 0,
+                gid: 0,
+                entry_metadata: Some(metadata),
+            },
+        )?;
+        events.event(&Event::Layer {
+            name: format!("{}/{level}", def.stack.name),
+            diff_id: blob.diff_id.to_string(),
+            size: blob.size,
+            reused: blob.existed,
+        });
+        layers.push(StackLayer {
+            flavour: level.clone(),
+            packages: level_packages.len(),
+            blob,
+        });
+    }
+
+    let platform = TargetPlatform {
+        os: "linux".to_string(),
+        architecture: arch.clone(),
+        variant: (arch == "arm64").then(|| "v8".to_string()),
+    };
+    let mut package_list: Vec<String> = packages
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.version))
+        .collect();
+    package_list.sort();
+    let config = image_config(
+        &def,
+        &options.flavour,
+        &platform,
+        &layers,
+        &package_list,
+        options,
+    )?;
+    let written = write_image(
+        store.layout(),
+        layers
+            .iter()
+            .map(|l| descriptor(MediaType::ImageLayerGzip, &l.blob.digest, l.blob.size))
+            .collect(),
+        &config,
+    )?;
+    let name = store_name(&def.stack.name, &options.flavour);
+    add_to_index(store, &name, &written.descriptor, &platform)?;
+    Ok(StackImage {
+        name,
+        manifest: written.descriptor,
+        platform,
+        layers,
+        packages: package_list,
+    })
+}
+
+/// Downloads every package into the cache (four at a time), verified; returns sha256 → path.
+fn download(
+    store: &Store,
+    def: &StackDefinition,
+    mirrors: &Mirrors,
+    fetcher: &Fetcher,
+    packages: &[LockedPackage],
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<BTreeMap<String, PathBuf>, StackError> {
+    let cache = store.root().join("cache").join("debs");
+    let missing: Vec<&LockedPackage> = packages
+        .iter()
+        .filter(|p| !cache.join(format!("{}.deb", p.sha256)).is_file())
+        .collect();
+    if !missing.is_empty() {
+        let bytes: u64 = missing.iter().map(|p| p.size).sum();
+        events.event(&Event::Step(format!(
+            "Downloading {} of {} packages ({:.1} MB)",
+            missing.len(),
+            packages.len(),
+            bytes as f64 / 1e6
+        )));
+    }
+    let total: u64 = missing.iter().map(|p| p.size).sum();
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(package) = missing.get(i) else { break };
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    let result = download_one(def, mirrors, fetcher, &cache, package);
+                    let current = done.fetch_add(package.size, Ordering::SeqCst) + package.size;
+                    events.event(&Event::Progress {
+                        label: "downloading packages".to_string(),
+                        current,
+                        total,
+                    });
+                    if let Err(e) = result {
+                        errors
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if cancel.is_cancelled() {
+        return Err(StackError::Cancelled);
+    }
+    if let Some(error) = errors
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .next()
+    {
+        return Err(error);
+    }
+    Ok(packages
+        .iter()
+        .map(|p| (p.sha256.clone(), cache.join(format!("{}.deb", p.sha256))))
+        .collect())
+}
+
+fn download_one(
+    def: &StackDefinition,
+    mirrors: &Mirrors,
+    fetcher: &Fetcher,
+    cache: &Path,
+    package: &LockedPackage,
+) -> Result<(), StackError> {
+    let archive = def
+        .archives
+        .iter()
+        .find(|a| a.name == package.archive)
+        .ok_or_else(|| StackError::Definition {
+            stack: def.stack.name.clone(),
+            problem: format!(
+                "the lock names archive {} for {}, which stack.toml does not define",
+                package.archive, package.name
+            ),
+        })?;
+    let base = mirrors.url(&archive.mirror).ok_or_else(|| {
+        StackError::NoMirror(format!(
+            "no mirror for the {} archive; give --security-mirror URL",
+            archive.name
+        ))
+    })?;
+    let url = format!("{base}/{}", package.filename);
+    let dest = cache.join(format!("{}.deb", package.sha256));
+    fetcher
+        .download_verified(&url, &dest, package.size, &package.sha256)
+        .map_err(|e| {
+            if e.is_not_found() {
+                StackError::NotServed {
+                    package: package.name.clone(),
+                    version: package.version.clone(),
+                    url,
+                }
+            } else {
+                StackError::Fetch(e)
+            }
+        })
+}
+
+fn image_config(
+    def: &StackDefinition,
+    flavour: &str,
+    platform: &TargetPlatform,
+    layers: &[StackLayer],
+    packages: &[String],
+    options: &StackOptions,
+) -> Result<oci_spec::image::ImageConfiguration, StackError> {
+    let invalid = |e: oci_spec::OciSpecError| StackError::Definition {
+        stack: def.stack.name.clone(),
+        problem: e.to_string(),
+    };
+    let created = crate::reproducible::created_timestamp(options.source_date_epoch);
+    let labels = std::collections::HashMap::from([
+        (DISTRO_NAME.to_string(), def.stack.distro.name.clone()),
+        (DISTRO_VERSION.to_string(), def.stack.distro.version.clone()),
+        (STACK.to_string(), format!("{}/{flavour}", def.stack.name)),
+        (STACK_PACKAGES.to_string(), packages.join(",")),
+        (
+            "org.opencontainers.image.description".to_string(),
+            format!(
+                "kiln stack {} {flavour}: {}",
+                def.stack.name, def.flavours[flavour].description
+            ),
+        ),
+    ]);
+    let config = ConfigBuilder::default()
+        .env(vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            format!("CNB_USER_ID={}", def.user.uid),
+            format!("CNB_GROUP_ID={}", def.user.gid),
+        ])
+        .user(format!("{}:{}", def.user.uid, def.user.gid))
+        .labels(labels)
+        .build()
+        .map_err(invalid)?;
+    let history = layers
+        .iter()
+        .map(|l| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!(
+                    "kiln stack {}: {} ({} packages)",
+                    def.stack.name, l.flavour, l.packages
+                ))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let mut builder = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(platform.architecture.as_str())
+        .os(platform.os.as_str())
+        .config(config)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(
+                    layers
+                        .iter()
+                        .map(|l| l.blob.diff_id.to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .build()
+                .map_err(invalid)?,
+        )
+        .history(history);
+    if let Some(v) = &platform.variant {
+        builder = builder.variant(v.clone());
+    }
+    builder.build().map_err(invalid)
+}
+
+/// Names `manifest` in the store's image index `name`, replacing the entry for its platform
+/// and keeping the others, so one name serves every architecture built.
+fn add_to_index(
+    store: &Store,
+    name: &ImageName,
+    manifest: &Descriptor,
+    platform: &TargetPlatform,
+) -> Result<(), StackError> {
+    let layout = store.layout();
+    let name_str = name.to_string();
+    let _lock = store.lock()?;
+    let mut entries: Vec<Descriptor> = Vec::new();
+    if let Some(existing) = layout
+        .read_index()?
+        .manifests()
+        .iter()
+        .find(|d| ref_name(d) == Some(name_str.as_str()))
+        && existing.media_type() == &MediaType::ImageIndex
+        && let Ok(bytes) = layout.read_blob(existing.digest())
+        && let Ok(index) = ImageIndex::from_reader(&bytes[..])
+    {
+        entries.extend(
+            index
+                .manifests()
+                .iter()
+                .filter(|d| {
+                    d.platform()
+                        .as_ref()
+                        .is_none_or(|p| p.architecture().to_string() != platform.architecture)
+                })
+                .cloned(),
+        );
+    }
+    let mut entry = manifest.clone();
+    let mut p = PlatformBuilder::default()
+        .os(platform.os.as_str())
+        .architecture(platform.architecture.as_str());
+    if let Some(v) = &platform.variant {
+        p = p.variant(v.clone());
+    }
+    entry.set_platform(Some(p.build().map_err(|e| StackError::Definition {
+        stack: name_str.clone(),
+        problem: e.to_string(),
+    })?));
+    entries.push(entry);
+    entries.sort_by_key(|d| d.platform().as_ref().map(|p| p.architecture().to_string()));
+    let mut index = crate::image::layout::empty_index();
+    index.set_manifests(entries);
+    let bytes = crate::reproducible::canonical_json(&index).map_err(|e| StackError::Io {
+        path: layout.root().to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    let (digest, size) = layout.write_blob(&bytes)?;
+    layout.tag(&descriptor(MediaType::ImageIndex, &digest, size), &name_str)?;
+    Ok(())
+}

@@ -1,0 +1,494 @@
+//! Reading `.deb` files and unpacking their data into a staging root, without dpkg.
+//!
+//! A `.deb` is an `ar` archive of `debian-binary`, `control.tar.{gz,xz,zst}` and
+//! `data.tar.{gz,xz,zst}` (Debian Policy §3, `deb(5)`). Unpacking:
+//!
+//! - refuses absolute paths and `..` components, so a package cannot write outside the root;
+//! - applies merged-`/usr` the way debootstrap's symlinks would: an entry under `bin/`,
+//!   `sbin/` or `lib*/` lands under `usr/` (the base layer carries the `bin -> usr/bin`
+//!   symlinks);
+//! - writes files readable by kiln whatever their declared mode, and records the declared
+//!   mode and owner per path for the layer writer
+//!   ([`crate::export::layer::LayerSpec::entry_metadata`]), so running as an ordinary user
+//!   gives the same image as running as root;
+//! - skips device nodes and FIFOs, which have no place in a container image layer.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use super::control::{Stanza, parse_stanzas};
+use crate::export::layer::EntryMetadata;
+
+/// Top-level directories that merged-`/usr` moves under `usr/`.
+pub const MERGED_USR_DIRS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Errors reading or unpacking a `.deb`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DebError {
+    /// The file is not a valid `.deb`.
+    #[error("{package}: {problem}")]
+    Invalid {
+        /// Which package (or file).
+        package: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Reading or writing failed.
+    #[error("{package}: failed to unpack {path}")]
+    Io {
+        /// Which package.
+        package: String,
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Unpacks packages into a staging root and remembers each entry's declared metadata.
+#[derive(Debug)]
+pub struct Unpacker {
+    root: PathBuf,
+    metadata: BTreeMap<String, EntryMetadata>,
+}
+
+impl Unpacker {
+    /// Unpacks into `root` (created if needed).
+    pub fn new(root: &Path) -> Result<Self, DebError> {
+        fs::create_dir_all(root).map_err(|source| DebError::Io {
+            package: String::new(),
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    /// The staging root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Records the metadata of a path kiln creates itself.
+    pub fn set_metadata(&mut self, rel: &str, meta: EntryMetadata) {
+        self.metadata
+            .insert(rel.trim_end_matches('/').to_string(), meta);
+    }
+
+    /// Records the metadata of a path unless a package already declared it.
+    pub fn set_metadata_if_absent(&mut self, rel: &str, meta: EntryMetadata) {
+        self.metadata
+            .entry(rel.trim_end_matches('/').to_string())
+            .or_insert(meta);
+    }
+
+    /// The declared metadata of every unpacked entry, keyed by its path in the root.
+    pub fn into_metadata(self) -> BTreeMap<String, EntryMetadata> {
+        self.metadata
+    }
+
+    /// Unpacks the `.deb` read from `reader` (named `package` in errors) and returns its
+    /// control stanza.
+    pub fn unpack(&mut self, reader: impl Read, package: &str) -> Result<Stanza, DebError> {
+        let invalid = |problem: String| DebError::Invalid {
+            package: package.to_string(),
+            problem,
+        };
+        let mut archive = ar::Archive::new(reader);
+        let mut control = None;
+        let mut saw_data = false;
+        let mut saw_version = false;
+        while let Some(entry) = archive.next_entry() {
+            let mut entry =
+                entry.map_err(|e| invalid(format!("not a valid .deb (ar archive): {e}")))?;
+            let name = String::from_utf8_lossy(entry.header().identifier())
+                .trim_end_matches('/')
+                .to_string();
+            if name == "debian-binary" {
+                let mut version = String::new();
+                entry
+                    .read_to_string(&mut version)
+                    .map_err(|e| invalid(format!("unreadable debian-binary: {e}")))?;
+                if !version.starts_with("2.") {
+                    return Err(invalid(format!(
+                        "unsupported .deb format version {:?}",
+                        version.trim()
+                    )));
+                }
+                saw_version = true;
+            } else if let Some(compression) = name.strip_prefix("control.tar") {
+                let reader = decompressor(&mut entry, compression).map_err(invalid)?;
+                control = Some(read_control(reader).map_err(invalid)?);
+            } else if let Some(compression) = name.strip_prefix("data.tar") {
+                let reader = decompressor(&mut entry, compression).map_err(invalid)?;
+                self.unpack_data(reader, package)?;
+                saw_data = true;
+            }
+        }
+        if !saw_version || !saw_data {
+            return Err(invalid(
+                "truncated or not a .deb: debian-binary or data.tar is missing".to_string(),
+            ));
+        }
+        control.ok_or_else(|| invalid("it has no control.tar with a control file".to_string()))
+    }
+
+    fn unpack_data(&mut self, reader: impl Read, package: &str) -> Result<(), DebError> {
+        let invalid = |problem: String| DebError::Invalid {
+            package: package.to_string(),
+            problem,
+        };
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries()
+            .map_err(|e| invalid(format!("data.tar is unreadable: {e}")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| invalid(format!("data.tar is corrupt: {e}")))?;
+            let raw = entry
+                .path()
+                .map_err(|e| invalid(format!("bad path in data.tar: {e}")))?
+                .into_owned();
+            let Some(rel) = confine(&raw).map_err(invalid)? else {
+                continue; // the root itself
+            };
+            let header = entry.header();
+            let meta = EntryMetadata {
+                mode: header.mode().unwrap_or(0o644) & 0o7777,
+                uid: header.uid().unwrap_or(0),
+                gid: header.gid().unwrap_or(0),
+            };
+            let kind = header.entry_type();
+            let path = self.root.join(&rel);
+            let io_err = |source| DebError::Io {
+                package: package.to_string(),
+                path: path.clone(),
+                source,
+            };
+            match kind {
+                tar::EntryType::Directory => {
+                    fs::create_dir_all(&path).map_err(io_err)?;
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    self.prepare_parent(&path, package)?;
+                    remove_existing(&path).map_err(io_err)?;
+                    let mut file = fs::File::create(&path).map_err(io_err)?;
+                    io::copy(&mut entry, &mut file)
+                        .map_err(|e| invalid(format!("data.tar is truncated at {rel}: {e}")))?;
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name()
+                        .map_err(|e| invalid(format!("bad link in data.tar: {e}")))?
+                        .ok_or_else(|| invalid(format!("symlink {rel} has no target")))?;
+                    self.prepare_parent(&path, package)?;
+                    remove_existing(&path).map_err(io_err)?;
+                    std::os::unix::fs::symlink(&target, &path).map_err(io_err)?;
+                }
+                tar::EntryType::Link => {
+                    let target = entry
+                        .link_name()
+                        .map_err(|e| invalid(format!("bad link in data.tar: {e}")))?
+                        .ok_or_else(|| invalid(format!("hard link {rel} has no target")))?;
+                    let target_rel = confine(&target)
+                        .map_err(invalid)?
+                        .ok_or_else(|| invalid(format!("hard link {rel} points at the root")))?;
+                    self.prepare_parent(&path, package)?;
+                    remove_existing(&path).map_err(io_err)?;
+                    fs::hard_link(self.root.join(&target_rel), &path).map_err(io_err)?;
+                }
+                _ => continue,
+            }
+            self.metadata.insert(rel, meta);
+        }
+        Ok(())
+    }
+
+    /// Creates the parent directories of `path` (recording them as root-owned 0755 unless
+    /// a package declared them).
+    fn prepare_parent(&mut self, path: &Path, package: &str) -> Result<(), DebError> {
+        let Some(parent) = path.parent() else {
+            return Ok(());
+        };
+        if parent.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(parent).map_err(|source| DebError::Io {
+            package: package.to_string(),
+            path: parent.to_path_buf(),
+            source,
+        })?;
+        let mut dir = parent;
+        while let Ok(rel) = dir.strip_prefix(&self.root) {
+            if rel.as_os_str().is_empty() {
+                break;
+            }
+            self.metadata
+                .entry(rel.to_string_lossy().into_owned())
+                .or_insert(EntryMetadata {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                });
+            match dir.parent() {
+                Some(p) => dir = p,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a path from a package into a relative path inside the root, applying merged-`/usr`.
+/// `None` for the root itself; an error for paths that would escape the root.
+fn confine(raw: &Path) -> Result<Option<String>, String> {
+    let mut parts: Vec<String> = Vec::new();
+    for component in raw.components() {
+        match component {
+            Component::CurDir => {}
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::RootDir | Component::Prefix(_) | Component::ParentDir => {
+                return Err(format!(
+                    "refusing unsafe path {} (absolute or with ..)",
+                    raw.display()
+                ));
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    if MERGED_USR_DIRS.contains(&parts[0].as_str()) {
+        parts.insert(0, "usr".to_string());
+    }
+    Ok(Some(parts.join("/")))
+}
+
+fn remove_existing(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        )),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn decompressor<'a>(reader: &'a mut dyn Read, suffix: &str) -> Result<Box<dyn Read + 'a>, String> {
+    Ok(match suffix {
+        "" => Box::new(reader),
+        ".gz" => Box::new(flate2::read::GzDecoder::new(reader)),
+        ".xz" => Box::new(liblzma::read::XzDecoder::new(reader)),
+        ".zst" => Box::new(
+            zstd::stream::read::Decoder::new(reader)
+                .map_err(|e| format!("bad zstd stream: {e}"))?,
+        ),
+        other => return Err(format!("unsupported compression {other:?}")),
+    })
+}
+
+fn read_control(reader: impl Read) -> Result<Stanza, String> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive
+        .entries()
+        .map_err(|e| format!("control.tar is unreadable: {e}"))?
+    {
+        let mut entry = entry.map_err(|e| format!("control.tar is corrupt: {e}"))?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        if path.file_name().is_some_and(|n| n == "control") {
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| format!("control file is unreadable: {e}"))?;
+            return parse_stanzas(&text)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| "the control file is empty".to_string());
+        }
+    }
+    Err("control.tar has no control file".to_string())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// An entry of a test package's data.tar.
+    pub(crate) enum TestEntry<'a> {
+        Dir(&'a str, u32),
+        File(&'a str, u32, &'a [u8]),
+        Symlink(&'a str, &'a str),
+        HardLink(&'a str, &'a str),
+    }
+
+    fn tar_of(entries: &[TestEntry<'_>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            match e {
+                TestEntry::Dir(p, mode) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(*mode);
+                    h.set_size(0);
+                    b.append_data(&mut h, p, io::empty()).unwrap();
+                }
+                TestEntry::File(p, mode, data) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(*mode);
+                    h.set_size(data.len() as u64);
+                    // Write the name raw: the tar crate refuses to write `..`, and hostile
+                    // packages are exactly what some tests need.
+                    let name = &mut h.as_old_mut().name;
+                    name.fill(0);
+                    name[..p.len()].copy_from_slice(p.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, *data).unwrap();
+                }
+                TestEntry::Symlink(p, t) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, p, t).unwrap();
+                }
+                TestEntry::HardLink(p, t) => {
+                    h.set_entry_type(tar::EntryType::Link);
+                    h.set_size(0);
+                    b.append_link(&mut h, p, t).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Builds a `.deb` with `control` text and data entries, compressing data with
+    /// `compression` (`gz`, `xz` or `zst`).
+    pub(crate) fn make_deb(control: &str, data: &[TestEntry<'_>], compression: &str) -> Vec<u8> {
+        let mut control_tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(control.len() as u64);
+        h.set_mode(0o644);
+        control_tar
+            .append_data(&mut h, "./control", control.as_bytes())
+            .unwrap();
+        let control_gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&control_tar.into_inner().unwrap()).unwrap();
+            e.finish().unwrap()
+        };
+        let data_tar = tar_of(data);
+        let data_compressed = match compression {
+            "gz" => {
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(&data_tar).unwrap();
+                e.finish().unwrap()
+            }
+            "xz" => {
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+                e.write_all(&data_tar).unwrap();
+                e.finish().unwrap()
+            }
+            "zst" => zstd::encode_all(&data_tar[..], 3).unwrap(),
+            other => panic!("{other}"),
+        };
+        let mut ar = ar::Builder::new(Vec::new());
+        for (name, bytes) in [
+            ("debian-binary".to_string(), b"2.0\n".to_vec()),
+            ("control.tar.gz".to_string(), control_gz),
+            (format!("data.tar.{compression}"), data_compressed),
+        ] {
+            ar.append(
+                &ar::Header::new(name.into_bytes(), bytes.len() as u64),
+                &bytes[..],
+            )
+            .unwrap();
+        }
+        ar.into_inner().unwrap()
+    }
+
+    const CONTROL: &str =
+        "Package: hello\nVersion: 1.0-1\nArchitecture: amd64\nDescription: test\n";
+
+    #[test]
+    fn unpacks_each_compression_with_merged_usr_and_metadata() {
+        for compression in ["gz", "xz", "zst"] {
+            let deb = make_deb(
+                CONTROL,
+                &[
+                    TestEntry::Dir("./", 0o755),
+                    TestEntry::Dir("./bin/", 0o755),
+                    TestEntry::File("./bin/hello", 0o4755, b"#!/bin/sh\n"),
+                    TestEntry::Dir("./tmp/", 0o1777),
+                    TestEntry::File("./usr/share/doc/hello/README", 0o600, b"doc"),
+                    TestEntry::Symlink("./usr/bin/hi", "hello"),
+                    TestEntry::HardLink("./usr/bin/hello2", "./bin/hello"),
+                ],
+                compression,
+            );
+            let root = tempfile::tempdir().unwrap();
+            let mut unpacker = Unpacker::new(root.path()).unwrap();
+            let control = unpacker.unpack(&deb[..], "hello").unwrap();
+            assert_eq!(control.get("Version"), Some("1.0-1"));
+            assert!(root.path().join("usr/bin/hello").is_file(), "{compression}");
+            assert!(!root.path().join("bin").exists());
+            assert_eq!(
+                fs::read_link(root.path().join("usr/bin/hi")).unwrap(),
+                Path::new("hello")
+            );
+            assert_eq!(
+                fs::read(root.path().join("usr/bin/hello2")).unwrap(),
+                b"#!/bin/sh\n"
+            );
+            let meta = unpacker.into_metadata();
+            assert_eq!(meta["usr/bin/hello"].mode, 0o4755);
+            assert_eq!(meta["tmp"].mode, 0o1777);
+            assert_eq!(meta["usr/share/doc/hello/README"].mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn corrupt_and_truncated_debs_are_errors() {
+        let deb = make_deb(
+            CONTROL,
+            &[TestEntry::File("./a", 0o644, &[7u8; 4096])],
+            "xz",
+        );
+        let root = tempfile::tempdir().unwrap();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("not ar", b"definitely not an ar archive".to_vec()),
+            ("truncated", deb[..deb.len() / 2].to_vec()),
+            ("flipped", {
+                let mut d = deb.clone();
+                let i = d.len() - 40;
+                d[i] ^= 0xff;
+                d
+            }),
+        ];
+        for (name, bytes) in cases {
+            let mut unpacker = Unpacker::new(root.path()).unwrap();
+            let err = unpacker.unpack(&bytes[..], "broken");
+            assert!(err.is_err(), "{name} should fail");
+            assert!(err.unwrap_err().to_string().starts_with("broken"), "{name}");
+        }
+    }
+
+    #[test]
+    fn paths_escaping_the_root_are_refused() {
+        for evil in ["../escape", "./usr/../../escape"] {
+            let deb = make_deb(CONTROL, &[TestEntry::File(evil, 0o644, b"x")], "gz");
+            let root = tempfile::tempdir().unwrap();
+            let mut unpacker = Unpacker::new(&root.path().join("r")).unwrap();
+            let err = unpacker.unpack(&deb[..], "evil").unwrap_err();
+            assert!(err.to_string().contains("unsafe path"), "{err}");
+            assert!(!root.path().join("escape").exists());
+        }
+    }
+}
