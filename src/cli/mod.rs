@@ -243,6 +243,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 20 | no buildpack group passed detection |
 /// | 21 | a buildpack's detect errored (and no group passed) |
 /// | 30 | the run image (or an image to inspect) is missing, invalid or corrupt |
+/// | 40 | a stack cannot be built: its definition, lock or options are wrong |
+/// | 41 | a stack's mirror is missing, unreachable or no longer serves a locked package |
+/// | 42 | a stack's archive failed verification (signature or checksum) |
 /// | 51 | a buildpack's build failed |
 /// | 52 | a buildpack wrote invalid output (layer, launch or build TOML) |
 /// | 62 | the image could not be exported |
@@ -288,7 +291,22 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         kiln::Error::Build(BuildError::InvalidOutput { .. }) => 52,
         kiln::Error::Export(_) => 62,
         kiln::Error::Publish(_) => 63,
+        kiln::Error::Stack(e) => stack_exit_code(e),
         _ => 1,
+    }
+}
+
+/// 42: verification failed (signature, checksum); 41: the mirror failed or is missing;
+/// 40: anything else about the stack (definition, lock, options).
+fn stack_exit_code(error: &kiln::stack::StackError) -> u8 {
+    use kiln::stack::StackError as E;
+    use kiln::stack::fetch::FetchError;
+    match error {
+        E::Release(kiln::stack::release::ReleaseError::BadSignature { .. })
+        | E::IndexMismatch { .. }
+        | E::Fetch(FetchError::Mismatch { .. }) => 42,
+        E::Fetch(_) | E::NoMirror(_) | E::NotServed { .. } => 41,
+        _ => 40,
     }
 }
 

@@ -255,18 +255,12 @@ fn header(kind: EntryKind, mode: u32, spec: &LayerSpec, name: &str) -> tar::Head
         .entry_metadata
         .as_ref()
         .and_then(|m| m.get(name.trim_end_matches('/')));
-    match exact {
-        Some(meta) => {
-            header.set_mode(meta.mode & 0o7777);
-            header.set_uid(meta.uid);
-            header.set_gid(meta.gid);
-        }
-        None => {
-            header.set_mode(normalize_mode(mode, kind));
-            header.set_uid(spec.uid);
-            header.set_gid(spec.gid);
-        }
-    }
+    let (mode, uid, gid) = exact.map_or((normalize_mode(mode, kind), spec.uid, spec.gid), |meta| {
+        (meta.mode & 0o7777, meta.uid, meta.gid)
+    });
+    header.set_mode(mode);
+    header.set_uid(uid);
+    header.set_gid(gid);
     header.set_mtime(NORMALIZED_MTIME);
     header.set_size(0);
     header

@@ -82,10 +82,7 @@ pub fn write_archive(
         path: path.to_path_buf(),
         source,
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(&dir)
-        .map_err(write_err)?;
+    let temp = crate::image::layout::publishable_temp(&dir).map_err(write_err)?;
     let mut builder = tar::Builder::new(BufWriter::new(temp));
     builder.mode(tar::HeaderMode::Deterministic);
 

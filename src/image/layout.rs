@@ -186,10 +186,8 @@ impl OciLayout {
             path: dir.clone(),
             source,
         })?;
-        let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .map_err(|source| LayoutError::Write { path: dir, source })?;
+        let temp =
+            publishable_temp(&dir).map_err(|source| LayoutError::Write { path: dir, source })?;
         Ok(BlobWriter {
             layout: self.clone(),
             inner: HashingWriter::new(BufWriter::with_capacity(256 * 1024, temp)),
@@ -554,6 +552,16 @@ pub fn empty_index() -> ImageIndex {
         .expect("an index with all required fields")
 }
 
+/// A temporary file in `dir` that will be published by rename: readable by everyone
+/// (`0644` before the umask), unlike `tempfile`'s private default.
+pub fn publishable_temp(dir: &Path) -> io::Result<NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -561,10 +569,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(write_err)?;
+    let mut temp = publishable_temp(dir).map_err(write_err)?;
     temp.write_all(bytes).map_err(write_err)?;
     temp.as_file().sync_all().map_err(write_err)?;
     temp.persist(path).map_err(|e| write_err(e.error))?;

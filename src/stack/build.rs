@@ -290,18 +290,7 @@ pub fn lock(
     for arch in &arches {
         check_arch(&def, arch)?;
     }
-    let suite = def
-        .archives
-        .first()
-        .and_then(|a| a.suites.first())
-        .cloned()
-        .unwrap_or_default();
-    let mirrors = mirror::discover(
-        options.mirror.as_deref(),
-        options.security_mirror.as_deref(),
-        &suite,
-    )
-    .map_err(StackError::NoMirror)?;
+    let mirrors = discover_mirrors(&def, options)?;
     let keyring = keyring(source, &def, options.skip_signature, events)?;
     let fetcher = Fetcher::new()?;
     let mut locks: BTreeMap<String, Lock> = BTreeMap::new();
@@ -357,52 +346,9 @@ pub fn build(
         .iter()
         .map(|(n, _)| (*n).to_string())
         .collect();
-    let suite = def
-        .archives
-        .first()
-        .and_then(|a| a.suites.first())
-        .cloned()
-        .unwrap_or_default();
-    let mirrors = mirror::discover(
-        options.mirror.as_deref(),
-        options.security_mirror.as_deref(),
-        &suite,
-    )
-    .map_err(StackError::NoMirror)?;
+    let mirrors = discover_mirrors(&def, options)?;
     let fetcher = Fetcher::new()?;
-
-    let packages = if options.use_lock {
-        let lock = source
-            .lock(&options.flavour)?
-            .ok_or_else(|| StackError::NoLock {
-                stack: def.stack.name.clone(),
-                flavour: options.flavour.clone(),
-            })?;
-        if lock.definition != def.fingerprint(&options.flavour)? {
-            return Err(StackError::StaleLock {
-                stack: def.stack.name.clone(),
-                flavour: options.flavour.clone(),
-            });
-        }
-        let packages: Vec<LockedPackage> = lock
-            .packages
-            .into_iter()
-            .filter(|p| p.arch == arch)
-            .collect();
-        if packages.is_empty() {
-            return Err(StackError::LockMissingArch {
-                stack: def.stack.name.clone(),
-                flavour: options.flavour.clone(),
-                arch,
-            });
-        }
-        packages
-    } else {
-        let keyring = keyring(source, &def, options.skip_signature, events)?;
-        let index = fetch_indexes(&def, &mirrors, keyring.as_ref(), &arch, &fetcher, events)?;
-        resolve(&def, &index, &options.flavour, &arch)?
-    };
-
+    let packages = packages_to_install(source, &def, options, &arch, &mirrors, &fetcher, events)?;
     let debs = download(store, &def, &mirrors, &fetcher, &packages, events, cancel)?;
 
     let work = tempfile::Builder::new()
@@ -419,48 +365,18 @@ pub fn build(
         }
         let level_packages: Vec<&LockedPackage> =
             packages.iter().filter(|p| &p.layer == level).collect();
-        events.event(&Event::Step(format!(
-            "Unpacking {} packages of {level}",
-            level_packages.len()
-        )));
         let root = work.path().join(level);
-        let mut unpacker = Unpacker::new(&root)?;
-        let mut controls: Vec<(String, Stanza)> = Vec::new();
-        for package in &level_packages {
-            let path = &debs[&package.sha256];
-            let file = fs::File::open(path).map_err(|source| StackError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let control = unpacker.unpack(std::io::BufReader::new(file), &package.name)?;
-            controls.push((package.name.clone(), control));
-        }
-        if level == &chain[0] {
-            rootfs::base_layout(&mut unpacker, &def.user)?;
-        }
-        for note in rootfs::configure(&mut unpacker, &controls)? {
-            events.event(&Event::Step(format!("  {note}")));
-        }
-        let metadata = Arc::new(unpacker.into_metadata());
-        events.event(&Event::Step(format!("Writing the {level} layer")));
-        let blob = write_layer(
-            store.layout(),
-            &LayerSpec {
-                parents: Vec::new(),
-                source: root,
-                target: String::new(),
-                only: None,
-                uid: 0,
-                gid: 0,
-                entry_metadata: Some(metadata),
-            },
+        let base = level == &chain[0];
+        let blob = build_layer(
+            store,
+            &def,
+            level,
+            base,
+            &level_packages,
+            &debs,
+            &root,
+            events,
         )?;
-        events.event(&Event::Layer {
-            name: format!("{}/{level}", def.stack.name),
-            diff_id: blob.diff_id.to_string(),
-            size: blob.size,
-            reused: blob.existed,
-        });
         layers.push(StackLayer {
             flavour: level.clone(),
             packages: level_packages.len(),
@@ -505,6 +421,121 @@ pub fn build(
     })
 }
 
+fn discover_mirrors(def: &StackDefinition, options: &StackOptions) -> Result<Mirrors, StackError> {
+    let suite = def
+        .archives
+        .first()
+        .and_then(|a| a.suites.first())
+        .cloned()
+        .unwrap_or_default();
+    mirror::discover(
+        options.mirror.as_deref(),
+        options.security_mirror.as_deref(),
+        &suite,
+    )
+    .map_err(StackError::NoMirror)
+}
+
+/// The package files of the flavour for `arch`: from its lock (checked against the
+/// definition), or resolved against the mirror now with `--no-lock`.
+fn packages_to_install(
+    source: &StackSource,
+    def: &StackDefinition,
+    options: &StackOptions,
+    arch: &str,
+    mirrors: &Mirrors,
+    fetcher: &Fetcher,
+    events: &dyn EventSink,
+) -> Result<Vec<LockedPackage>, StackError> {
+    if !options.use_lock {
+        let keyring = keyring(source, def, options.skip_signature, events)?;
+        let index = fetch_indexes(def, mirrors, keyring.as_ref(), arch, fetcher, events)?;
+        return resolve(def, &index, &options.flavour, arch);
+    }
+    let lock = source
+        .lock(&options.flavour)?
+        .ok_or_else(|| StackError::NoLock {
+            stack: def.stack.name.clone(),
+            flavour: options.flavour.clone(),
+        })?;
+    if lock.definition != def.fingerprint(&options.flavour)? {
+        return Err(StackError::StaleLock {
+            stack: def.stack.name.clone(),
+            flavour: options.flavour.clone(),
+        });
+    }
+    let packages: Vec<LockedPackage> = lock
+        .packages
+        .into_iter()
+        .filter(|p| p.arch == arch)
+        .collect();
+    if packages.is_empty() {
+        return Err(StackError::LockMissingArch {
+            stack: def.stack.name.clone(),
+            flavour: options.flavour.clone(),
+            arch: arch.to_string(),
+        });
+    }
+    Ok(packages)
+}
+
+/// Unpacks one flavour level's packages into `root`, configures them (and, for the bottom
+/// level, lays out the base file system), and writes the layer.
+#[allow(clippy::too_many_arguments)]
+fn build_layer(
+    store: &Store,
+    def: &StackDefinition,
+    level: &str,
+    base: bool,
+    packages: &[&LockedPackage],
+    debs: &BTreeMap<String, PathBuf>,
+    root: &Path,
+    events: &dyn EventSink,
+) -> Result<LayerBlob, StackError> {
+    events.event(&Event::Step(format!(
+        "Unpacking {} packages of {level}",
+        packages.len()
+    )));
+    let mut unpacker = Unpacker::new(root)?;
+    let mut controls: Vec<(String, Stanza)> = Vec::new();
+    for package in packages {
+        let path = &debs[&package.sha256];
+        let file = fs::File::open(path).map_err(|source| StackError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let control = unpacker.unpack(std::io::BufReader::new(file), &package.name)?;
+        controls.push((package.name.clone(), control));
+    }
+    if base {
+        rootfs::base_layout(&mut unpacker, &def.user)?;
+    }
+    for note in rootfs::configure(&mut unpacker, &controls)? {
+        events.event(&Event::Step(format!("  {note}")));
+    }
+    let metadata = Arc::new(unpacker.into_metadata());
+    events.event(&Event::Step(format!("Writing the {level} layer")));
+    let blob = write_layer(
+        store.layout(),
+        &LayerSpec {
+            parents: Vec::new(),
+            source: root.to_path_buf(),
+            target: String::new(),
+            only: None,
+            uid: 0,
+            gid: 0,
+            entry_metadata: Some(metadata),
+        },
+    )?;
+    events.event(&Event::Layer {
+        name: format!("{}/{level}", def.stack.name),
+        diff_id: blob.diff_id.to_string(),
+        size: blob.size,
+        reused: blob.existed,
+    });
+    Ok(blob)
+}
+
 /// Downloads every package into the cache (four at a time), verified; returns sha256 → path.
 fn download(
     store: &Store,
@@ -523,10 +554,11 @@ fn download(
     if !missing.is_empty() {
         let bytes: u64 = missing.iter().map(|p| p.size).sum();
         events.event(&Event::Step(format!(
-            "Downloading {} of {} packages ({:.1} MB)",
+            "Downloading {} of {} packages ({}.{} MB)",
             missing.len(),
             packages.len(),
-            bytes as f64 / 1e6
+            bytes / 1_000_000,
+            bytes % 1_000_000 / 100_000
         )));
     }
     let total: u64 = missing.iter().map(|p| p.size).sum();

@@ -85,7 +85,7 @@ impl Fetcher {
         let client = reqwest::blocking::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
-            .timeout(Duration::from_secs(600))
+            .timeout(Duration::from_mins(10))
             .build()
             .map_err(|source| FetchError::Network {
                 url: String::new(),
@@ -182,10 +182,7 @@ impl Fetcher {
         };
         std::fs::create_dir_all(dir).map_err(io_err)?;
         self.with_response(url, |mut response| {
-            let mut temp = tempfile::Builder::new()
-                .prefix(".tmp-")
-                .tempfile_in(dir)
-                .map_err(io_err)?;
+            let mut temp = crate::image::layout::publishable_temp(dir).map_err(io_err)?;
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 256 * 1024];
             let mut total = 0u64;

@@ -225,7 +225,9 @@ pub(crate) mod tests {
             &Password::empty(),
         )
         .unwrap();
-        message.to_armored_string(Default::default()).unwrap()
+        message
+            .to_armored_string(pgp::composed::ArmorOptions::default())
+            .unwrap()
     }
 
     const RELEASE: &str = "Origin: Debian\nSuite: stable\nCodename: bookworm\nSHA256:\n 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 42 main/binary-amd64/Packages.xz\n";

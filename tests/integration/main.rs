@@ -18,3 +18,5 @@ mod detect;
 mod errors;
 mod export;
 mod reproducible;
+mod stack;
+mod stack_debian;
