@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         dirs: vec![PathBuf::from(buildpack)],
         ..BuildpackSelection::default()
     };
-    options.run_image = run_image.parse()?;
+    options.run_image = Some(run_image.parse()?);
     options.destination = Some(Destination::Store(name.parse()?));
 
     // Events arrive on the thread doing the work; a platform would forward them to its UI.

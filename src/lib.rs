@@ -28,7 +28,8 @@ pub use launch::ProcessType;
 /// The OCI image-spec types kiln uses at its edges.
 pub use oci_spec::image as oci;
 pub use pipeline::{
-    BuildOptions, BuildReport, BuildpackSelection, DetectSummary, LayerReport, build, detect,
+    BuildOptions, BuildReport, BuildpackSelection, DEFAULT_STACK, DetectSummary, LayerReport,
+    build, detect,
 };
 pub use publish::Destination;
 pub use store::Store;

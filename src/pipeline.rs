@@ -1,6 +1,6 @@
 //! The whole pipeline: analyze → detect → build → export → publish.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,7 +17,9 @@ use crate::buildenv::{
 };
 use crate::buildpack::order::{GroupEntry, Order, OrderGroup};
 use crate::buildpack::{Catalog, Runner};
-use crate::detect::{self, DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember};
+use crate::detect::{
+    self, DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember, RunTarget,
+};
 use crate::env::Env;
 use crate::error::Error;
 use crate::event::{CancelToken, Event, EventSink, Phase};
@@ -27,6 +29,7 @@ use crate::image::reference::ImageReference;
 use crate::launch::{Process, ProcessType};
 use crate::plan::PlanEntry;
 use crate::publish::{self, Destination};
+use crate::stack::{self, StackSource};
 use crate::store::Store;
 
 /// Which buildpacks to use.
@@ -42,6 +45,9 @@ pub struct BuildpackSelection {
     pub search_roots: Vec<PathBuf>,
 }
 
+/// The stack default run images come from.
+pub const DEFAULT_STACK: &str = "bookworm";
+
 /// Options for [`build()`] and [`detect()`]. `Default` gives an empty app path and `scratch`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -50,8 +56,11 @@ pub struct BuildOptions {
     pub app_dir: PathBuf,
     /// Buildpacks.
     pub buildpacks: BuildpackSelection,
-    /// The run image.
-    pub run_image: ImageReference,
+    /// The run image; `None` picks a flavour of [`BuildOptions::stack`] by what the
+    /// detected buildpacks need (see the README, "Run images").
+    pub run_image: Option<ImageReference>,
+    /// The stack (built-in name or directory) default run images come from.
+    pub stack: String,
     /// Platform for multi-platform run images and `scratch` (default: the host's).
     pub platform: Option<TargetPlatform>,
     /// Where the image goes.
@@ -76,7 +85,8 @@ impl Default for BuildOptions {
         Self {
             app_dir: PathBuf::new(),
             buildpacks: BuildpackSelection::default(),
-            run_image: ImageReference::Scratch,
+            run_image: None,
+            stack: DEFAULT_STACK.to_string(),
             platform: None,
             destination: None,
             env: BTreeMap::new(),
@@ -162,6 +172,9 @@ pub struct DetectSummary {
     pub processes: Option<Vec<Process>>,
     /// The default process, when the build phase also ran.
     pub default_process: Option<String>,
+    /// The run image a build would use: the one given, or the stack flavour chosen for what
+    /// the group needs.
+    pub run_image: Option<String>,
     /// Every buildpack's detect result.
     pub results: Vec<DetectReport>,
 }
@@ -209,7 +222,10 @@ struct Prepared {
     work: WorkDir,
     catalog: Catalog,
     order: Order,
-    run_image: RunImage,
+    /// The run image, when given; else chosen after detection.
+    run_image: Option<RunImage>,
+    /// The platform buildpacks build for.
+    target: RunTarget,
     sandbox: HostSandbox,
     base_env: Env,
     user_env: BTreeMap<String, String>,
@@ -229,7 +245,14 @@ fn prepare(
     let (catalog, order) = load_buildpacks(&options.buildpacks)?;
 
     let started = phase_start(events, Phase::Analyze);
-    let run_image = analyze::analyze(store, &options.run_image, options.platform.as_ref())?;
+    let (run_image, target) = match &options.run_image {
+        Some(reference) => {
+            let image = analyze::analyze(store, reference, options.platform.as_ref())?;
+            let target = image.target();
+            (Some(image), target)
+        }
+        None => (None, stack_target(options)?),
+    };
     phase_end(events, Phase::Analyze, started, timings);
 
     let work = WorkDir::new(store)?;
@@ -263,6 +286,7 @@ fn prepare(
         catalog,
         order,
         run_image,
+        target,
         sandbox,
         base_env: Env::for_build(host_env),
         user_env,
@@ -406,7 +430,6 @@ impl Prepared {
     /// The runner for this build's buildpacks.
     fn runner<'a>(
         &'a self,
-        target: &'a crate::detect::RunTarget,
         options: &'a BuildOptions,
         events: &'a dyn EventSink,
         cancel: &'a CancelToken,
@@ -414,12 +437,77 @@ impl Prepared {
         Runner {
             sandbox: &self.sandbox,
             user_env: &self.user_env,
-            target,
+            target: &self.target,
             exec_env: &options.exec_env,
             events,
             cancel,
         }
     }
+}
+
+/// The platform buildpacks build for when the run image comes from a stack: linux, the
+/// requested or host architecture, and the stack's distribution.
+fn stack_target(options: &BuildOptions) -> Result<RunTarget, Error> {
+    let def = StackSource::open(&options.stack)?.definition()?;
+    let platform = options
+        .platform
+        .clone()
+        .unwrap_or_else(TargetPlatform::host);
+    Ok(RunTarget {
+        os: platform.os,
+        arch: platform.architecture,
+        variant: platform.variant,
+        distro_name: Some(def.stack.distro.name),
+        distro_version: Some(def.stack.distro.version),
+    })
+}
+
+/// The Debian packages the group's buildpacks need in their run image.
+fn group_mixins(group: &[GroupMember]) -> BTreeSet<String> {
+    group
+        .iter()
+        .flat_map(|m| m.buildpack.run_image_mixins())
+        .collect()
+}
+
+/// The flavour of the default stack that has what the group needs.
+fn default_flavour(
+    options: &BuildOptions,
+    group: &[GroupMember],
+) -> Result<(StackSource, String, TargetPlatform), Error> {
+    let source = StackSource::open(&options.stack)?;
+    let platform = options
+        .platform
+        .clone()
+        .unwrap_or_else(TargetPlatform::host);
+    let flavour = stack::choose_flavour(&source, &platform.architecture, &group_mixins(group))?;
+    Ok((source, flavour, platform))
+}
+
+/// Picks the flavour of the default stack that has what the group needs, builds it into
+/// the store if needed, and analyzes it.
+fn default_run_image(
+    store: &Store,
+    options: &BuildOptions,
+    group: &[GroupMember],
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<RunImage, Error> {
+    let (source, flavour, platform) = default_flavour(options, group)?;
+    let name = stack::ensure_image(
+        store,
+        &source,
+        &flavour,
+        &platform.architecture,
+        events,
+        cancel,
+    )?;
+    events.event(&Event::Step(format!("Run image: {name}")));
+    Ok(analyze::analyze(
+        store,
+        &ImageReference::Named(name),
+        Some(&platform),
+    )?)
 }
 
 /// Builds the app in `options.app_dir` into an image and publishes it.
@@ -438,14 +526,18 @@ pub fn build(
     let mut timings = BTreeMap::new();
     let prepared = prepare(store, options, events, &mut timings)?;
 
-    let target = prepared.run_image.target();
-    let runner = prepared.runner(&target, options, events, cancel);
+    let runner = prepared.runner(options, events, cancel);
     let started = phase_start(events, Phase::Detect);
     let (group, plan) = match run_detect(&prepared, &runner)? {
         DetectOutcome::Detected { group, plan, .. } => (group, plan),
         DetectOutcome::NoMatch { results } => return Err(Error::NothingDetected { results }),
     };
     phase_end(events, Phase::Detect, started, &mut timings);
+
+    let run_image = match &prepared.run_image {
+        Some(image) => image.clone(),
+        None => default_run_image(store, options, &group, events, cancel)?,
+    };
 
     let started = phase_start(events, Phase::Build);
     let output = run_build(&prepared, &runner, &group, &plan)?;
@@ -454,7 +546,7 @@ pub fn build(
     let started = phase_start(events, Phase::Export);
     let exported = export::export(&ExportContext {
         layout: store.layout(),
-        run_image: &prepared.run_image,
+        run_image: &run_image,
         build: &output,
         app_dir: &prepared.work.app,
         process: options.process.as_ref(),
@@ -477,7 +569,7 @@ pub fn build(
         image: destination.to_string(),
         manifest_digest: exported.manifest_descriptor.digest().clone(),
         config_digest: exported.manifest.config().digest().clone(),
-        run_image: options.run_image.to_string(),
+        run_image: run_image.reference.to_string(),
         buildpacks: group.iter().map(|m| m.buildpack.reference()).collect(),
         processes: output.processes.list(),
         default_process: exported
@@ -500,8 +592,7 @@ pub fn detect(
 ) -> Result<DetectSummary, Error> {
     let mut timings = BTreeMap::new();
     let prepared = prepare(store, options, events, &mut timings)?;
-    let target = prepared.run_image.target();
-    let runner = prepared.runner(&target, options, events, cancel);
+    let runner = prepared.runner(options, events, cancel);
     let started = phase_start(events, Phase::Detect);
     let outcome = run_detect(&prepared, &runner)?;
     phase_end(events, Phase::Detect, started, &mut timings);
@@ -512,6 +603,7 @@ pub fn detect(
             plan: Vec::new(),
             processes: None,
             default_process: None,
+            run_image: None,
             results,
         }),
         DetectOutcome::Detected {
@@ -532,12 +624,19 @@ pub fn detect(
             } else {
                 (None, None)
             };
+            let run_image = if let Some(reference) = &options.run_image {
+                reference.to_string()
+            } else {
+                let (source, flavour, _) = default_flavour(options, &group)?;
+                stack::store_name(&source.definition()?.stack.name, &flavour).to_string()
+            };
             Ok(DetectSummary {
                 detected: true,
                 group: group.iter().map(|m| m.buildpack.reference()).collect(),
                 plan,
                 processes,
                 default_process,
+                run_image: Some(run_image),
                 results,
             })
         }

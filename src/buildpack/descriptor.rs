@@ -28,6 +28,9 @@ pub struct BuildpackDescriptor {
     /// Deprecated `[[stacks]]`, read for its `"*"` and bionic mappings.
     #[serde(default)]
     pub stacks: Vec<Stack>,
+    /// Free-form `[metadata]`; kiln reads `[metadata.kiln]` from it.
+    #[serde(default)]
+    pub metadata: toml::Table,
 }
 
 /// The `[buildpack]` table.

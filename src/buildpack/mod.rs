@@ -372,6 +372,23 @@ impl Buildpack {
             .collect()
     }
 
+    /// The Debian packages its launch layers need in the run image (CNB "mixins"), from
+    /// `[metadata.kiln] run-image-mixins = [...]`. kiln picks the default run image by them.
+    pub fn run_image_mixins(&self) -> Vec<String> {
+        self.descriptor
+            .metadata
+            .get("kiln")
+            .and_then(|k| k.get("run-image-mixins"))
+            .and_then(toml::Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `id@version`.
     pub fn reference(&self) -> String {
         format!("{}@{}", self.id, self.version())

@@ -96,9 +96,13 @@ pub(crate) struct SourceArgs {
     #[arg(long = "env-file", value_name = "FILE")]
     pub(crate) env_files: Vec<PathBuf>,
     /// The image the app runs on: scratch, oci:DIR[:NAME], oci-archive:FILE[:NAME] or a
-    /// name in kiln's store.
-    #[arg(long, default_value = "scratch", value_name = "REF")]
-    pub(crate) run_image: String,
+    /// name in kiln's store [default: the flavour of --stack the buildpacks need, built on
+    /// first use].
+    #[arg(long, value_name = "REF")]
+    pub(crate) run_image: Option<String>,
+    /// The stack default run images come from (a built-in stack or a stack directory).
+    #[arg(long, default_value = kiln::DEFAULT_STACK, value_name = "STACK")]
+    pub(crate) stack: String,
     /// Platform of the run image to use (os/arch[/variant]) [default: the host's].
     #[arg(long, value_name = "PLATFORM")]
     pub(crate) platform: Option<String>,
@@ -119,8 +123,13 @@ impl SourceArgs {
         };
         options.run_image = self
             .run_image
-            .parse()
-            .with_context(|| format!("invalid --run-image {:?}", self.run_image))?;
+            .as_deref()
+            .map(|r| {
+                r.parse()
+                    .with_context(|| format!("invalid --run-image {r:?}"))
+            })
+            .transpose()?;
+        options.stack.clone_from(&self.stack);
         options.platform = self
             .platform
             .as_deref()

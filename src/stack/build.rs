@@ -779,3 +779,124 @@ fn add_to_index(
     layout.tag(&descriptor(MediaType::ImageIndex, &digest, size), &name_str)?;
     Ok(())
 }
+
+/// The flavour of `source` to run apps that need `mixins` (Debian package names) on
+/// `arch`: of the flavours whose lock for `arch` contains every mixin, the one with the
+/// fewest packages.
+pub fn choose_flavour(
+    source: &StackSource,
+    arch: &str,
+    mixins: &BTreeSet<String>,
+) -> Result<String, StackError> {
+    let def = source.definition()?;
+    let mut best: Option<(usize, String)> = None;
+    for flavour in def.flavours.keys() {
+        let Some(lock) = source.lock(flavour)? else {
+            continue;
+        };
+        let names: BTreeSet<&str> = lock
+            .packages
+            .iter()
+            .filter(|p| p.arch == arch)
+            .map(|p| p.name.as_str())
+            .collect();
+        if names.is_empty() || !mixins.iter().all(|m| names.contains(m.as_str())) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(count, _)| names.len() < *count) {
+            best = Some((names.len(), flavour.clone()));
+        }
+    }
+    best.map(|(_, f)| f).ok_or_else(|| StackError::NoFlavour {
+        stack: def.stack.name.clone(),
+        mixins: mixins.iter().cloned().collect(),
+        flavours: def.flavours.keys().cloned().collect(),
+    })
+}
+
+/// Makes sure the store holds `flavour`'s image for `arch` built from the current lock,
+/// building it if it is missing or was built from another lock. Returns its store name.
+pub fn ensure_image(
+    store: &Store,
+    source: &StackSource,
+    flavour: &str,
+    arch: &str,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<ImageName, StackError> {
+    let def = source.definition()?;
+    let name = store_name(&def.stack.name, flavour);
+    let mut wanted: Vec<String> = source
+        .lock(flavour)?
+        .map(|l| {
+            l.packages
+                .iter()
+                .filter(|p| p.arch == arch)
+                .map(|p| format!("{}={}", p.name, p.version))
+                .collect()
+        })
+        .unwrap_or_default();
+    wanted.sort();
+    let platform = TargetPlatform {
+        os: "linux".to_string(),
+        architecture: arch.to_string(),
+        variant: None,
+    };
+    let current = crate::image::load(
+        &crate::image::reference::ImageReference::Named(name.clone()),
+        store,
+        &platform,
+    )
+    .ok()
+    .and_then(|image| {
+        image
+            .config
+            .config()
+            .as_ref()?
+            .labels()
+            .as_ref()?
+            .get(STACK_PACKAGES)
+            .cloned()
+    });
+    if current.as_deref() == Some(wanted.join(",").as_str()) {
+        return Ok(name);
+    }
+    events.event(&Event::Step(format!(
+        "Building the run image {name} for {arch} from stack {} (once; later builds reuse it)",
+        def.stack.name
+    )));
+    let options = StackOptions {
+        flavour: flavour.to_string(),
+        arch: Some(arch.to_string()),
+        ..StackOptions::default()
+    };
+    Ok(build(store, source, &options, events, cancel)?.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavours_are_chosen_by_the_packages_buildpacks_need() {
+        let source = StackSource::open("bookworm").unwrap();
+        let choose = |mixins: &[&str]| {
+            choose_flavour(
+                &source,
+                "amd64",
+                &mixins.iter().map(ToString::to_string).collect(),
+            )
+        };
+        assert_eq!(choose(&[]).unwrap(), "base");
+        assert_eq!(choose(&["python3"]).unwrap(), "python");
+        assert_eq!(choose(&["libstdc++6"]).unwrap(), "cc");
+        assert_eq!(choose(&["nodejs"]).unwrap(), "nodejs");
+        assert_eq!(choose(&["dash", "coreutils"]).unwrap(), "shell");
+        assert_eq!(choose(&["python3", "gcc-12"]).unwrap(), "build");
+        let err = choose(&["no-such-package"]).unwrap_err().to_string();
+        assert!(
+            err.contains("no-such-package") && err.contains("--run-image"),
+            "{err}"
+        );
+    }
+}

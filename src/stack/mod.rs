@@ -21,7 +21,9 @@ pub mod rootfs;
 
 use std::path::PathBuf;
 
-pub use build::{StackImage, StackLayer, StackOptions, build, lock, store_name};
+pub use build::{
+    StackImage, StackLayer, StackOptions, build, choose_flavour, ensure_image, lock, store_name,
+};
 pub use definition::{Lock, LockedPackage, StackDefinition, StackSource};
 
 /// Errors of stack operations.
@@ -82,6 +84,16 @@ pub enum StackError {
     NoKeyring {
         /// The stack.
         stack: String,
+    },
+    /// No flavour has every package the buildpacks need.
+    #[error("no flavour of stack {stack} has all of {}, which the buildpacks need in their run image; flavours: {}; or give --run-image", mixins.join(", "), flavours.join(", "))]
+    NoFlavour {
+        /// The stack.
+        stack: String,
+        /// The packages needed.
+        mixins: Vec<String>,
+        /// Its flavours.
+        flavours: Vec<String>,
     },
     /// The flavour has no lock file.
     #[error(

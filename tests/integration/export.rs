@@ -182,6 +182,8 @@ fn scratch_and_oci_archive_run_images() {
         repo().join("examples/hello-shell").to_str().unwrap(),
         "-b",
         repo().join("examples/buildpacks/shell").to_str().unwrap(),
+        "--run-image",
+        "scratch",
         "--output",
         &out,
     ]);
@@ -375,17 +377,13 @@ fn kilnignore_and_git_are_left_out_of_the_image() {
         ],
     );
     let out = oci(&env.path("out"), "img");
-    env.ok(&[
-        "build",
-        "--path",
-        app.to_str().unwrap(),
-        "-b",
-        repo().join("examples/buildpacks/shell").to_str().unwrap(),
-        "--output",
+    env.build_ok(
+        &app,
+        &[&example_buildpack()],
         &out,
-    ]);
-    let json: serde_json::Value =
-        serde_json::from_str(&env.ok(&["inspect", "--format", "json", &out])).unwrap();
+        &["--run-image", "scratch"],
+    );
+    let json = env.inspect(&out);
     let app_layer = json["layers"].as_array().unwrap().last().unwrap()["digest"].clone();
     let mut paths: Vec<String> = layer_entries(&env.path("out"), app_layer.as_str().unwrap())
         .into_iter()
@@ -401,5 +399,79 @@ fn kilnignore_and_git_are_left_out_of_the_image() {
             "workspace/src/",
             "workspace/src/keep.txt"
         ]
+    );
+}
+
+#[test]
+fn without_a_run_image_the_stack_flavour_the_buildpacks_need_is_built_and_used() {
+    let env = TestEnv::new();
+    let detect: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "detect",
+        "--format",
+        "json",
+        "--path",
+        example_app().to_str().unwrap(),
+        "-b",
+        example_buildpack().to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(detect["run_image"], "kiln/stacks/bookworm-shell:latest");
+
+    let out = oci(&env.path("out"), "hello");
+    let first = env
+        .kiln()
+        .args([
+            "build",
+            "--path",
+            example_app().to_str().unwrap(),
+            "-b",
+            example_buildpack().to_str().unwrap(),
+            "--output",
+            &out,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert_contains!(
+        stderr,
+        "Building the run image kiln/stacks/bookworm-shell:latest"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(report["run_image"], "kiln/stacks/bookworm-shell:latest");
+
+    // The second build reuses the run image.
+    let second = env
+        .kiln()
+        .args([
+            "build",
+            "--path",
+            example_app().to_str().unwrap(),
+            "-b",
+            example_buildpack().to_str().unwrap(),
+            "--output",
+            &out,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(second.status.success());
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("Building the run image"));
+    let again: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(again["manifest_digest"], report["manifest_digest"]);
+
+    let json = env.inspect(&out);
+    assert_eq!(json["labels"]["io.buildpacks.base.distro.name"], "debian");
+    assert_eq!(json["user"], "1000:1000");
+    let Some(podman) = Podman::new() else { return };
+    let run = podman.run(&out, &[], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        "Hello from kiln! I run as uid 1000 in /workspace with args: default-arg",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
     );
 }
