@@ -121,3 +121,44 @@ fn base_flavour_is_reproducible_and_runs_as_the_cnb_user() {
     assert_contains!(stdout, "/etc/ssl/certs/ca-certificates.crt");
     assert_contains!(stdout, "/usr/share/zoneinfo/Etc/UTC");
 }
+
+/// No root needed: an ordinary user builds the same bytes (ownership comes from the
+/// packages, not from who unpacked them).
+#[test]
+fn an_ordinary_user_builds_the_same_stack_image() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "skipping: the suite is not running as root, so it already tests an ordinary user"
+        );
+        return;
+    }
+    let root = TestEnv::new();
+    let as_root = build(&root, "base");
+    let home = root.path("nobody-home");
+    std::fs::create_dir_all(&home).unwrap();
+    sh("chmod", &["-R", "a+rwX", root.dir.path().to_str().unwrap()]);
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "stack",
+            "build",
+            "bookworm",
+            "--flavour",
+            "base",
+            "--format",
+            "json",
+        ])
+        .env("KILN_HOME", &home)
+        .env("HOME", &home)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let as_nobody: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(as_nobody["manifest_digest"], as_root["manifest_digest"]);
+}
