@@ -3,7 +3,9 @@
 use std::fs;
 
 use crate::assert_contains;
-use crate::util::{Podman, TestEnv, example_app, example_buildpack, oci, repo, validate_layout};
+use crate::util::{
+    Podman, TestEnv, example_app, example_buildpack, layer_entries, oci, repo, validate_layout,
+};
 
 fn build_example(env: &TestEnv, out: &str) {
     env.build_ok(&example_app(), &[&example_buildpack()], out, &[]);
@@ -109,27 +111,6 @@ fn store_output_is_a_valid_layout_and_listed() {
     );
 }
 
-/// `(path, uid, gid, mode)` of every entry of the layer blob `digest` in `layout`.
-fn layer_entries(layout: &std::path::Path, digest: &str) -> Vec<(String, u64, u64, u32)> {
-    let layout = kiln::image::layout::OciLayout::open(layout).unwrap();
-    let file = layout.open_blob(&digest.parse().unwrap()).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let h = e.header();
-            (
-                e.path().unwrap().to_string_lossy().into_owned(),
-                h.uid().unwrap(),
-                h.gid().unwrap(),
-                h.mode().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
     let env = TestEnv::new();
@@ -139,12 +120,9 @@ fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
     let layers = json["layers"].as_array().unwrap();
     // The run image's layer is copied untouched (root-owned busybox).
     let base = layer_entries(&layout, layers[0]["digest"].as_str().unwrap());
-    assert!(
-        base.iter()
-            .any(|(p, uid, _, _)| p == "bin/busybox" && *uid == 0)
-    );
+    assert!(base.iter().any(|e| e.path == "bin/busybox" && e.uid == 0));
     let launch = layer_entries(&layout, layers[1]["digest"].as_str().unwrap());
-    let paths: Vec<&str> = launch.iter().map(|e| e.0.as_str()).collect();
+    let paths: Vec<&str> = launch.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
         [
@@ -158,7 +136,13 @@ fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
         ]
     );
     let app = layer_entries(&layout, layers[2]["digest"].as_str().unwrap());
-    for (path, uid, gid, mode) in launch.iter().chain(&app) {
+    for crate::util::TarEntry {
+        path,
+        uid,
+        gid,
+        mode,
+    } in launch.iter().chain(&app)
+    {
         assert_eq!((*uid, *gid), (1000, 1000), "{path}");
         let expected =
             if path.ends_with('/') || path.ends_with("say-greeting") || path.ends_with("app.sh") {
@@ -168,7 +152,7 @@ fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
             };
         assert_eq!(*mode, expected, "{path}");
     }
-    assert!(app.iter().any(|e| e.0 == "workspace/app.sh"));
+    assert!(app.iter().any(|e| e.path == "workspace/app.sh"));
 }
 
 #[test]
@@ -196,7 +180,7 @@ fn scratch_and_oci_archive_run_images() {
         &env.path("out"),
         json["layers"][1]["digest"].as_str().unwrap(),
     );
-    assert!(app.iter().all(|e| (e.1, e.2) == (0, 0)));
+    assert!(app.iter().all(|e| (e.uid, e.gid) == (0, 0)));
     validate_layout(&env.path("out"), "s", &env.path("scratch"));
 
     // An OCI archive as run image: kiln writes one, then builds on it.
@@ -387,7 +371,7 @@ fn kilnignore_and_git_are_left_out_of_the_image() {
     let app_layer = json["layers"].as_array().unwrap().last().unwrap()["digest"].clone();
     let mut paths: Vec<String> = layer_entries(&env.path("out"), app_layer.as_str().unwrap())
         .into_iter()
-        .map(|e| e.0)
+        .map(|e| e.path)
         .collect();
     paths.sort();
     assert_eq!(
@@ -418,49 +402,30 @@ fn without_a_run_image_the_stack_flavour_the_buildpacks_need_is_built_and_used()
     assert_eq!(detect["run_image"], "kiln/stacks/bookworm-shell:latest");
 
     let out = oci(&env.path("out"), "hello");
-    let first = env
-        .kiln()
-        .args([
-            "build",
-            "--path",
-            example_app().to_str().unwrap(),
-            "-b",
-            example_buildpack().to_str().unwrap(),
-            "--output",
-            &out,
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&first.stderr);
-    assert!(first.status.success(), "{stderr}");
+    let build = || {
+        let output = env
+            .kiln()
+            .args(["build", "--format", "json", "--output", &out])
+            .args(["--path", example_app().to_str().unwrap()])
+            .args(["-b", example_buildpack().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (
+            serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap(),
+            stderr,
+        )
+    };
+    let (report, stderr) = build();
     assert_contains!(
         stderr,
         "Building the run image kiln/stacks/bookworm-shell:latest"
     );
-    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(report["run_image"], "kiln/stacks/bookworm-shell:latest");
-
     // The second build reuses the run image.
-    let second = env
-        .kiln()
-        .args([
-            "build",
-            "--path",
-            example_app().to_str().unwrap(),
-            "-b",
-            example_buildpack().to_str().unwrap(),
-            "--output",
-            &out,
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(second.status.success());
-    assert!(!String::from_utf8_lossy(&second.stderr).contains("Building the run image"));
-    let again: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    let (again, stderr) = build();
+    assert!(!stderr.contains("Building the run image"));
     assert_eq!(again["manifest_digest"], report["manifest_digest"]);
 
     let json = env.inspect(&out);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::util::{TestEnv, repo};
+use crate::util::{TestEnv, kiln_as_nobody, repo};
 
 /// Copies `from` to `to`, creating entries in `reverse` order if asked and giving every file
 /// the modification time `mtime`.
@@ -239,15 +239,10 @@ fn an_unprivileged_user_builds_the_same_image() {
         .unwrap();
     }
     let run_image = env.run_image();
-    let status = std::process::Command::new("chmod")
-        .args(["-R", "a+rwX", env.dir.path().to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args([
+    let out = kiln_as_nobody(
+        env.dir.path(),
+        &shared.join("home"),
+        &[
             "build",
             "app",
             "--format",
@@ -258,12 +253,8 @@ fn an_unprivileged_user_builds_the_same_image() {
             shared.join("bp").to_str().unwrap(),
             "--run-image",
             &run_image,
-        ])
-        .env("KILN_HOME", shared.join("home"))
-        .env("HOME", &shared)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

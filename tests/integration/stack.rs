@@ -12,7 +12,7 @@ use pgp::types::Password;
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{FileServer, TestEnv, require, sh};
+use crate::util::{FileServer, TestEnv, layer_entries, require, sh};
 
 /// A package of the fake archive.
 struct Package {
@@ -253,26 +253,6 @@ fn assert_exit(out: &std::process::Output, code: i32, needles: &[&str]) {
     }
 }
 
-/// `(path, mode, uid)` of every entry of a layer blob in the store.
-fn layer_entries(env: &TestEnv, digest: &str) -> Vec<(String, u32, u64)> {
-    let layout = kiln::image::layout::OciLayout::open(env.home().join("store")).unwrap();
-    let file = layout.open_blob(&digest.parse().unwrap()).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let h = e.header();
-            (
-                e.path().unwrap().to_string_lossy().into_owned(),
-                h.mode().unwrap(),
-                h.uid().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn lock_and_build_a_stack_from_a_signed_archive() {
     let f = Fixture::new();
@@ -341,27 +321,28 @@ fn lock_and_build_a_stack_from_a_signed_archive() {
             .any(|e| e == "CNB_USER_ID=1001")
     );
 
-    let base = layer_entries(&f.env, inspection["layers"][0]["digest"].as_str().unwrap());
-    let find = |entries: &[(String, u32, u64)], path: &str| {
+    let store = f.env.home().join("store");
+    let base = layer_entries(&store, inspection["layers"][0]["digest"].as_str().unwrap());
+    let find = |entries: &[crate::util::TarEntry], path: &str| {
         entries
             .iter()
-            .find(|e| e.0.trim_end_matches('/') == path)
+            .find(|e| e.path.trim_end_matches('/') == path)
             .unwrap_or_else(|| panic!("{path} not in {entries:?}"))
             .clone()
     };
-    assert_eq!(find(&base, "tmp").1, 0o1777);
-    assert_eq!(find(&base, "home/app").2, 1001);
+    assert_eq!(find(&base, "tmp").mode, 0o1777);
+    assert_eq!(find(&base, "home/app").uid, 1001);
     assert_eq!(
-        find(&base, "bin").1,
+        find(&base, "bin").mode,
         0o777,
         "bin is the merged-/usr symlink"
     );
     find(&base, "etc/passwd");
     find(&base, "var/lib/dpkg/status.d/base-files");
-    let tool = layer_entries(&f.env, inspection["layers"][1]["digest"].as_str().unwrap());
-    assert_eq!(find(&tool, "usr/bin/tool").1, 0o755);
+    let tool = layer_entries(&store, inspection["layers"][1]["digest"].as_str().unwrap());
+    assert_eq!(find(&tool, "usr/bin/tool").mode, 0o755);
     assert!(
-        !tool.iter().any(|e| e.0.starts_with("bin/")),
+        !tool.iter().any(|e| e.path.starts_with("bin/")),
         "no bin/ dir shadowing the symlink"
     );
     find(&tool, "var/lib/dpkg/status.d/zmta");

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{Podman, TestEnv, require, sh};
+use crate::util::{Podman, TestEnv, kiln_as_nobody, require, sh};
 
 fn build(env: &TestEnv, flavour: &str) -> Value {
     let out = env.run(&[
@@ -134,13 +134,10 @@ fn an_ordinary_user_builds_the_same_stack_image() {
     }
     let root = TestEnv::new();
     let as_root = build(&root, "base");
-    let home = root.path("nobody-home");
-    std::fs::create_dir_all(&home).unwrap();
-    sh("chmod", &["-R", "a+rwX", root.dir.path().to_str().unwrap()]);
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args([
+    let out = kiln_as_nobody(
+        root.dir.path(),
+        &root.path("nobody-home"),
+        &[
             "stack",
             "build",
             "bookworm",
@@ -148,12 +145,8 @@ fn an_ordinary_user_builds_the_same_stack_image() {
             "base",
             "--format",
             "json",
-        ])
-        .env("KILN_HOME", &home)
-        .env("HOME", &home)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

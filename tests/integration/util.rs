@@ -450,3 +450,49 @@ impl Drop for FileServer {
         }
     }
 }
+
+/// An entry of a layer tar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarEntry {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// The entries of the gzip layer blob `digest` in the OCI layout at `layout`.
+pub fn layer_entries(layout: &Path, digest: &str) -> Vec<TarEntry> {
+    let layout = kiln::image::layout::OciLayout::open(layout).unwrap();
+    let file = layout.open_blob(&digest.parse().unwrap()).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            TarEntry {
+                path: e.path().unwrap().to_string_lossy().into_owned(),
+                mode: h.mode().unwrap(),
+                uid: h.uid().unwrap(),
+                gid: h.gid().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Runs kiln as `nobody` (uid 65534) with `home` as its `KILN_HOME` and `HOME`, after making
+/// `shared` readable and writable by everyone. Only meaningful when the suite runs as root.
+pub fn kiln_as_nobody(shared: &Path, home: &Path, args: &[&str]) -> Output {
+    fs::create_dir_all(home).unwrap();
+    sh("chmod", &["-R", "a+rwX", shared.to_str().unwrap()]);
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_HOME", home)
+        .env("HOME", home)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
