@@ -38,6 +38,20 @@ fn detect_json(env: &TestEnv, app: &Path, extra: &[&str]) -> Value {
     serde_json::from_str(&env.ok(&args)).unwrap()
 }
 
+/// Runs `kiln detect` of `app` with `buildpack`, expecting exit `code`; returns stderr.
+fn detect_fails(env: &TestEnv, app: &Path, buildpack: &Path, code: i32) -> String {
+    env.fails(
+        &[
+            "detect",
+            "--path",
+            app.to_str().unwrap(),
+            "-b",
+            buildpack.to_str().unwrap(),
+        ],
+        code,
+    )
+}
+
 fn group(json: &Value) -> Vec<String> {
     json["group"]
         .as_array()
@@ -256,16 +270,7 @@ fn composite_cycles_are_an_error_not_a_hang() {
          [[order]]\n[[order.group]]\nid = \"test/loop\"\n",
     )
     .unwrap();
-    let stderr = env.fails(
-        &[
-            "detect",
-            "--path",
-            app.to_str().unwrap(),
-            "-b",
-            composite.to_str().unwrap(),
-        ],
-        3,
-    );
+    let stderr = detect_fails(&env, &app, &composite, 3);
     assert_contains!(stderr, "cycle");
 }
 
@@ -362,16 +367,7 @@ fn targets_that_do_not_match_the_run_image_fail_the_group() {
             ..BuildpackSpec::default()
         },
     );
-    let stderr = env.fails(
-        &[
-            "detect",
-            "--path",
-            app.to_str().unwrap(),
-            "-b",
-            other_arch.to_str().unwrap(),
-        ],
-        21,
-    );
+    let stderr = detect_fails(&env, &app, &other_arch, 21);
     assert_contains!(stderr, "unable to satisfy target os/arch constraints");
 
     // A distro constraint is checked against the run image's io.buildpacks.base.distro labels.
@@ -469,16 +465,7 @@ fn unsupported_buildpack_api_is_refused_with_code_12() {
             ..BuildpackSpec::default()
         },
     );
-    let stderr = env.fails(
-        &[
-            "detect",
-            "--path",
-            app.to_str().unwrap(),
-            "-b",
-            old.to_str().unwrap(),
-        ],
-        12,
-    );
+    let stderr = detect_fails(&env, &app, &old, 12);
     assert_contains!(stderr, "Buildpack API 0.8");
     assert_contains!(stderr, "0.10, 0.11, 0.12");
 }
@@ -493,16 +480,7 @@ fn a_top_level_version_in_requires_is_a_detect_error() {
         "test/old-plan",
         &plan("[[provides]]\nname = \"ruby\"\n[[requires]]\nname = \"ruby\"\nversion = \"3.3\""),
     );
-    let stderr = env.fails(
-        &[
-            "detect",
-            "--path",
-            app.to_str().unwrap(),
-            "-b",
-            buildpack.to_str().unwrap(),
-        ],
-        21,
-    );
+    let stderr = detect_fails(&env, &app, &buildpack, 21);
     assert_contains!(stderr, "metadata.version");
 }
 

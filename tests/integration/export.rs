@@ -5,6 +5,7 @@ use std::fs;
 use crate::assert_contains;
 use crate::util::{
     Podman, TestEnv, example_app, example_buildpack, layer_entries, oci, repo, validate_layout,
+    validate_schema,
 };
 
 fn build_example(env: &TestEnv, out: &str) {
@@ -283,19 +284,7 @@ fn multi_platform_run_images_are_selected_by_platform() {
         )
         .unwrap();
     // umoci cannot unpack an index ("tag is ambiguous"); the schema and digest checks can.
-    if crate::util::require("oci-image-tool") {
-        crate::util::sh(
-            "oci-image-tool",
-            &[
-                "validate",
-                "--type",
-                "image",
-                "--ref",
-                "name=multi",
-                env.path("run-image").to_str().unwrap(),
-            ],
-        );
-    }
+    validate_schema(&env.path("run-image"), "multi");
 
     let multi = oci(&env.path("run-image"), "multi");
     let build = |platform: Option<&str>| {

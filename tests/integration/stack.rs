@@ -12,7 +12,7 @@ use pgp::types::Password;
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{FileServer, TestEnv, layer_entries, require, sh};
+use crate::util::{FileServer, TestEnv, layer_entries, validate_schema};
 
 /// A package of the fake archive.
 struct Package {
@@ -346,19 +346,10 @@ fn lock_and_build_a_stack_from_a_signed_archive() {
         "no bin/ dir shadowing the symlink"
     );
     find(&tool, "var/lib/dpkg/status.d/zmta");
-    if require("oci-image-tool") {
-        sh(
-            "oci-image-tool",
-            &[
-                "validate",
-                "--type",
-                "image",
-                "--ref",
-                "name=kiln/stacks/teststack-tool:latest",
-                f.env.home().join("store").to_str().unwrap(),
-            ],
-        );
-    }
+    validate_schema(
+        &f.env.home().join("store"),
+        "kiln/stacks/teststack-tool:latest",
+    );
 
     // The same lock gives the same image, in another store.
     let other = TestEnv::new();

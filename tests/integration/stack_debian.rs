@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{Podman, TestEnv, kiln_as_nobody, require, sh};
+use crate::util::{Podman, TestEnv, kiln_as_nobody, validate_schema};
 
 fn build(env: &TestEnv, flavour: &str) -> Value {
     let out = env.run(&[
@@ -25,20 +25,7 @@ fn build(env: &TestEnv, flavour: &str) -> Value {
 }
 
 fn validate(env: &TestEnv, name: &str) {
-    if require("oci-image-tool") {
-        let out = sh(
-            "oci-image-tool",
-            &[
-                "validate",
-                "--type",
-                "image",
-                "--ref",
-                &format!("name={name}"),
-                env.home().join("store").to_str().unwrap(),
-            ],
-        );
-        assert_contains!(out, "Validation succeeded");
-    }
+    validate_schema(&env.home().join("store"), name);
 }
 
 #[test]

@@ -269,12 +269,9 @@ pub fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Validates the image `name` of the layout at `layout` with every independent validator:
-/// `oci-image-tool validate` (schema, digests, sizes), `skopeo copy` to a dir (digest
-/// check) and `umoci unpack` (layers apply). Returns the unpacked rootfs directory.
-pub fn validate_layout(layout: &Path, name: &str, scratch: &Path) -> Option<PathBuf> {
-    fs::create_dir_all(scratch).unwrap();
-    let layout_str = layout.to_str().unwrap();
+/// `oci-image-tool validate` (schema, digests, sizes) of image `name` in the layout at
+/// `layout`; works for image indexes too, which umoci cannot unpack.
+pub fn validate_schema(layout: &Path, name: &str) {
     if require("oci-image-tool") {
         let out = sh(
             "oci-image-tool",
@@ -284,11 +281,20 @@ pub fn validate_layout(layout: &Path, name: &str, scratch: &Path) -> Option<Path
                 "image",
                 "--ref",
                 &format!("name={name}"),
-                layout_str,
+                layout.to_str().unwrap(),
             ],
         );
         assert!(out.contains("Validation succeeded"), "{out}");
     }
+}
+
+/// Validates the image `name` of the layout at `layout` with every independent validator:
+/// `oci-image-tool validate` (schema, digests, sizes), `skopeo copy` to a dir (digest
+/// check) and `umoci unpack` (layers apply). Returns the unpacked rootfs directory.
+pub fn validate_layout(layout: &Path, name: &str, scratch: &Path) -> Option<PathBuf> {
+    fs::create_dir_all(scratch).unwrap();
+    let layout_str = layout.to_str().unwrap();
+    validate_schema(layout, name);
     if require("skopeo") {
         let dest = scratch.join("skopeo-dir");
         sh(
