@@ -2,17 +2,24 @@
 //! the pipeline's events as they arrive.
 //!
 //! ```sh
-//! cargo run --example build_image -- APP_DIR BUILDPACK_DIR RUN_IMAGE IMAGE_NAME
+//! cargo run --example build_image -- APP_DIR BUILDPACK RUN_IMAGE IMAGE_NAME
 //! cargo run --example build_image -- examples/hello-shell examples/buildpacks/shell \
 //!     oci:/tmp/run:run hello
 //! ```
+//!
+//! BUILDPACK is a directory or a built-in id such as `kiln/procfile`.
 
 use std::error::Error;
 use std::path::PathBuf;
 
-use kiln::{BuildOptions, BuildpackSelection, CancelToken, Destination, Event, Store};
+use kiln::{
+    BuildOptions, BuildpackRef, BuildpackSelection, CancelToken, Destination, Event, Store,
+};
 
 fn main() -> Result<(), Box<dyn Error>> {
+    // The built-in buildpacks run as this program's bin/detect and bin/build (see
+    // kiln::builtin): when started that way, run the buildpack and exit.
+    kiln::builtin::run_if_invoked();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [app, buildpack, run_image, name] = args.as_slice() else {
         return Err("usage: build_image APP_DIR BUILDPACK_DIR RUN_IMAGE IMAGE_NAME".into());
@@ -22,7 +29,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut options = BuildOptions::default();
     options.app_dir = PathBuf::from(app);
     options.buildpacks = BuildpackSelection {
-        dirs: vec![PathBuf::from(buildpack)],
+        buildpacks: vec![BuildpackRef::parse(buildpack)],
         ..BuildpackSelection::default()
     };
     options.run_image = Some(run_image.parse()?);

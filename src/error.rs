@@ -17,6 +17,9 @@ pub enum Error {
     /// A buildpack could not be loaded.
     #[error(transparent)]
     Buildpack(#[from] crate::buildpack::BuildpackError),
+    /// The built-in buildpacks could not be written out.
+    #[error(transparent)]
+    Builtin(#[from] crate::builtin::BuiltinError),
     /// An `order.toml` could not be read.
     #[error("failed to read order file {path}")]
     ReadOrder {

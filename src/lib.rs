@@ -5,6 +5,7 @@ pub mod app;
 pub mod build;
 pub mod buildenv;
 pub mod buildpack;
+pub mod builtin;
 pub mod detect;
 pub mod env;
 mod error;
@@ -28,8 +29,8 @@ pub use launch::ProcessType;
 /// The OCI image-spec types kiln uses at its edges.
 pub use oci_spec::image as oci;
 pub use pipeline::{
-    BuildOptions, BuildReport, BuildpackSelection, DEFAULT_STACK, DetectSummary, LayerReport,
-    build, detect,
+    BuildOptions, BuildReport, BuildpackRef, BuildpackSelection, DEFAULT_STACK, DetectSummary,
+    LayerReport, build, detect,
 };
 pub use publish::Destination;
 pub use store::Store;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Started as a built-in buildpack's bin/detect or bin/build: run it instead of the CLI.
+    kiln::builtin::run_if_invoked();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => code,

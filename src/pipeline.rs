@@ -17,6 +17,7 @@ use crate::buildenv::{
 };
 use crate::buildpack::order::{GroupEntry, Order, OrderGroup};
 use crate::buildpack::{Catalog, Runner};
+use crate::builtin;
 use crate::detect::{
     self, DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember, RunTarget,
 };
@@ -35,14 +36,51 @@ use crate::store::Store;
 /// Which buildpacks to use.
 #[derive(Debug, Clone, Default)]
 pub struct BuildpackSelection {
-    /// Buildpack directories forming one group, in order (`--buildpack DIR`). Composite
-    /// buildpacks find their members among these, the search roots and their own sibling
-    /// directories.
-    pub dirs: Vec<PathBuf>,
+    /// Buildpacks forming one group, in order (`--buildpack`). Empty (with no
+    /// [`order_file`](Self::order_file)) means kiln's default order of built-in buildpacks.
+    /// Composite buildpacks find their members among these, the search roots, the built-ins
+    /// and their own sibling directories.
+    pub buildpacks: Vec<BuildpackRef>,
     /// An `order.toml` to use instead of a single group (`--order FILE`).
     pub order_file: Option<PathBuf>,
     /// Directories searched for buildpacks referenced by id (`--buildpacks-dir DIR`).
     pub search_roots: Vec<PathBuf>,
+}
+
+/// One `--buildpack`: a directory, or the id (and optional version) of a built-in buildpack
+/// or of one under the search roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildpackRef {
+    /// A buildpack directory.
+    Dir(PathBuf),
+    /// `id` or `id@version`.
+    Id {
+        /// Buildpack id (`kiln/python`).
+        id: String,
+        /// Version, if given.
+        version: Option<String>,
+    },
+}
+
+impl BuildpackRef {
+    /// Reads a `--buildpack` value: an existing directory, or a path starting with `.`,
+    /// `/` or `~`, is a directory; anything else is an id, with an optional `@version`.
+    pub fn parse(value: &str) -> Self {
+        let path = Path::new(value);
+        if path.is_dir() || value.starts_with(['.', '/', '~']) {
+            return Self::Dir(path.to_path_buf());
+        }
+        match value.split_once('@') {
+            Some((id, version)) => Self::Id {
+                id: id.to_string(),
+                version: Some(version.to_string()),
+            },
+            None => Self::Id {
+                id: value.to_string(),
+                version: None,
+            },
+        }
+    }
 }
 
 /// The stack default run images come from.
@@ -78,6 +116,10 @@ pub struct BuildOptions {
     /// The environment buildpacks inherit from (filtered to the lifecycle's pass-through
     /// list). `None` means kiln's own process environment.
     pub host_env: Option<Vec<(String, String)>>,
+    /// The executable that runs the built-in buildpacks (see [`crate::builtin`]). `None`
+    /// means the running program, which must then call [`crate::builtin::run_if_invoked`]
+    /// first thing in `main`, as the `kiln` binary does.
+    pub kiln_executable: Option<PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -95,6 +137,7 @@ impl Default for BuildOptions {
             exec_env: "production".to_string(),
             build_environment: BuildEnvironment::default(),
             host_env: None,
+            kiln_executable: None,
         }
     }
 }
@@ -175,6 +218,10 @@ pub struct DetectSummary {
     /// The run image a build would use: the one given, or the stack flavour chosen for what
     /// the group needs.
     pub run_image: Option<String>,
+    /// The default process's command as the buildpacks decided it at detect time: the
+    /// `start` of the last group member that recorded one in the metadata of a requirement
+    /// it provides (kiln's built-in buildpacks do; see `buildpacks/README.md`).
+    pub start: Option<String>,
     /// Every buildpack's detect result.
     pub results: Vec<DetectReport>,
 }
@@ -182,6 +229,7 @@ pub struct DetectSummary {
 /// Scratch directories for one build, removed when it ends.
 struct WorkDir {
     _temp: tempfile::TempDir,
+    buildpacks: PathBuf,
     layers: PathBuf,
     app: PathBuf,
     platform: PathBuf,
@@ -200,6 +248,7 @@ impl WorkDir {
             })?;
         let base = temp.path().to_path_buf();
         let dirs = Self {
+            buildpacks: base.join("buildpacks"),
             layers: base.join("layers"),
             app: base.join("workspace"),
             platform: base.join("platform"),
@@ -242,7 +291,9 @@ fn prepare(
     match options.build_environment {
         BuildEnvironment::Host => {}
     }
-    let (catalog, order) = load_buildpacks(&options.buildpacks)?;
+    let work = WorkDir::new(store)?;
+    let exe = builtin::executable(options.kiln_executable.as_deref())?;
+    let (catalog, order) = load_buildpacks(&options.buildpacks, &work.buildpacks, &exe)?;
 
     let started = phase_start(events, Phase::Analyze);
     let (run_image, target) = match &options.run_image {
@@ -255,7 +306,6 @@ fn prepare(
     };
     phase_end(events, Phase::Analyze, started, timings);
 
-    let work = WorkDir::new(store)?;
     let app = app::copy_source(&options.app_dir, &work.app, &[store.root().to_path_buf()])?;
     let mut user_env = app.build_env.clone();
     user_env.extend(options.env.clone());
@@ -294,14 +344,24 @@ fn prepare(
     })
 }
 
-fn load_buildpacks(selection: &BuildpackSelection) -> Result<(Catalog, Order), Error> {
+fn load_buildpacks(
+    selection: &BuildpackSelection,
+    builtin_root: &Path,
+    exe: &Path,
+) -> Result<(Catalog, Order), Error> {
     let mut catalog = Catalog::new();
     for root in &selection.search_roots {
         catalog.add_search_root(root)?;
     }
+    for dir in builtin::materialize(builtin_root, exe)? {
+        catalog.add_dir(&dir)?;
+    }
     let mut group = Vec::new();
-    for dir in &selection.dirs {
-        let buildpack = catalog.add_dir(dir)?;
+    for reference in &selection.buildpacks {
+        let buildpack = match reference {
+            BuildpackRef::Dir(dir) => catalog.add_dir(dir)?,
+            BuildpackRef::Id { id, version } => catalog.lookup(id, version.as_deref())?.clone(),
+        };
         group.push(GroupEntry::required(
             buildpack.id().to_string(),
             Some(buildpack.version().to_string()),
@@ -362,12 +422,7 @@ fn load_buildpacks(selection: &BuildpackSelection) -> Result<(Catalog, Order), E
             }
             order
         }
-        None if group.is_empty() => {
-            return Err(Error::InvalidOptions(
-                "no buildpacks given: pass --buildpack DIR (repeatable) or --order FILE"
-                    .to_string(),
-            ));
-        }
+        None if group.is_empty() => builtin::default_order(),
         None => Order {
             order: vec![OrderGroup { group }],
         },
@@ -581,6 +636,26 @@ pub fn build(
     })
 }
 
+/// The `start` recorded by the last group member in the metadata of a requirement it both
+/// makes and provides.
+fn start_command(group: &[GroupMember], plan: &[PlanEntry]) -> Option<String> {
+    let mut start = None;
+    for member in group {
+        let id = member.buildpack.id().as_str();
+        for entry in plan {
+            if !entry.providers.iter().any(|p| p.id == id) {
+                continue;
+            }
+            for require in &entry.requires {
+                if let Some(s) = require.metadata.get("start").and_then(toml::Value::as_str) {
+                    start = Some(s.to_string());
+                }
+            }
+        }
+    }
+    start
+}
+
 /// Runs detection only (and, with `with_build`, the build phase too, to learn the
 /// processes), without exporting anything.
 pub fn detect(
@@ -604,6 +679,7 @@ pub fn detect(
             processes: None,
             default_process: None,
             run_image: None,
+            start: None,
             results,
         }),
         DetectOutcome::Detected {
@@ -632,6 +708,7 @@ pub fn detect(
             };
             Ok(DetectSummary {
                 detected: true,
+                start: start_command(&group, &plan),
                 group: group.iter().map(|m| m.buildpack.reference()).collect(),
                 plan,
                 processes,

@@ -42,6 +42,12 @@ pub(crate) fn run(
             for b in &summary.group {
                 out!("  {b}");
             }
+            if let Some(run_image) = &summary.run_image {
+                out!("Run image: {run_image}");
+            }
+            if let Some(start) = &summary.start {
+                out!("Start: {start}");
+            }
             out!("Plan:");
             if summary.plan.is_empty() {
                 out!("  (empty)");
@@ -54,11 +60,8 @@ pub(crate) fn run(
                     .collect();
                 out!("  {} (provided by {})", entry.name(), providers.join(", "));
                 for r in &entry.requires {
-                    if !r.metadata.is_empty() {
-                        out!(
-                            "    requires {}",
-                            toml::to_string(&r.metadata)?.trim().replace('\n', ", ")
-                        );
+                    for (key, value) in &r.metadata {
+                        out!("    {key}: {}", serde_json::to_string(value)?);
                     }
                 }
             }

@@ -78,9 +78,11 @@ pub(crate) struct SourceArgs {
     /// The app's source directory.
     #[arg(short, long, default_value = ".", value_name = "DIR")]
     pub(crate) path: PathBuf,
-    /// A buildpack directory; repeat to build a group, in order.
-    #[arg(short, long = "buildpack", value_name = "DIR")]
-    pub(crate) buildpacks: Vec<PathBuf>,
+    /// A buildpack: a directory, or the id[@version] of a built-in (kiln/python) or of one
+    /// under --buildpacks-dir; repeat to build a group, in order [default: kiln's built-in
+    /// order, see `kiln buildpack list`].
+    #[arg(short, long = "buildpack", value_name = "DIR|ID")]
+    pub(crate) buildpacks: Vec<String>,
     /// An order.toml of buildpack groups to try (instead of --buildpack).
     #[arg(long, value_name = "FILE", conflicts_with = "buildpacks")]
     pub(crate) order: Option<PathBuf>,
@@ -117,7 +119,11 @@ impl SourceArgs {
         let mut options = kiln::BuildOptions::default();
         options.app_dir.clone_from(&self.path);
         options.buildpacks = kiln::BuildpackSelection {
-            dirs: self.buildpacks.clone(),
+            buildpacks: self
+                .buildpacks
+                .iter()
+                .map(|b| kiln::BuildpackRef::parse(b))
+                .collect(),
             order_file: self.order.clone(),
             search_roots: self.buildpacks_dirs.clone(),
         };

@@ -234,8 +234,17 @@ fn invalid_buildpack_directories() {
     let out = build_into(&env, &env.path("dest"), &app, &[&old], &[]);
     assert_failed(&out, 12, &["Buildpack API 0.9"]);
 
-    let no_buildpacks = env.run(&["build", "x", "--path", app.to_str().unwrap()]);
-    assert_failed(&no_buildpacks, 2, &["no buildpacks given"]);
+    // No --buildpack: kiln's built-in order, none of which applies to this app.
+    let defaults = env.run(&["build", "x", "--path", app.to_str().unwrap()]);
+    assert_failed(
+        &defaults,
+        20,
+        &[
+            "no buildpack group passed detection",
+            "kiln/python@0.1.0: fail",
+            "kiln/procfile@0.1.0: fail",
+        ],
+    );
 }
 
 #[test]

@@ -1,0 +1,135 @@
+//! What the built-in buildpacks share: their error type, running build tools, reading the
+//! app's files, the stacks' runtime inventory, plan decisions and processes.
+
+pub(crate) mod cmd;
+pub(crate) mod files;
+pub(crate) mod inventory;
+pub(crate) mod layers;
+pub(crate) mod process;
+
+use std::fmt;
+
+/// A buildpack failure: what went wrong (naming the file or tool) and how to fix it.
+#[derive(Debug)]
+pub(crate) struct Error {
+    message: String,
+    hint: Option<String>,
+}
+
+impl Error {
+    /// An error with this message.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds how to fix it.
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Error> for libcnb::Error<Error> {
+    fn from(error: Error) -> Self {
+        Self::BuildpackError(error)
+    }
+}
+
+/// `Result` of the buildpacks' own code.
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+/// `Result` of `Buildpack::detect` and `Buildpack::build`.
+pub(crate) type CnbResult<T> = libcnb::Result<T, Error>;
+
+/// Prints a failure the way kiln shows errors: one `error:` line, then the hint. This is what
+/// the platform shows the user, so no debug formatting.
+pub(crate) fn report(error: &libcnb::Error<Error>) {
+    match error {
+        libcnb::Error::BuildpackError(e) => eprintln!("error: {e}"),
+        other => eprintln!("error: {other}"),
+    }
+}
+
+/// Implements `libcnb::Buildpack` for a unit struct by delegating to the `detect` and
+/// `build` functions of the module, which take the libcnb contexts and return [`CnbResult`].
+macro_rules! buildpack {
+    ($name:ident) => {
+        impl libcnb::Buildpack for $name {
+            type Platform = libcnb::generic::GenericPlatform;
+            type Metadata = libcnb::generic::GenericMetadata;
+            type Error = $crate::common::Error;
+
+            fn detect(
+                &self,
+                context: libcnb::detect::DetectContext<Self>,
+            ) -> $crate::common::CnbResult<libcnb::detect::DetectResult> {
+                detect(&context)
+            }
+
+            fn build(
+                &self,
+                context: libcnb::build::BuildContext<Self>,
+            ) -> $crate::common::CnbResult<libcnb::build::BuildResult> {
+                build(&context)
+            }
+
+            fn on_error(&self, error: libcnb::Error<Self::Error>) {
+                $crate::common::report(&error);
+            }
+        }
+    };
+}
+pub(crate) use buildpack;
+
+/// libcnb treats `CNB_TARGET_DISTRO_NAME`/`_VERSION` as required, but the Buildpack API makes
+/// them optional: a run image without distribution labels (`scratch`, a distroless image) has
+/// none. Set them empty when the platform did not, before libcnb reads them.
+pub(crate) fn target_defaults() {
+    for name in ["CNB_TARGET_DISTRO_NAME", "CNB_TARGET_DISTRO_VERSION"] {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: called at the very start of the process, before any other thread
+            // exists, so nothing reads the environment concurrently.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(name, "");
+            }
+        }
+    }
+}
+
+/// A runtime version the app asked for, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Requested {
+    /// The request as written (`3.12`, `>=18 <21`).
+    pub(crate) version: String,
+    /// Where (`.python-version`, `package.json engines.node`).
+    pub(crate) source: String,
+}
+
+/// Prints a section header in the build output.
+pub(crate) fn section(title: &str) {
+    println!("[{title}]");
+}
+
+/// Prints one line of build output under a section.
+pub(crate) fn say(line: &str) {
+    println!("  {line}");
+}
+
+/// Prints a warning in the build output.
+pub(crate) fn warn(line: &str) {
+    println!("  warning: {line}");
+}

@@ -1,0 +1,426 @@
+//! Installing dependencies, running the build script, pruning to production dependencies.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libcnb::build::BuildContext;
+use libcnb::data::layer_name;
+use libcnb::layer::UncachedLayerDefinition;
+use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
+
+use super::NodejsBuildpack;
+use super::project::{Manager, Project};
+use crate::common::files::{App, digest_files};
+use crate::common::{CnbResult, Error, Result, cmd, layers, say, warn};
+
+/// The port apps listen on when `PORT` is not set.
+const DEFAULT_PORT: &str = "8080";
+
+/// What the dependency layers were installed from; reused while all of it stays the same.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ModulesKey {
+    manager: String,
+    lock: String,
+    dependencies: String,
+    node_major: String,
+    arch: String,
+}
+
+/// Which dependencies an install brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deps {
+    /// Development ones too, for the build script.
+    All,
+    /// Production only, for the image.
+    Production,
+}
+
+/// The package manager's command: its own program, or `corepack <program>`.
+fn tool(manager: Manager) -> Result<Command> {
+    let program = manager.program();
+    if cmd::which(program).is_some() {
+        return Ok(Command::new(program));
+    }
+    if manager != Manager::Bun && manager != Manager::Npm && cmd::which("corepack").is_some() {
+        let mut c = Command::new("corepack");
+        c.arg(program).env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0");
+        return Ok(c);
+    }
+    Err(cmd::missing(
+        program,
+        "the app's lockfile names it as the package manager",
+        &match manager {
+            Manager::Npm => {
+                "install Node.js and npm (Debian: apt-get install nodejs npm)".to_string()
+            }
+            Manager::Bun => "install Bun (https://bun.sh) and put it on PATH".to_string(),
+            _ => format!("install {program}, or enable corepack (`corepack enable`, Node.js 16+)"),
+        },
+    ))
+}
+
+/// The arguments of an install.
+fn install_args(manager: Manager, locked: bool, scope: Deps) -> Vec<&'static str> {
+    let prod = scope == Deps::Production;
+    match manager {
+        Manager::Npm => {
+            let mut args = if locked { vec!["ci"] } else { vec!["install"] };
+            args.extend(["--no-audit", "--no-fund"]);
+            args.push(if prod { "--omit=dev" } else { "--include=dev" });
+            if !locked {
+                args.push("--no-package-lock");
+            }
+            args
+        }
+        Manager::YarnClassic => {
+            let mut args = vec!["install", "--non-interactive"];
+            if locked {
+                args.push("--frozen-lockfile");
+            }
+            args.push(if prod {
+                "--production=true"
+            } else {
+                "--production=false"
+            });
+            args
+        }
+        Manager::YarnBerry if prod => vec!["workspaces", "focus", "--all", "--production"],
+        Manager::YarnBerry => {
+            if locked {
+                vec!["install", "--immutable"]
+            } else {
+                vec!["install"]
+            }
+        }
+        Manager::Pnpm => {
+            let mut args = vec!["install"];
+            if locked {
+                args.push("--frozen-lockfile");
+            }
+            args.push(if prod { "--prod" } else { "--prod=false" });
+            args
+        }
+        Manager::Bun => {
+            let mut args = vec!["install"];
+            if locked {
+                args.push("--frozen-lockfile");
+            }
+            if prod {
+                args.push("--production");
+            }
+            args
+        }
+    }
+}
+
+/// The arguments that prune an installed tree to production dependencies.
+fn prune_args(manager: Manager, locked: bool) -> Vec<&'static str> {
+    match manager {
+        Manager::Npm => vec!["prune", "--omit=dev", "--no-audit", "--no-fund"],
+        Manager::Pnpm => vec!["prune", "--prod"],
+        other => install_args(other, locked, Deps::Production),
+    }
+}
+
+fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
+    Error::new(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Moves a directory, copying when it crosses file systems.
+fn move_dir(from: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        fs::remove_dir_all(to).map_err(|e| io_error("remove", to, &e))?;
+    }
+    if fs::rename(from, to).is_err() {
+        copy_dir(from, to)?;
+        fs::remove_dir_all(from).map_err(|e| io_error("remove", from, &e))?;
+    }
+    Ok(())
+}
+
+/// Copies a tree, keeping symlinks and modes (`cp -a`).
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    cmd::output(Command::new("cp").arg("-a").arg(from).arg(to)).map(|_| ())
+}
+
+/// Makes `/workspace/node_modules` a link to `target`.
+fn link_modules(app_modules: &Path, target: &Path) -> Result<()> {
+    remove_modules(app_modules)?;
+    std::os::unix::fs::symlink(target, app_modules).map_err(|e| io_error("link", app_modules, &e))
+}
+
+fn remove_modules(app_modules: &Path) -> Result<()> {
+    match fs::symlink_metadata(app_modules) {
+        Ok(m) if m.file_type().is_symlink() || m.is_file() => {
+            fs::remove_file(app_modules).map_err(|e| io_error("remove", app_modules, &e))
+        }
+        Ok(_) => fs::remove_dir_all(app_modules).map_err(|e| io_error("remove", app_modules, &e)),
+        Err(_) => Ok(()),
+    }
+}
+
+fn host_node() -> Result<String> {
+    if cmd::which("node").is_none() {
+        return Err(cmd::missing(
+            "node",
+            "the Node.js buildpack installs dependencies with it",
+            "install Node.js (Debian: apt-get install nodejs npm)",
+        ));
+    }
+    Ok(cmd::output(Command::new("node").arg("--version"))?
+        .trim()
+        .trim_start_matches('v')
+        .to_string())
+}
+
+/// Runs the package manager in the app directory.
+struct Installer<'a> {
+    project: &'a Project,
+    app: &'a App,
+    /// The package manager's download cache.
+    cache: PathBuf,
+    /// `/workspace/node_modules`.
+    app_modules: PathBuf,
+    /// Whether a lockfile pins the dependencies.
+    locked: bool,
+}
+
+impl Installer<'_> {
+    /// Runs the package manager with `args`; `NODE_ENV=production` only for build scripts
+    /// (during installs it would drop the development dependencies).
+    fn run(&self, args: &[&str], production_env: bool) -> Result<()> {
+        let mut c = tool(self.project.manager)?;
+        c.current_dir(self.app.dir()).args(args).env("CI", "true");
+        let cache = &self.cache;
+        match self.project.manager {
+            Manager::Npm => c
+                .env("npm_config_cache", cache.join("npm"))
+                .env("npm_config_update_notifier", "false"),
+            Manager::YarnClassic | Manager::YarnBerry => c
+                .env("YARN_CACHE_FOLDER", cache.join("yarn"))
+                .env("YARN_ENABLE_GLOBAL_CACHE", "false"),
+            Manager::Pnpm => c.env("npm_config_store_dir", cache.join("pnpm-store")),
+            Manager::Bun => c.env("BUN_INSTALL_CACHE_DIR", cache.join("bun")),
+        };
+        if production_env {
+            c.env("NODE_ENV", "production");
+        } else {
+            c.env_remove("NODE_ENV");
+        }
+        cmd::run(&mut c)
+    }
+
+    /// Installs `deps` in the app directory and moves the tree to `dest`.
+    fn install_into(&self, deps: Deps, dest: &Path) -> Result<()> {
+        self.run(
+            &install_args(self.project.manager, self.locked, deps),
+            false,
+        )?;
+        ensure_dir(&self.app_modules)?;
+        move_dir(&self.app_modules, dest)
+    }
+
+    /// Installs everything, runs the build script against it, and leaves the production
+    /// dependencies in `modules` (unless `modules_reused`). The full tree is kept in the
+    /// cache layer `dev` for the next build.
+    fn build_script(&self, dev: (&Path, bool), modules: (&Path, bool)) -> Result<()> {
+        let (dev_dir, dev_reused) = dev;
+        let (modules_dir, modules_reused) = modules;
+        if dev_reused && dev_dir.is_dir() {
+            say("reusing the development dependencies for the build script");
+        } else {
+            self.install_into(Deps::All, dev_dir)?;
+        }
+        link_modules(&self.app_modules, dev_dir)?;
+        say("running the build script");
+        self.run(&["run", "build"], true)?;
+        remove_modules(&self.app_modules)?;
+        if modules_reused && modules_dir.is_dir() {
+            say("reusing the production dependencies (lockfile unchanged)");
+            return Ok(());
+        }
+        copy_dir(dev_dir, &self.app_modules)?;
+        self.run(&prune_args(self.project.manager, self.locked), false)?;
+        move_dir(&self.app_modules, modules_dir)
+    }
+}
+
+/// The launch environment: `PORT`, `NODE_ENV`, and the app's `node_modules/.bin` on `PATH`.
+fn write_env_layer(context: &BuildContext<NodejsBuildpack>, app_modules: &Path) -> CnbResult<()> {
+    let layer = context.uncached_layer(
+        layer_name!("env"),
+        UncachedLayerDefinition {
+            build: false,
+            launch: true,
+        },
+    )?;
+    layer.write_env(
+        LayerEnv::new()
+            .chainable_insert(
+                Scope::Launch,
+                ModificationBehavior::Default,
+                "PORT",
+                DEFAULT_PORT,
+            )
+            .chainable_insert(
+                Scope::Launch,
+                ModificationBehavior::Default,
+                "NODE_ENV",
+                "production",
+            )
+            .chainable_insert(
+                Scope::Launch,
+                ModificationBehavior::Append,
+                "PATH",
+                app_modules.join(".bin"),
+            )
+            .chainable_insert(Scope::Launch, ModificationBehavior::Delimiter, "PATH", ":"),
+    )
+}
+
+/// Warns about what makes an install less reproducible or less likely to run.
+fn preflight(app: &App, project: &Project, host: &str, provided: Option<&str>) -> Result<()> {
+    let host_major = host.split('.').next().unwrap_or_default();
+    if let Some(provided) = provided {
+        let run_major = provided.split('.').next().unwrap_or_default();
+        if run_major != host_major && lock_has_install_scripts(app)? {
+            warn(&format!(
+                "the build host's Node.js {host} is not the run image's {provided}: packages with install scripts (native addons) are built for Node.js {host_major} and may not load at run time; build on a host with Node.js {run_major} if they fail"
+            ));
+        }
+    }
+    if project.lockfile.is_none() && project.install {
+        warn(
+            "no lockfile: dependency versions are resolved now; commit your package manager's lockfile for reproducible builds",
+        );
+    }
+    Ok(())
+}
+
+/// Installs what the app needs and sets up its environment.
+pub(super) fn install(
+    context: &BuildContext<NodejsBuildpack>,
+    app: &App,
+    project: &Project,
+    provided: Option<&str>,
+) -> CnbResult<()> {
+    let app_modules = context.app_dir.join("node_modules");
+    write_env_layer(context, &app_modules)?;
+    if !project.install && !project.build_script {
+        say("no dependencies to install");
+        return Ok(());
+    }
+    let host = host_node()?;
+    say(&format!(
+        "installing with {} using the build host's Node.js {host}",
+        project.manager.program()
+    ));
+    preflight(app, project, &host, provided)?;
+    if fs::symlink_metadata(&app_modules).is_ok() {
+        warn(
+            "the source's node_modules is not used (add node_modules to .kilnignore to skip copying it)",
+        );
+        remove_modules(&app_modules)?;
+    }
+
+    let (cache, _) = layers::keyed(
+        context,
+        &layer_name!("cache"),
+        false,
+        false,
+        &layers::FIRST_GENERATION,
+    )?;
+    let lockfiles: Vec<&str> = project.lockfile.iter().map(String::as_str).collect();
+    let key = ModulesKey {
+        manager: project.manager.program().to_string(),
+        lock: digest_files(app, &lockfiles)?,
+        dependencies: project.dependency_json.clone(),
+        node_major: host.split('.').next().unwrap_or_default().to_string(),
+        arch: context.target.arch.clone(),
+    };
+    let (modules, modules_reused) =
+        layers::keyed(context, &layer_name!("modules"), false, true, &key)?;
+    let modules_dir = modules.path().join("node_modules");
+    let installer = Installer {
+        project,
+        app,
+        cache: cache.path(),
+        app_modules: app_modules.clone(),
+        locked: project.lockfile.is_some(),
+    };
+    if project.build_script {
+        let (dev, dev_reused) =
+            layers::keyed(context, &layer_name!("dev_modules"), false, false, &key)?;
+        installer.build_script(
+            (&dev.path().join("node_modules"), dev_reused),
+            (&modules_dir, modules_reused),
+        )?;
+    } else if modules_reused && modules_dir.is_dir() {
+        say("reusing the production dependencies (lockfile unchanged)");
+    } else {
+        installer.install_into(Deps::Production, &modules_dir)?;
+    }
+    link_modules(&app_modules, &modules_dir)?;
+    Ok(())
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| io_error("create", path, &e))
+}
+
+/// Whether npm's lockfile marks a package as running install scripts (native addons).
+fn lock_has_install_scripts(app: &App) -> Result<bool> {
+    Ok(app
+        .read("package-lock.json")?
+        .is_some_and(|text| text.contains("\"hasInstallScript\": true")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frozen_installs() {
+        assert_eq!(
+            install_args(Manager::Npm, true, Deps::Production),
+            ["ci", "--no-audit", "--no-fund", "--omit=dev"]
+        );
+        assert_eq!(
+            install_args(Manager::Npm, false, Deps::All),
+            [
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--include=dev",
+                "--no-package-lock"
+            ]
+        );
+        assert!(install_args(Manager::YarnClassic, true, Deps::All).contains(&"--frozen-lockfile"));
+        assert!(install_args(Manager::YarnBerry, true, Deps::All).contains(&"--immutable"));
+        assert!(install_args(Manager::Pnpm, true, Deps::Production).contains(&"--prod"));
+        assert_eq!(prune_args(Manager::Npm, true)[0], "prune");
+    }
+
+    #[test]
+    fn modules_move_and_link() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("app/node_modules");
+        fs::create_dir_all(from.join("express")).unwrap();
+        fs::write(from.join("express/index.js"), "x").unwrap();
+        let to = d.path().join("layer/node_modules");
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        move_dir(&from, &to).unwrap();
+        assert!(to.join("express/index.js").is_file());
+        link_modules(&from, &to).unwrap();
+        assert!(from.join("express/index.js").is_file());
+        assert!(
+            fs::symlink_metadata(&from)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        remove_modules(&from).unwrap();
+        assert!(to.join("express/index.js").is_file());
+    }
+}

@@ -1,0 +1,121 @@
+//! `kiln/nodejs`: installs a Node.js app's dependencies, runs its build script and starts it
+//! on the run image's Node.js.
+//!
+//! - **Detects** `package.json`, or a lone `server.js`/`index.js`.
+//! - **Node.js** comes from the run image (the stack's `nodejs` flavour: Debian's Node.js 18).
+//!   `engines.node`, `.nvmrc` or `.node-version` is checked against it; a request it cannot
+//!   meet fails, naming both.
+//! - **Package manager**: `packageManager` in package.json, else the lockfile
+//!   (`package-lock.json`/`npm-shrinkwrap.json` → npm, `yarn.lock` → Yarn 1 or Yarn 2+,
+//!   `pnpm-lock.yaml` → pnpm, `bun.lock`/`bun.lockb` → Bun), else npm. Lockfiles of two
+//!   different managers are an error. The build host's tool runs it (through `corepack` when
+//!   only that is installed); installs are frozen to the lockfile (`npm ci`, `--frozen-lockfile`,
+//!   `--immutable`).
+//! - **Layers**: the production dependencies live in a `modules` layer (its path must not end in `node_modules`, which Node.js skips when resolving) linked from
+//!   `/workspace/node_modules`, reused while the lockfile and package.json's dependency
+//!   sections stay the same. With a `build` script, the full dependencies (dev included) are
+//!   installed into a cache layer, the script runs, and the launch layer gets them pruned to
+//!   production ones.
+//! - **Start**: `scripts.start` (run directly when it is `node file …`, else with `sh -c` and
+//!   `node_modules/.bin` on `PATH`), else `main`, else `server.js`/`index.js`/`app.js`/`main.js`.
+//!   A Procfile overrides it. `PORT` defaults to 8080, `NODE_ENV` to `production`.
+
+mod install;
+pub(crate) mod project;
+
+use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
+use libcnb::data::build_plan::{BuildPlanBuilder, Require};
+use libcnb::data::launch::LaunchBuilder;
+use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
+
+use crate::common::files::App;
+use crate::common::process::{self, display};
+use crate::common::{CnbResult, Error, buildpack, inventory, say, section, warn};
+use project::{Project, analyze};
+
+/// The buildpack.
+pub(crate) struct NodejsBuildpack;
+
+buildpack!(NodejsBuildpack);
+
+#[derive(serde::Serialize)]
+struct Decisions<'a> {
+    #[serde(flatten)]
+    project: &'a Project,
+    /// The Node.js the run image provides, when kiln knows it.
+    #[serde(rename = "node", skip_serializing_if = "Option::is_none")]
+    provided: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+}
+
+fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
+    let app = App::new(&context.app_dir);
+    let Some(project) = analyze(&app)? else {
+        println!("no package.json, server.js or index.js");
+        return DetectResultBuilder::fail().build();
+    };
+    let mut require = Require::new("node");
+    require
+        .metadata(Decisions {
+            project: &project,
+            provided: inventory::provided(&context.target, "nodejs"),
+            start: project.command.as_deref().map(display),
+        })
+        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
+    DetectResultBuilder::pass()
+        .build_plan(
+            BuildPlanBuilder::new()
+                .provides("node")
+                .requires(require)
+                .build(),
+        )
+        .build()
+}
+
+fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
+    let app = App::new(&context.app_dir);
+    let project = analyze(&app)?
+        .ok_or_else(|| Error::new("package.json disappeared between detect and build"))?;
+    section("Node.js");
+    let provided = inventory::provided(&context.target, "nodejs");
+    match (&project.requested, &provided) {
+        (Some(requested), Some(provided)) => {
+            if let Some(warning) = project::check_version(requested, provided)? {
+                warn(&warning);
+            }
+        }
+        (Some(requested), None) => warn(&format!(
+            "Node.js {} was requested ({}); kiln does not know the Node.js of this run image ({}), so it must provide it",
+            requested.version,
+            requested.source,
+            inventory::distro(&context.target).unwrap_or_else(|| "no distribution".to_string())
+        )),
+        _ => {}
+    }
+    if let Some(provided) = &provided {
+        say(&format!("Node.js {provided} from the run image"));
+    }
+
+    install::install(context, &app, &project, provided.as_deref())?;
+
+    let mut launch = LaunchBuilder::new();
+    match &project.command {
+        Some(command) => {
+            say(&format!(
+                "process web: {} ({})",
+                display(command),
+                project.start_reason.as_deref().unwrap_or("")
+            ));
+            launch.process(process::process("web", command, true)?);
+        }
+        None => {
+            if !app.is_file("Procfile") {
+                warn(
+                    "no start command found: add scripts.start or main to package.json, a server.js, or a Procfile",
+                );
+            }
+        }
+    }
+    BuildResultBuilder::new().launch(launch.build()).build()
+}

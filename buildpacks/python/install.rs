@@ -1,0 +1,525 @@
+//! Installing the dependencies (and, for packaged projects, the project) with pip.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libcnb::build::BuildContext;
+use libcnb::data::layer_name;
+use libcnb::layer::UncachedLayerDefinition;
+use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
+
+use super::project::{Manager, Project};
+use super::{DEFAULT_PORT, PythonBuildpack, locks};
+use crate::common::files::{App, digest_files};
+use crate::common::{CnbResult, Error, Result, cmd, inventory, layers, say, warn};
+
+/// The uv release kiln installs to read `uv.lock`.
+const UV_VERSION: &str = "0.13.9";
+
+/// The build host's Python.
+struct HostPython {
+    /// `3.11.7`.
+    version: String,
+    /// `3.11`.
+    minor: String,
+    /// `x86_64`.
+    machine: String,
+}
+
+impl HostPython {
+    fn find() -> Result<Self> {
+        if cmd::which("python3").is_none() {
+            return Err(cmd::missing(
+                "python3",
+                "the Python buildpack installs dependencies with its pip",
+                "install Python 3 and pip (Debian: apt-get install python3 python3-pip)",
+            ));
+        }
+        let out = cmd::output(Command::new("python3").args([
+            "-c",
+            "import sys, platform; print('%d.%d.%d' % sys.version_info[:3], platform.machine())",
+        ]))?;
+        let mut words = out.split_whitespace();
+        let version = words.next().unwrap_or_default().to_string();
+        let machine = words.next().unwrap_or_default().to_string();
+        let minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
+        if cmd::output(Command::new("python3").args(["-m", "pip", "--version"])).is_err() {
+            return Err(cmd::missing(
+                "pip",
+                "the Python buildpack installs dependencies with it",
+                "install pip for the host's python3 (Debian: apt-get install python3-pip)",
+            ));
+        }
+        Ok(Self {
+            version,
+            minor,
+            machine,
+        })
+    }
+}
+
+/// What the dependency layer was built for; it is reused while all of it stays the same.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct PackagesKey {
+    manager: String,
+    files: String,
+    python: String,
+    platform: String,
+    host_python: String,
+}
+
+/// The Python platform (`platform.machine()`) of a CNB architecture.
+fn machine(arch: &str) -> &str {
+    match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        other => other,
+    }
+}
+
+/// pip options that select wheels for another Python or platform than the host's.
+fn cross_options(minor: &str, machine: &str, glibc: Option<&str>) -> Vec<String> {
+    let abi = format!("cp{}", minor.replace('.', ""));
+    let mut options = vec![
+        "--python-version".to_string(),
+        minor.to_string(),
+        "--implementation".to_string(),
+        "cp".to_string(),
+        "--only-binary=:all:".to_string(),
+    ];
+    for abi in [abi.as_str(), "abi3", "none"] {
+        options.push("--abi".to_string());
+        options.push(abi.to_string());
+    }
+    let newest: u32 = glibc
+        .and_then(|g| g.split('.').nth(1))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(17);
+    for minor_glibc in (17..=newest.max(17)).rev() {
+        options.push("--platform".to_string());
+        options.push(format!("manylinux_2_{minor_glibc}_{machine}"));
+    }
+    for legacy in ["manylinux2014", "manylinux2010", "manylinux1"] {
+        if legacy != "manylinux2014" && machine != "x86_64" {
+            continue;
+        }
+        options.push("--platform".to_string());
+        options.push(format!("{legacy}_{machine}"));
+    }
+    options
+}
+
+fn write_error(path: &Path, e: &std::io::Error) -> Error {
+    Error::new(format!("cannot write {}: {e}", path.display()))
+}
+
+/// Moves pip's `bin/` out of a `--target` directory and makes the scripts run the run
+/// image's `python3` (pip wrote the build host's interpreter into them).
+fn relocate_scripts(site: &Path, bin: &Path) -> Result<()> {
+    let from = site.join("bin");
+    if !from.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(bin).map_err(|e| write_error(bin, &e))?;
+    let mut entries: Vec<PathBuf> = fs::read_dir(&from)
+        .map_err(|e| write_error(&from, &e))?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let dest = bin.join(name);
+        fs::rename(&path, &dest).map_err(|e| write_error(&dest, &e))?;
+        rewrite_shebang(&dest)?;
+    }
+    fs::remove_dir_all(&from).map_err(|e| write_error(&from, &e))
+}
+
+/// A script whose first line runs Python gets a `/bin/sh` trampoline that runs `python3`
+/// from `PATH` instead (the form pip itself uses for long interpreter paths).
+fn rewrite_shebang(path: &Path) -> Result<()> {
+    if path.is_symlink() || !path.is_file() {
+        return Ok(());
+    }
+    let bytes = fs::read(path).map_err(|e| write_error(path, &e))?;
+    let Some(end) = bytes.iter().position(|b| *b == b'\n') else {
+        return Ok(());
+    };
+    let Ok(first) = std::str::from_utf8(&bytes[..end]) else {
+        return Ok(());
+    };
+    if !first.starts_with("#!") || !first.contains("python") {
+        return Ok(());
+    }
+    let mut out = b"#!/bin/sh\n'''exec' python3 \"$0\" \"$@\"\n' '''\n".to_vec();
+    out.extend_from_slice(&bytes[end + 1..]);
+    fs::write(path, out).map_err(|e| write_error(path, &e))
+}
+
+/// Writes requirement lines for pip.
+fn write_requirements(
+    context: &BuildContext<PythonBuildpack>,
+    lines: &[String],
+) -> Result<PathBuf> {
+    let path = context.layers_dir.join("requirements.lock.txt");
+    let mut text = lines.join("\n");
+    text.push('\n');
+    fs::write(&path, text).map_err(|e| write_error(&path, &e))?;
+    Ok(path)
+}
+
+/// Installs uv into a cached build layer (once per uv version) and returns its executable.
+fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<PathBuf> {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct UvKey {
+        version: String,
+        machine: String,
+    }
+    let (layer, reused) = layers::keyed(
+        context,
+        &layer_name!("uv"),
+        false,
+        false,
+        &UvKey {
+            version: UV_VERSION.to_string(),
+            machine: host.machine.clone(),
+        },
+    )?;
+    let target = layer.path().join("tool");
+    let exe = target.join("bin").join("uv");
+    if reused && exe.is_file() {
+        say(&format!("reusing uv {UV_VERSION}"));
+        return Ok(exe);
+    }
+    say(&format!("installing uv {UV_VERSION} to read uv.lock"));
+    cmd::run(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--target"])
+            .arg(&target)
+            .args([
+                "--no-compile",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--progress-bar",
+                "off",
+                "--quiet",
+            ])
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .arg(format!("uv=={UV_VERSION}")),
+    )?;
+    Ok(exe)
+}
+
+/// The pip arguments that name what to install, and whether pip must not resolve further.
+fn requirements(
+    context: &BuildContext<PythonBuildpack>,
+    app: &App,
+    project: &Project,
+    host: &HostPython,
+) -> CnbResult<(Vec<String>, bool)> {
+    let file_args = |path: PathBuf| vec!["-r".to_string(), path.to_string_lossy().into_owned()];
+    Ok(match project.manager {
+        Manager::Pip if app.is_file("requirements.txt") => (
+            vec!["-r".to_string(), "requirements.txt".to_string()],
+            false,
+        ),
+        Manager::Pip => (vec![".".to_string()], false),
+        Manager::Uv => {
+            let uv = uv(context, host)?;
+            let path = context.layers_dir.join("requirements.lock.txt");
+            cmd::run(
+                Command::new(&uv)
+                    .current_dir(app.dir())
+                    .args([
+                        "export",
+                        "--quiet",
+                        "--frozen",
+                        "--no-dev",
+                        "--no-emit-project",
+                        "--no-header",
+                        "--no-annotate",
+                        "--format",
+                        "requirements-txt",
+                        "--output-file",
+                    ])
+                    .arg(&path)
+                    .env("UV_PYTHON_DOWNLOADS", "never")
+                    .env("UV_NO_PROGRESS", "1"),
+            )?;
+            (file_args(path), true)
+        }
+        Manager::Poetry => {
+            let pyproject = app.read_toml("pyproject.toml")?.unwrap_or_default();
+            let lock = app.read_toml("poetry.lock")?.unwrap_or_default();
+            let lines = locks::poetry(&pyproject, &lock)?;
+            say(&format!("{} packages pinned by poetry.lock", lines.len()));
+            (file_args(write_requirements(context, &lines)?), true)
+        }
+        Manager::Pipenv => {
+            if let Some(lock) = app.read_json("Pipfile.lock")? {
+                let lines = locks::pipfile_lock(&lock)?;
+                say(&format!("{} packages pinned by Pipfile.lock", lines.len()));
+                (file_args(write_requirements(context, &lines)?), true)
+            } else {
+                warn(
+                    "no Pipfile.lock: pip resolves the Pipfile's packages now; commit Pipfile.lock (`pipenv lock`) for reproducible builds",
+                );
+                let pipfile = app.read_toml("Pipfile")?.unwrap_or_default();
+                let lines = locks::pipfile(&pipfile)?;
+                (file_args(write_requirements(context, &lines)?), false)
+            }
+        }
+        Manager::None => (Vec::new(), false),
+    })
+}
+
+/// pip as the build runs it.
+struct Pip {
+    /// Options for every install.
+    options: Vec<String>,
+    /// Options that select the run image's wheels when it differs from the build host.
+    cross: Vec<String>,
+    /// pip's download cache.
+    cache: PathBuf,
+}
+
+impl Pip {
+    /// `python3 -m pip install --target TARGET …`; `cross` adds the wheel selection for the
+    /// run image (not for building the app itself, which binary-only would forbid).
+    fn install(&self, app: &App, target: &Path, cross: bool) -> Command {
+        let mut pip = Command::new("python3");
+        pip.current_dir(app.dir())
+            .args(["-m", "pip", "install", "--target"])
+            .arg(target)
+            .args(&self.options)
+            .env("PIP_CACHE_DIR", &self.cache)
+            .env("PIP_ROOT_USER_ACTION", "ignore");
+        if cross {
+            pip.args(&self.cross);
+        }
+        pip
+    }
+}
+
+/// The launch environment every Python app gets: `PORT` and unbuffered output.
+fn write_env_layer(context: &BuildContext<PythonBuildpack>) -> CnbResult<()> {
+    let layer = context.uncached_layer(
+        layer_name!("env"),
+        UncachedLayerDefinition {
+            build: false,
+            launch: true,
+        },
+    )?;
+    layer.write_env(
+        LayerEnv::new()
+            .chainable_insert(
+                Scope::Launch,
+                ModificationBehavior::Default,
+                "PORT",
+                DEFAULT_PORT,
+            )
+            .chainable_insert(
+                Scope::Launch,
+                ModificationBehavior::Default,
+                "PYTHONUNBUFFERED",
+                "1",
+            ),
+    )
+}
+
+/// Installs everything the app needs and sets up its environment.
+pub(super) fn install(
+    context: &BuildContext<PythonBuildpack>,
+    app: &App,
+    project: &Project,
+    provided: Option<&str>,
+) -> CnbResult<()> {
+    write_env_layer(context)?;
+    if project.manager == Manager::None && !project.install_app {
+        say("no dependencies to install");
+        return Ok(());
+    }
+
+    let host = HostPython::find()?;
+    let minor = provided.map_or_else(
+        || host.minor.clone(),
+        |p| p.split('.').take(2).collect::<Vec<_>>().join("."),
+    );
+    let target_machine = machine(&context.target.arch).to_string();
+    let cross = host.minor != minor || host.machine != target_machine;
+    say(&format!(
+        "installing with pip from the build host's Python {}{}",
+        host.version,
+        if cross {
+            format!(" for Python {minor} on {target_machine} (binary wheels only)")
+        } else {
+            String::new()
+        }
+    ));
+    let (pip_cache, _) = layers::keyed(
+        context,
+        &layer_name!("pip-cache"),
+        false,
+        false,
+        &layers::FIRST_GENERATION,
+    )?;
+    let glibc = inventory::provided(&context.target, "libc6");
+    let pip = Pip {
+        // No .pyc files: their contents are not reproducible, and Python writes them at
+        // first import where it may.
+        options: [
+            "--no-compile",
+            "--no-warn-script-location",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+        cross: if cross {
+            cross_options(&minor, &target_machine, glibc.as_deref())
+        } else {
+            Vec::new()
+        },
+        cache: pip_cache.path(),
+    };
+    let key = PackagesKey {
+        manager: format!("{:?}", project.manager).to_ascii_lowercase(),
+        files: digest_files(
+            app,
+            &project
+                .dependency_files
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )?,
+        python: minor.clone(),
+        platform: target_machine,
+        host_python: host.version.clone(),
+    };
+    install_dependencies(context, app, project, &host, &pip, &minor, &key)?;
+    if project.install_app {
+        install_app(context, app, &pip)?;
+    }
+    Ok(())
+}
+
+/// The `packages` layer: the dependencies, reused while `key` holds.
+fn install_dependencies(
+    context: &BuildContext<PythonBuildpack>,
+    app: &App,
+    project: &Project,
+    host: &HostPython,
+    pip: &Pip,
+    minor: &str,
+    key: &PackagesKey,
+) -> CnbResult<()> {
+    let (packages, reused) = layers::keyed(context, &layer_name!("packages"), true, true, key)?;
+    let site = packages
+        .path()
+        .join("lib")
+        .join(format!("python{minor}"))
+        .join("site-packages");
+    if reused {
+        say(&format!(
+            "reusing the installed dependencies ({} unchanged)",
+            project.dependency_files.join(", ")
+        ));
+    } else if project.manager != Manager::None {
+        fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
+        let (what, no_deps) = requirements(context, app, project, host)?;
+        let mut command = pip.install(app, &site, true);
+        if no_deps {
+            command.arg("--no-deps");
+        }
+        command.args(&what);
+        cmd::run(&mut command)?;
+        relocate_scripts(&site, &packages.path().join("bin"))?;
+    }
+    packages.write_env(LayerEnv::new().chainable_insert(
+        Scope::All,
+        ModificationBehavior::Override,
+        "PYTHONUSERBASE",
+        packages.path(),
+    ))?;
+    Ok(())
+}
+
+/// The `project` layer: the app itself, when it is a package (a build system in
+/// pyproject.toml, or setup.py), installed every build so the dependency layer stays
+/// reusable while the code changes. It comes first on `PYTHONPATH`, ahead of the copy a
+/// lock-less `pip install .` also put among the dependencies.
+fn install_app(context: &BuildContext<PythonBuildpack>, app: &App, pip: &Pip) -> CnbResult<()> {
+    let layer = context.uncached_layer(
+        layer_name!("project"),
+        UncachedLayerDefinition {
+            build: true,
+            launch: true,
+        },
+    )?;
+    let site = layer.path().join("site-packages");
+    fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
+    say("installing the app's own package");
+    cmd::run(pip.install(app, &site, false).args(["--no-deps", "."]))?;
+    relocate_scripts(&site, &layer.path().join("bin"))?;
+    layer.write_env(
+        LayerEnv::new()
+            .chainable_insert(
+                Scope::All,
+                ModificationBehavior::Prepend,
+                "PYTHONPATH",
+                &site,
+            )
+            .chainable_insert(
+                Scope::All,
+                ModificationBehavior::Delimiter,
+                "PYTHONPATH",
+                ":",
+            ),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_run_the_run_images_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        fs::create_dir_all(site.join("bin")).unwrap();
+        fs::write(
+            site.join("bin/gunicorn"),
+            "#!/root/.pyenv/versions/3.11.7/bin/python3.11\nimport sys\n",
+        )
+        .unwrap();
+        fs::write(site.join("bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
+        relocate_scripts(&site, &dir.path().join("bin")).unwrap();
+        let script = fs::read_to_string(dir.path().join("bin/gunicorn")).unwrap();
+        assert!(script.starts_with("#!/bin/sh\n'''exec' python3 \"$0\" \"$@\"\n' '''\nimport sys"));
+        assert_eq!(
+            fs::read_to_string(dir.path().join("bin/tool")).unwrap(),
+            "#!/bin/sh\necho hi\n"
+        );
+        assert!(!site.join("bin").exists());
+    }
+
+    #[test]
+    fn cross_installs_select_the_run_images_wheels() {
+        let options = cross_options("3.11", "aarch64", Some("2.36"));
+        let joined = options.join(" ");
+        assert!(joined.contains("--python-version 3.11"));
+        assert!(joined.contains("--abi cp311"));
+        assert!(joined.contains("--platform manylinux_2_36_aarch64"));
+        assert!(joined.contains("--platform manylinux_2_17_aarch64"));
+        assert!(joined.contains("--platform manylinux2014_aarch64"));
+        assert!(!joined.contains("manylinux1_aarch64"));
+    }
+}

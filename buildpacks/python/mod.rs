@@ -1,0 +1,134 @@
+//! `kiln/python`: installs a Python app's dependencies for the run image's Python and starts
+//! it the way its framework expects.
+//!
+//! - **Detects** `requirements.txt`, `pyproject.toml` (PEP 621 with pip, Poetry, uv),
+//!   `Pipfile`/`Pipfile.lock`, `setup.py`, or a lone `main.py`/`app.py`/`manage.py`.
+//! - **Python** comes from the run image (the stack's `python` flavour: Debian's CPython 3.11).
+//!   A version asked for in `.python-version`, `runtime.txt`, the Pipfile or `requires-python`
+//!   is checked against it; a request it cannot meet fails, naming both.
+//! - **Dependencies** are installed with pip, from the build host's Python, for the run image's
+//!   Python and platform (cross-installing wheels when the host's differ), into a `packages`
+//!   layer found through `PYTHONUSERBASE` (so `.pth` files work and the standard library keeps
+//!   precedence). Lockfiles are honoured exactly: `uv.lock` through `uv export` (uv is
+//!   installed into a cached layer), `poetry.lock` and `Pipfile.lock` converted to pinned,
+//!   hash-checked requirements installed with `--no-deps`. The layer is reused while the
+//!   dependency files, the Python version and the platform stay the same.
+//! - **Start**: Django (`manage.py`) under gunicorn, an app object (`app = Flask(…)`,
+//!   `app = FastAPI()`) under gunicorn (WSGI) or uvicorn (ASGI), else `python3 main.py` or
+//!   `app.py`, else the project's only script. A Procfile overrides it (`kiln/procfile`).
+//!   `PORT` defaults to 8080; gunicorn reads it itself.
+
+mod install;
+mod locks;
+pub(crate) mod project;
+
+use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
+use libcnb::data::build_plan::{BuildPlanBuilder, Require};
+use libcnb::data::launch::LaunchBuilder;
+use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
+
+use crate::common::files::App;
+use crate::common::process::{self, display};
+use crate::common::{CnbResult, Error, buildpack, inventory, say, section, warn};
+use project::{Project, analyze};
+
+/// The buildpack.
+pub(crate) struct PythonBuildpack;
+
+buildpack!(PythonBuildpack);
+
+/// The port apps listen on when `PORT` is not set.
+const DEFAULT_PORT: &str = "8080";
+
+#[derive(serde::Serialize)]
+struct Decisions<'a> {
+    #[serde(flatten)]
+    project: &'a Project,
+    /// The Python the run image provides, when kiln knows it.
+    #[serde(rename = "python", skip_serializing_if = "Option::is_none")]
+    provided: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+}
+
+fn forced_manager(env: &libcnb::Env) -> Option<String> {
+    env.get("KILN_PYTHON_PACKAGE_MANAGER")
+        .map(|v| v.to_string_lossy().into_owned())
+}
+
+fn detect(context: &DetectContext<PythonBuildpack>) -> CnbResult<DetectResult> {
+    use libcnb::Platform as _;
+    let app = App::new(&context.app_dir);
+    let forced = forced_manager(context.platform.env());
+    let Some(project) = analyze(&app, forced.as_deref())? else {
+        println!(
+            "no requirements.txt, pyproject.toml, Pipfile, setup.py, main.py, app.py or manage.py"
+        );
+        return DetectResultBuilder::fail().build();
+    };
+    let mut require = Require::new("python");
+    require
+        .metadata(Decisions {
+            project: &project,
+            provided: inventory::provided(&context.target, "python3"),
+            start: project.command.as_deref().map(display),
+        })
+        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
+    DetectResultBuilder::pass()
+        .build_plan(
+            BuildPlanBuilder::new()
+                .provides("python")
+                .requires(require)
+                .build(),
+        )
+        .build()
+}
+
+fn build(context: &BuildContext<PythonBuildpack>) -> CnbResult<BuildResult> {
+    use libcnb::Platform as _;
+    let app = App::new(&context.app_dir);
+    let forced = forced_manager(context.platform.env());
+    let project = analyze(&app, forced.as_deref())?
+        .ok_or_else(|| Error::new("the Python files disappeared between detect and build"))?;
+    section("Python");
+    let provided = inventory::provided(&context.target, "python3");
+    match (&project.requested, &provided) {
+        (Some(requested), Some(provided)) => {
+            if let Some(warning) = project::check_version(requested, provided)? {
+                warn(&warning);
+            }
+        }
+        (Some(requested), None) => warn(&format!(
+            "Python {} was requested ({}); kiln does not know the Python of this run image ({}), so it must provide it",
+            requested.version,
+            requested.source,
+            inventory::distro(&context.target).unwrap_or_else(|| "no distribution".to_string())
+        )),
+        _ => {}
+    }
+    if let Some(provided) = &provided {
+        say(&format!("Python {provided} from the run image"));
+    }
+
+    install::install(context, &app, &project, provided.as_deref())?;
+
+    let mut launch = LaunchBuilder::new();
+    match &project.command {
+        Some(command) => {
+            say(&format!(
+                "process web: {} ({})",
+                display(command),
+                project.start_reason.as_deref().unwrap_or("")
+            ));
+            launch.process(process::process("web", command, true)?);
+        }
+        None => {
+            if !app.is_file("Procfile") {
+                warn(
+                    "no start command found: add a Procfile (`web: python3 your_app.py`), a main.py, or an app object served by gunicorn or uvicorn",
+                );
+            }
+        }
+    }
+    BuildResultBuilder::new().launch(launch.build()).build()
+}
