@@ -32,6 +32,49 @@ pub const BUILD_ENV_PASSTHROUGH: [&str; 9] = [
     "no_proxy",
 ];
 
+/// Variables of the build host's own tools, also passed through: kiln builds with the host's
+/// toolchains (design.md, decision 3), and they need to find their installation, their
+/// certificate bundle (a TLS-intercepting proxy's CA) and their package registry settings.
+pub const HOST_TOOL_PASSTHROUGH: [&str; 23] = [
+    "LANG",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "CARGO_HOME",
+    "PYENV_ROOT",
+    "PYENV_VERSION",
+    "GOROOT",
+    "GOPATH",
+    "GOPROXY",
+    "GONOPROXY",
+    "GOPRIVATE",
+    "GONOSUMDB",
+    "GONOSUMCHECK",
+    "GOSUMDB",
+    "GOINSECURE",
+    "GOFLAGS",
+    "COREPACK_HOME",
+];
+
+/// Prefixes of host tool settings passed through (pip, uv, npm, Yarn, pnpm, Cargo
+/// registries and network settings).
+pub const HOST_TOOL_PREFIXES: [&str; 9] = [
+    "PIP_",
+    "UV_",
+    "npm_config_",
+    "NPM_CONFIG_",
+    "YARN_",
+    "PNPM_",
+    "CARGO_REGISTRIES_",
+    "CARGO_HTTP_",
+    "CARGO_NET_",
+];
+
 /// Layer sub-directories that extend path variables while buildpacks run.
 pub const BUILD_ROOT_DIRS: [(&str, &[&str]); 4] = [
     ("bin", &["PATH"]),
@@ -77,8 +120,8 @@ impl Env {
         Self::default()
     }
 
-    /// The build environment's starting point: only the pass-through and path variables of
-    /// `host` survive.
+    /// The build environment's starting point: only the pass-through variables (the
+    /// lifecycle's, then the host tools'), and the path variables of `host` survive.
     pub fn for_build<I, K, V>(host: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -87,6 +130,8 @@ impl Env {
     {
         let keep = |k: &str| {
             BUILD_ENV_PASSTHROUGH.contains(&k)
+                || HOST_TOOL_PASSTHROUGH.contains(&k)
+                || HOST_TOOL_PREFIXES.iter().any(|p| k.starts_with(p))
                 || BUILD_ROOT_DIRS.iter().any(|(_, vars)| vars.contains(&k))
         };
         Self {
@@ -391,10 +436,19 @@ mod tests {
             ("HOME", "/root"),
             ("SECRET_TOKEN", "x"),
             ("LIBRARY_PATH", "/l"),
+            ("PIP_INDEX_URL", "https://mirror/simple"),
+            ("SSL_CERT_FILE", "/ca.pem"),
+            ("PYTHONPATH", "/host/lib"),
         ]);
         assert_eq!(
             env.to_list(),
-            ["HOME=/root", "LIBRARY_PATH=/l", "PATH=/usr/bin"]
+            [
+                "HOME=/root",
+                "LIBRARY_PATH=/l",
+                "PATH=/usr/bin",
+                "PIP_INDEX_URL=https://mirror/simple",
+                "SSL_CERT_FILE=/ca.pem"
+            ]
         );
     }
 

@@ -15,6 +15,8 @@ pub enum Phase {
     Analyze,
     /// Running `bin/detect`.
     Detect,
+    /// Restoring cached layers.
+    Restore,
     /// Running `bin/build`.
     Build,
     /// Writing the image.
@@ -26,6 +28,7 @@ impl fmt::Display for Phase {
         f.write_str(match self {
             Self::Analyze => "ANALYZING",
             Self::Detect => "DETECTING",
+            Self::Restore => "RESTORING",
             Self::Build => "BUILDING",
             Self::Export => "EXPORTING",
         })

@@ -6,6 +6,7 @@ pub mod build;
 pub mod buildenv;
 pub mod buildpack;
 pub mod builtin;
+pub mod cache;
 pub mod detect;
 pub mod env;
 mod error;

@@ -16,8 +16,9 @@ use crate::buildenv::{
     buildpack_guest_dir,
 };
 use crate::buildpack::order::{GroupEntry, Order, OrderGroup};
-use crate::buildpack::{Catalog, Runner};
+use crate::buildpack::{Buildpack, Catalog, Runner};
 use crate::builtin;
+use crate::cache::LayerCache;
 use crate::detect::{
     self, DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember, RunTarget,
 };
@@ -120,6 +121,8 @@ pub struct BuildOptions {
     /// means the running program, which must then call [`crate::builtin::run_if_invoked`]
     /// first thing in `main`, as the `kiln` binary does.
     pub kiln_executable: Option<PathBuf>,
+    /// Build without restoring the image's layer cache (it is still saved afterwards).
+    pub clear_cache: bool,
 }
 
 impl Default for BuildOptions {
@@ -138,6 +141,7 @@ impl Default for BuildOptions {
             build_environment: BuildEnvironment::default(),
             host_env: None,
             kiln_executable: None,
+            clear_cache: false,
         }
     }
 }
@@ -353,13 +357,28 @@ fn load_buildpacks(
     for root in &selection.search_roots {
         catalog.add_search_root(root)?;
     }
-    for dir in builtin::materialize(builtin_root, exe)? {
-        catalog.add_dir(&dir)?;
+    // Directories first, so a packaged copy of a built-in (`kiln buildpack package`) given
+    // with --buildpack is the one that runs.
+    let mut from_dirs = Vec::new();
+    for reference in &selection.buildpacks {
+        if let BuildpackRef::Dir(dir) = reference {
+            from_dirs.push(catalog.add_dir(dir)?);
+        }
     }
+    for dir in builtin::materialize(builtin_root, exe)? {
+        let buildpack = Buildpack::load(&dir)?;
+        if catalog
+            .lookup(buildpack.id().as_str(), Some(buildpack.version()))
+            .is_err()
+        {
+            catalog.add_dir(&dir)?;
+        }
+    }
+    let mut from_dirs = from_dirs.into_iter();
     let mut group = Vec::new();
     for reference in &selection.buildpacks {
         let buildpack = match reference {
-            BuildpackRef::Dir(dir) => catalog.add_dir(dir)?,
+            BuildpackRef::Dir(_) => from_dirs.next().expect("one buildpack per directory"),
             BuildpackRef::Id { id, version } => catalog.lookup(id, version.as_deref())?.clone(),
         };
         group.push(GroupEntry::required(
@@ -594,6 +613,13 @@ pub fn build(
         None => default_run_image(store, options, &group, events, cancel)?,
     };
 
+    let cache = LayerCache::for_destination(store, &destination.to_string());
+    if !options.clear_cache {
+        let started = phase_start(events, Phase::Restore);
+        cache.restore(store.layout(), &group, &prepared.work.layers, events);
+        phase_end(events, Phase::Restore, started, &mut timings);
+    }
+
     let started = phase_start(events, Phase::Build);
     let output = run_build(&prepared, &runner, &group, &plan)?;
     phase_end(events, Phase::Build, started, &mut timings);
@@ -614,6 +640,18 @@ pub fn build(
         return Err(Error::Cancelled);
     }
     publish::publish(store, &exported, &destination)?;
+    // The image is published; a cache that cannot be saved only makes the next build slower.
+    if let Err(e) = cache.save(
+        store.layout(),
+        &output,
+        &exported.layers,
+        run_image.cnb_user(),
+        events,
+    ) {
+        events.event(&Event::Warning(format!(
+            "the layer cache was not saved: {e}"
+        )));
+    }
     phase_end(events, Phase::Export, started, &mut timings);
     events.event(&Event::Info(format!(
         "copied {} files ({} bytes) of source",
@@ -657,7 +695,8 @@ fn start_command(group: &[GroupMember], plan: &[PlanEntry]) -> Option<String> {
 }
 
 /// Runs detection only (and, with `with_build`, the build phase too, to learn the
-/// processes), without exporting anything.
+/// processes), without exporting anything. When no group passes — also when a buildpack's
+/// detect errored — the summary says so and `results` holds each buildpack's verdict.
 pub fn detect(
     store: &Store,
     options: &BuildOptions,
@@ -669,7 +708,14 @@ pub fn detect(
     let prepared = prepare(store, options, events, &mut timings)?;
     let runner = prepared.runner(options, events, cancel);
     let started = phase_start(events, Phase::Detect);
-    let outcome = run_detect(&prepared, &runner)?;
+    // A buildpack whose detect errored is reported in the results (the summary then says
+    // nothing passed), as `kiln detect` shows every buildpack's verdict either way.
+    let outcome = match run_detect(&prepared, &runner) {
+        Err(Error::Detect(crate::detect::DetectError::BuildpackErrored { results })) => {
+            DetectOutcome::NoMatch { results }
+        }
+        other => other?,
+    };
     phase_end(events, Phase::Detect, started, &mut timings);
     match outcome {
         DetectOutcome::NoMatch { results } => Ok(DetectSummary {

@@ -313,7 +313,7 @@ pub(super) fn install(
     }
     let host = host_node()?;
     say(&format!(
-        "installing with {} using the build host's Node.js {host}",
+        "using {} with the build host's Node.js {host}",
         project.manager.program()
     ));
     preflight(app, project, &host, provided)?;

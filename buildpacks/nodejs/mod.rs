@@ -49,12 +49,36 @@ struct Decisions<'a> {
     start: Option<String>,
 }
 
+/// Checks the requested Node.js against the run image's: an error when it cannot be met, a
+/// warning when it is met loosely or cannot be checked.
+fn check_runtime(
+    target: &libcnb::Target,
+    requested: Option<&crate::common::Requested>,
+) -> crate::common::Result<Option<String>> {
+    let Some(requested) = requested else {
+        return Ok(None);
+    };
+    match inventory::provided(target, "nodejs") {
+        Some(provided) => project::check_version(requested, &provided),
+        None => Ok(Some(format!(
+            "Node.js {} was requested ({}); kiln does not know the Node.js of this run image ({}), so it must provide it",
+            requested.version,
+            requested.source,
+            inventory::distro(target).unwrap_or_else(|| "no distribution".to_string())
+        ))),
+    }
+}
+
 fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let Some(project) = analyze(&app)? else {
         println!("no package.json, server.js or index.js");
         return DetectResultBuilder::fail().build();
     };
+    // A version the run image cannot provide fails here, before any run image is built.
+    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+        println!("warning: {warning}");
+    }
     let mut require = Require::new("node");
     require
         .metadata(Decisions {
@@ -79,19 +103,8 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
         .ok_or_else(|| Error::new("package.json disappeared between detect and build"))?;
     section("Node.js");
     let provided = inventory::provided(&context.target, "nodejs");
-    match (&project.requested, &provided) {
-        (Some(requested), Some(provided)) => {
-            if let Some(warning) = project::check_version(requested, provided)? {
-                warn(&warning);
-            }
-        }
-        (Some(requested), None) => warn(&format!(
-            "Node.js {} was requested ({}); kiln does not know the Node.js of this run image ({}), so it must provide it",
-            requested.version,
-            requested.source,
-            inventory::distro(&context.target).unwrap_or_else(|| "no distribution".to_string())
-        )),
-        _ => {}
+    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+        warn(&warning);
     }
     if let Some(provided) = &provided {
         say(&format!("Node.js {provided} from the run image"));

@@ -352,7 +352,7 @@ pub(super) fn install(
     let target_machine = machine(&context.target.arch).to_string();
     let cross = host.minor != minor || host.machine != target_machine;
     say(&format!(
-        "installing with pip from the build host's Python {}{}",
+        "using pip of the build host's Python {}{}",
         host.version,
         if cross {
             format!(" for Python {minor} on {target_machine} (binary wheels only)")

@@ -56,6 +56,26 @@ fn forced_manager(env: &libcnb::Env) -> Option<String> {
         .map(|v| v.to_string_lossy().into_owned())
 }
 
+/// Checks the requested Python against the run image's: an error when it cannot be met, a
+/// warning when it is met loosely or cannot be checked.
+fn check_runtime(
+    target: &libcnb::Target,
+    requested: Option<&crate::common::Requested>,
+) -> crate::common::Result<Option<String>> {
+    let Some(requested) = requested else {
+        return Ok(None);
+    };
+    match inventory::provided(target, "python3") {
+        Some(provided) => project::check_version(requested, &provided),
+        None => Ok(Some(format!(
+            "Python {} was requested ({}); kiln does not know the Python of this run image ({}), so it must provide it",
+            requested.version,
+            requested.source,
+            inventory::distro(target).unwrap_or_else(|| "no distribution".to_string())
+        ))),
+    }
+}
+
 fn detect(context: &DetectContext<PythonBuildpack>) -> CnbResult<DetectResult> {
     use libcnb::Platform as _;
     let app = App::new(&context.app_dir);
@@ -66,6 +86,10 @@ fn detect(context: &DetectContext<PythonBuildpack>) -> CnbResult<DetectResult> {
         );
         return DetectResultBuilder::fail().build();
     };
+    // A version the run image cannot provide fails here, before any run image is built.
+    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+        println!("warning: {warning}");
+    }
     let mut require = Require::new("python");
     require
         .metadata(Decisions {
@@ -92,19 +116,8 @@ fn build(context: &BuildContext<PythonBuildpack>) -> CnbResult<BuildResult> {
         .ok_or_else(|| Error::new("the Python files disappeared between detect and build"))?;
     section("Python");
     let provided = inventory::provided(&context.target, "python3");
-    match (&project.requested, &provided) {
-        (Some(requested), Some(provided)) => {
-            if let Some(warning) = project::check_version(requested, provided)? {
-                warn(&warning);
-            }
-        }
-        (Some(requested), None) => warn(&format!(
-            "Python {} was requested ({}); kiln does not know the Python of this run image ({}), so it must provide it",
-            requested.version,
-            requested.source,
-            inventory::distro(&context.target).unwrap_or_else(|| "no distribution".to_string())
-        )),
-        _ => {}
+    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+        warn(&warning);
     }
     if let Some(provided) = &provided {
         say(&format!("Python {provided} from the run image"));

@@ -29,6 +29,10 @@ pub(crate) struct BuildArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Do not restore the image's cached layers (dependencies are installed afresh; the
+    /// cache is saved again afterwards).
+    #[arg(long)]
+    clear_cache: bool,
 }
 
 pub(crate) fn run(
@@ -60,6 +64,7 @@ pub(crate) fn run(
             .into());
         }
     });
+    options.clear_cache = args.clear_cache;
     options.process = args
         .process
         .as_deref()

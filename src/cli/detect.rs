@@ -35,6 +35,12 @@ pub(crate) fn run(
             out!("No buildpack group passed detection.");
             for r in &summary.results {
                 out!("  {}@{}: {}", r.id, r.version, r.status);
+                // An error's own words say what to fix; a plain "fail" needs -v.
+                if matches!(r.status, kiln::event::DetectStatus::Error(_)) {
+                    for line in r.output.lines() {
+                        out!("      {line}");
+                    }
+                }
             }
         }
         Format::Human => {
@@ -92,9 +98,13 @@ pub(crate) fn run(
             }
         }
     }
-    Ok(if summary.detected {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(20)
+    let errored = summary
+        .results
+        .iter()
+        .any(|r| matches!(r.status, kiln::event::DetectStatus::Error(_)));
+    Ok(match (summary.detected, errored) {
+        (true, _) => ExitCode::SUCCESS,
+        (false, false) => ExitCode::from(20),
+        (false, true) => ExitCode::from(21),
     })
 }

@@ -13,6 +13,7 @@ macro_rules! out {
 }
 
 mod build;
+mod buildpack;
 mod detect;
 mod images;
 mod inspect;
@@ -60,6 +61,8 @@ pub(crate) enum Command {
     Rmi(images::RmiArgs),
     /// Build and lock run images from Debian packages.
     Stack(stack::StackArgs),
+    /// List kiln's built-in buildpacks, or package one as a standalone buildpack.
+    Buildpack(buildpack::BuildpackArgs),
 }
 
 /// Output format of results.
@@ -243,6 +246,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => images::run_images(&args, cli.home.as_ref()),
         Command::Rmi(args) => images::run_rmi(&args, cli.home.as_ref()),
         Command::Stack(args) => stack::run(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Buildpack(args) => buildpack::run(&args),
     }
 }
 

@@ -221,6 +221,28 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
     })
 }
 
+/// The layer of buildpack layer `name` (contents in `dir`) at
+/// `/layers/<escaped buildpack id>/<name>`, owned by `uid:gid`. Launch layers and cached
+/// layers are written the same way, so a layer that is both is one blob.
+pub fn buildpack_layer_spec(
+    escaped_id: &str,
+    name: &str,
+    dir: &Path,
+    uid: u64,
+    gid: u64,
+) -> LayerSpec {
+    let root = &LAYERS_DIR[1..];
+    LayerSpec {
+        parents: vec![format!("{root}/"), format!("{root}/{escaped_id}/")],
+        source: dir.to_path_buf(),
+        target: format!("{root}/{escaped_id}/{name}"),
+        only: None,
+        uid,
+        gid,
+        entry_metadata: None,
+    }
+}
+
 /// Plans one layer per launch layer (buildpacks in group order, layers by name) and the
 /// lifecycle-metadata entry of each buildpack (`diff_ids` filled in once written).
 fn plan_launch_layers(
@@ -228,7 +250,6 @@ fn plan_launch_layers(
     uid: u64,
     gid: u64,
 ) -> Result<(Vec<PlannedLayer>, Vec<BuildpackLayers>), ExportError> {
-    let layers_root = &LAYERS_DIR[1..];
     let mut planned = Vec::new();
     let mut bp_metadata = Vec::new();
     for output in &ctx.build.buildpacks {
@@ -265,18 +286,7 @@ fn plan_launch_layers(
                     layer.name,
                     output.buildpack.version()
                 ),
-                spec: LayerSpec {
-                    parents: vec![
-                        format!("{layers_root}/"),
-                        format!("{layers_root}/{escaped}/"),
-                    ],
-                    source: dir.clone(),
-                    target: format!("{layers_root}/{escaped}/{}", layer.name),
-                    only: None,
-                    uid,
-                    gid,
-                    entry_metadata: None,
-                },
+                spec: buildpack_layer_spec(&escaped, &layer.name, dir, uid, gid),
             });
             entry.layers.insert(
                 layer.name.clone(),

@@ -71,6 +71,11 @@ impl<R: Read> HashingReader<R> {
     pub fn finish(self) -> (Digest, u64) {
         (digest_of(self.hasher), self.len)
     }
+
+    /// Returns the inner reader, with the digest and length of everything read so far.
+    pub fn into_parts(self) -> (R, Digest, u64) {
+        (self.inner, digest_of(self.hasher), self.len)
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -369,6 +369,113 @@ impl Podman {
     }
 }
 
+impl Podman {
+    /// Starts `image` detached on the host network with `PORT=port`; the container is
+    /// removed when the returned guard drops.
+    pub fn serve(&self, image: &str, port: u16) -> Served<'_> {
+        let out = self
+            .command()
+            .args(["run", "-d", "--rm", "--network=host"])
+            .arg(format!("--env=PORT={port}"))
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman run {image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Served {
+            podman: self,
+            id: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            port,
+        }
+    }
+}
+
+/// A container started by [`Podman::serve`].
+pub struct Served<'a> {
+    podman: &'a Podman,
+    id: String,
+    port: u16,
+}
+
+impl Served<'_> {
+    /// `GET path` on the container's port, retried for up to a minute while it starts:
+    /// the status code and body, or the container's logs on failure.
+    pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+        use std::io::{Read, Write};
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        loop {
+            let attempt =
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut s| {
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+                    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+                    let mut response = String::new();
+                    s.read_to_string(&mut response)?;
+                    Ok(response)
+                });
+            match attempt {
+                Ok(response) if response.starts_with("HTTP/") => {
+                    let code = response
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    let body = response
+                        .split_once("\r\n\r\n")
+                        .map(|(_, b)| b.to_string())
+                        .unwrap_or_default();
+                    return Ok((code, body));
+                }
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                other => {
+                    return Err(format!(
+                        "no HTTP answer ({other:?}); logs:\n{}",
+                        self.logs()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The container's output so far.
+    pub fn logs(&self) -> String {
+        let out = self
+            .podman
+            .command()
+            .args(["logs", &self.id])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .podman
+            .command()
+            .args(["rm", "--force", "--time", "0", &self.id])
+            .output();
+    }
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Asserts that `haystack` contains `needle`, showing both otherwise.
 #[macro_export]
 macro_rules! assert_contains {

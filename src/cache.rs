@@ -1,0 +1,470 @@
+//! The layer cache: the `cache = true` layers of one image's last build, restored before the
+//! next build of the same image so buildpacks can reuse them (a dependency layer whose
+//! lockfile did not change, a compiler cache).
+//!
+//! Layers are ordinary layer blobs in kiln's store (content-addressed, so a layer that is
+//! both cached and in the image is stored once); what belongs to which image is a small JSON
+//! file per image, `$KILN_HOME/cache/layers/<sha256 of the image's destination>.json`, in the
+//! shape of the lifecycle's `io.buildpacks.lifecycle.cache.metadata`:
+//!
+//! ```json
+//! {"buildpacks": [{"key": "kiln/python", "version": "0.1.0",
+//!   "layers": {"packages": {"sha": "sha256:<diff_id>", "digest": "sha256:<blob>",
+//!                           "data": {…}, "build": true, "launch": true, "cache": true}}}]}
+//! ```
+//!
+//! Restoring follows the Buildpack API: for each buildpack of the group, each cached layer's
+//! `<layer>.toml` is written with its `[metadata]` (no `[types]`: the buildpack declares them
+//! again) and its contents are extracted. Every blob is verified (compressed digest and
+//! `diff_id`) while it is extracted; an entry that is missing, corrupt or unreadable is
+//! skipped with a warning, never fatal. The metadata file is replaced atomically after each
+//! successful build, so a killed build leaves the previous cache usable.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::image::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::build::BuildOutput;
+use crate::detect::GroupMember;
+use crate::event::{Event, EventSink};
+use crate::export::layer::{diff_id_of, write_layer};
+use crate::export::{ExportedLayer, buildpack_layer_spec};
+use crate::image::digest::{HashingReader, sha256_digest};
+use crate::image::layout::{OciLayout, write_atomic};
+use crate::store::Store;
+
+/// The cache metadata of one image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CacheMetadata {
+    /// Per buildpack, in group order.
+    #[serde(default)]
+    pub buildpacks: Vec<CachedBuildpack>,
+}
+
+impl CacheMetadata {
+    /// The blob digest of `buildpack`'s layer `name` if it was cached with this `diff_id`
+    /// and its blob is still in the store.
+    fn unchanged(
+        &self,
+        buildpack: &str,
+        name: &str,
+        diff_id: &str,
+        layout: &OciLayout,
+    ) -> Option<String> {
+        let layer = self
+            .buildpacks
+            .iter()
+            .find(|b| b.key == buildpack)?
+            .layers
+            .get(name)?;
+        let digest: Digest = layer.digest.parse().ok()?;
+        (layer.sha == diff_id && layout.has_blob(&digest)).then(|| layer.digest.clone())
+    }
+}
+
+/// One buildpack's cached layers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CachedBuildpack {
+    /// Buildpack id.
+    pub key: String,
+    /// Buildpack version.
+    pub version: String,
+    /// Layers by name.
+    #[serde(default)]
+    pub layers: BTreeMap<String, CachedLayer>,
+}
+
+/// One cached layer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CachedLayer {
+    /// `diff_id`.
+    pub sha: String,
+    /// Blob digest in the store.
+    pub digest: String,
+    /// The layer's `[metadata]`.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Types it had.
+    pub build: bool,
+    /// Types it had.
+    pub launch: bool,
+    /// Types it had.
+    pub cache: bool,
+}
+
+/// The cache of one image (by its destination).
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    file: PathBuf,
+}
+
+/// Why a cached layer could not be restored.
+#[derive(Debug, thiserror::Error)]
+enum RestoreError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("its blob is not in the store")]
+    Missing,
+    #[error("its blob is corrupt (expected {expected}, found {found})")]
+    Corrupt { expected: String, found: String },
+    #[error("it holds an unsafe path {0}")]
+    UnsafePath(String),
+    #[error("its metadata cannot be written: {0}")]
+    Metadata(String),
+}
+
+impl LayerCache {
+    /// The cache of the image published to `destination` (its display form).
+    pub fn for_destination(store: &Store, destination: &str) -> Self {
+        let key = sha256_digest(destination.as_bytes());
+        Self {
+            file: store
+                .root()
+                .join("cache")
+                .join("layers")
+                .join(format!("{}.json", key.digest())),
+        }
+    }
+
+    /// The metadata file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Reads the metadata; a missing or unreadable file is an empty cache (with a warning
+    /// for the unreadable one).
+    pub fn metadata(&self, events: &dyn EventSink) -> CacheMetadata {
+        match fs::read(&self.file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                events.event(&Event::Warning(format!(
+                    "the layer cache {} is unreadable ({e}); building without it",
+                    self.file.display()
+                )));
+                CacheMetadata::default()
+            }),
+            Err(_) => CacheMetadata::default(),
+        }
+    }
+
+    /// Restores the cached layers of the group's buildpacks into `layers_dir`
+    /// (`<layers>/<escaped id>/<layer>` and `<layer>.toml`). Returns how many were restored.
+    pub fn restore(
+        &self,
+        layout: &OciLayout,
+        group: &[GroupMember],
+        layers_dir: &Path,
+        events: &dyn EventSink,
+    ) -> usize {
+        let metadata = self.metadata(events);
+        let mut restored = 0;
+        for member in group {
+            let id = member.buildpack.id();
+            let Some(cached) = metadata.buildpacks.iter().find(|b| b.key == id.as_str()) else {
+                continue;
+            };
+            let escaped = id.escaped();
+            let bp_dir = layers_dir.join(&escaped);
+            for (name, layer) in cached.layers.iter().filter(|(_, l)| l.cache) {
+                match restore_layer(layout, &bp_dir, &escaped, name, layer) {
+                    Ok(()) => {
+                        restored += 1;
+                        events.event(&Event::Step(format!("Restored cache layer '{id}:{name}'")));
+                    }
+                    Err(e) => {
+                        let _ = fs::remove_dir_all(bp_dir.join(name));
+                        let _ = fs::remove_file(bp_dir.join(format!("{name}.toml")));
+                        events.event(&Event::Warning(format!(
+                            "cache layer '{id}:{name}' is not restored: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+        restored
+    }
+
+    /// Records the `cache = true` layers of a successful build: launch layers by the blob the
+    /// export wrote, the others written to the store now. The metadata file is replaced
+    /// atomically.
+    pub fn save(
+        &self,
+        layout: &OciLayout,
+        build: &BuildOutput,
+        exported: &[ExportedLayer],
+        owner: (u64, u64),
+        events: &dyn EventSink,
+    ) -> Result<usize, crate::Error> {
+        let previous = self.metadata(events);
+        let mut metadata = CacheMetadata::default();
+        let mut count = 0;
+        for output in &build.buildpacks {
+            let id = output.buildpack.id();
+            let mut entry = CachedBuildpack {
+                key: id.to_string(),
+                version: output.buildpack.version().to_string(),
+                layers: BTreeMap::new(),
+            };
+            for layer in output.layers.iter().filter(|l| l.types.cache) {
+                let Some(dir) = &layer.dir else {
+                    events.event(&Event::Warning(format!(
+                        "cache layer '{id}:{}' has no contents; not caching it",
+                        layer.name
+                    )));
+                    continue;
+                };
+                let full_name = format!("{id}:{}", layer.name);
+                let (diff_id, digest) = match exported.iter().find(|e| e.name == full_name) {
+                    Some(e) if layer.types.launch => (e.diff_id.to_string(), e.digest.to_string()),
+                    _ => {
+                        let spec =
+                            buildpack_layer_spec(&id.escaped(), &layer.name, dir, owner.0, owner.1);
+                        let failed = |source| crate::export::ExportError::Layer {
+                            name: format!("{full_name} (cache)"),
+                            source,
+                        };
+                        // An unchanged cache (the common case) is hashed, not compressed
+                        // and written again.
+                        let diff_id = diff_id_of(&spec).map_err(failed)?.to_string();
+                        if let Some(digest) =
+                            previous.unchanged(id.as_str(), &layer.name, &diff_id, layout)
+                        {
+                            (diff_id, digest)
+                        } else {
+                            let blob = write_layer(layout, &spec).map_err(failed)?;
+                            (blob.diff_id.to_string(), blob.digest.to_string())
+                        }
+                    }
+                };
+                entry.layers.insert(
+                    layer.name.clone(),
+                    CachedLayer {
+                        sha: diff_id,
+                        digest,
+                        data: crate::labels::toml_to_json(&layer.metadata),
+                        build: layer.types.build,
+                        launch: layer.types.launch,
+                        cache: true,
+                    },
+                );
+                count += 1;
+            }
+            if !entry.layers.is_empty() {
+                metadata.buildpacks.push(entry);
+            }
+        }
+        let parent = self.file.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|source| crate::Error::Prepare {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+        let json = serde_json::to_vec_pretty(&metadata).expect("cache metadata serializes");
+        write_atomic(&self.file, &json).map_err(|e| crate::Error::Store(e.into()))?;
+        Ok(count)
+    }
+}
+
+/// Extracts one cached layer (verified) into `bp_dir/<name>` and writes `<name>.toml`.
+fn restore_layer(
+    layout: &OciLayout,
+    bp_dir: &Path,
+    escaped: &str,
+    name: &str,
+    layer: &CachedLayer,
+) -> Result<(), RestoreError> {
+    let digest: Digest = layer.digest.parse().map_err(|_| RestoreError::Missing)?;
+    if !layout.has_blob(&digest) {
+        return Err(RestoreError::Missing);
+    }
+    fs::create_dir_all(bp_dir)?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".restore-{name}-"))
+        .tempdir_in(bp_dir)?;
+    let file = layout
+        .open_blob(&digest)
+        .map_err(|_| RestoreError::Missing)?;
+    let compressed = HashingReader::new(file);
+    let uncompressed = HashingReader::new(flate2::read::GzDecoder::new(compressed));
+    let prefix = format!("layers/{escaped}/{name}");
+    let mut archive = tar::Archive::new(uncompressed);
+    extract(&mut archive, &prefix, staging.path())?;
+    let mut uncompressed = archive.into_inner();
+    io::copy(&mut uncompressed, &mut io::sink())?;
+    let (gz, diff_id, _) = uncompressed.into_parts();
+    let (_, blob_digest, _) = gz.into_inner().into_parts();
+    for (expected, found) in [(&layer.digest, blob_digest), (&layer.sha, diff_id)] {
+        if *expected != found.to_string() {
+            return Err(RestoreError::Corrupt {
+                expected: expected.clone(),
+                found: found.to_string(),
+            });
+        }
+    }
+    let metadata: toml::Value = match &layer.data {
+        serde_json::Value::Null => toml::Value::Table(toml::Table::new()),
+        data => toml::Value::try_from(data).map_err(|e| RestoreError::Metadata(e.to_string()))?,
+    };
+    let mut doc = toml::Table::new();
+    doc.insert("metadata".to_string(), metadata);
+    let text = toml::to_string(&doc).map_err(|e| RestoreError::Metadata(e.to_string()))?;
+    let dest = bp_dir.join(name);
+    let _ = fs::remove_dir_all(&dest);
+    fs::rename(staging.keep(), &dest)?;
+    fs::write(bp_dir.join(format!("{name}.toml")), text)?;
+    Ok(())
+}
+
+/// Extracts the entries under `prefix/` into `dest`. Directory modes are applied last, so a
+/// read-only directory (Go's module cache) still receives its files.
+fn extract<R: Read>(
+    archive: &mut tar::Archive<R>,
+    prefix: &str,
+    dest: &Path,
+) -> Result<(), RestoreError> {
+    let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = path.trim_end_matches('/');
+        let Some(rel) = path.strip_prefix(prefix) else {
+            continue;
+        };
+        let rel = rel.trim_start_matches('/');
+        if rel.is_empty() {
+            continue;
+        }
+        let rel = safe_relative(rel)?;
+        let target = dest.join(&rel);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mode = entry.header().mode()?;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                fs::create_dir_all(&target)?;
+                dir_modes.push((target, mode));
+            }
+            tar::EntryType::Link => {
+                let link = entry
+                    .link_name()?
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let link_rel = link
+                    .strip_prefix(prefix)
+                    .map(|r| r.trim_start_matches('/'))
+                    .ok_or_else(|| RestoreError::UnsafePath(link.clone()))?;
+                fs::hard_link(dest.join(safe_relative(link_rel)?), &target)?;
+            }
+            _ => {
+                entry.set_preserve_permissions(true);
+                entry.set_preserve_mtime(false);
+                entry.unpack(&target)?;
+            }
+        }
+    }
+    for (dir, mode) in dir_modes.into_iter().rev() {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    Ok(())
+}
+
+fn safe_relative(rel: &str) -> Result<PathBuf, RestoreError> {
+    let path = Path::new(rel);
+    if path.components().all(|c| matches!(c, Component::Normal(_))) {
+        Ok(path.to_path_buf())
+    } else {
+        Err(RestoreError::UnsafePath(rel.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::buildpack_layer_spec;
+
+    fn layer_of(layout: &OciLayout, dir: &Path) -> CachedLayer {
+        let blob = write_layer(
+            layout,
+            &buildpack_layer_spec("kiln_x", "deps", dir, 1000, 1000),
+        )
+        .unwrap();
+        CachedLayer {
+            sha: blob.diff_id.to_string(),
+            digest: blob.digest.to_string(),
+            data: serde_json::json!({"lock": "abc", "n": 2}),
+            build: false,
+            launch: true,
+            cache: true,
+        }
+    }
+
+    #[test]
+    fn layers_round_trip_with_links_and_read_only_dirs() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = OciLayout::ensure(root.path().join("store")).unwrap();
+        let src = root.path().join("src");
+        fs::create_dir_all(src.join("ro/sub")).unwrap();
+        fs::write(src.join("ro/sub/f"), "data").unwrap();
+        fs::hard_link(src.join("ro/sub/f"), src.join("g")).unwrap();
+        std::os::unix::fs::symlink("ro/sub/f", src.join("s")).unwrap();
+        fs::set_permissions(src.join("ro/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+        let layer = layer_of(&layout, &src);
+        fs::set_permissions(src.join("ro/sub"), fs::Permissions::from_mode(0o755)).unwrap();
+
+        let layers = root.path().join("layers");
+        restore_layer(&layout, &layers.join("kiln_x"), "kiln_x", "deps", &layer).unwrap();
+        let out = layers.join("kiln_x/deps");
+        assert_eq!(fs::read_to_string(out.join("g")).unwrap(), "data");
+        assert_eq!(fs::read_link(out.join("s")).unwrap(), Path::new("ro/sub/f"));
+        // Layers normalise modes: the read-only directory comes back writable.
+        assert_eq!(
+            fs::metadata(out.join("ro/sub"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+        let toml = fs::read_to_string(layers.join("kiln_x/deps.toml")).unwrap();
+        assert!(
+            toml.contains("[metadata]") && toml.contains("lock = \"abc\""),
+            "{toml}"
+        );
+        assert!(!toml.contains("types"));
+        // The restored tree exports to the same layer.
+        assert_eq!(layer_of(&layout, &out).sha, layer.sha);
+    }
+
+    #[test]
+    fn corrupt_and_missing_blobs_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = OciLayout::ensure(root.path().join("store")).unwrap();
+        let src = root.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("f"), "x".repeat(10_000)).unwrap();
+        let layer = layer_of(&layout, &src);
+        let bp = root.path().join("layers/kiln_x");
+
+        let mut wrong = layer.clone();
+        wrong.sha =
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000".into();
+        let err = restore_layer(&layout, &bp, "kiln_x", "deps", &wrong).unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+
+        let blob = layout.blob_path(&layer.digest.parse().unwrap());
+        let mut bytes = fs::read(&blob).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&blob, &bytes).unwrap();
+        assert!(restore_layer(&layout, &bp, "kiln_x", "deps", &layer).is_err());
+        fs::remove_file(&blob).unwrap();
+        assert!(matches!(
+            restore_layer(&layout, &bp, "kiln_x", "deps", &layer),
+            Err(RestoreError::Missing)
+        ));
+    }
+}

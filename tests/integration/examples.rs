@@ -1,0 +1,239 @@
+//! The example apps under `examples/`, built with kiln's built-in buildpacks and default run
+//! images (no options), run under podman as the image's CNB user, answering HTTP 200 on
+//! `$PORT` (or printing their output); then built again, unchanged, to show the dependency
+//! layer reused (same `diff_id`, "reused" in the report).
+//!
+//! One test walks every example in one kiln home, so each run image is built once; a
+//! failing example does not hide the others.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::util::{Podman, TestEnv, free_port, repo, sh};
+
+/// What an example must do.
+enum Check {
+    /// Answer `GET /` with 200 and a body containing this.
+    Http(&'static str),
+    /// Print this and exit 0.
+    Output(&'static str),
+}
+
+struct Example {
+    name: &'static str,
+    check: Check,
+    /// The layer that must be reused as is on an unchanged rebuild.
+    reused_layer: Option<&'static str>,
+    /// A line of build output that shows the reuse.
+    reuse_line: &'static str,
+}
+
+const EXAMPLES: &[Example] = &[
+    Example {
+        name: "python-flask",
+        check: Check::Http("Hello from Flask on Python 3.11"),
+        reused_layer: Some("kiln/python:packages"),
+        reuse_line: "reusing the installed dependencies (requirements.txt unchanged)",
+    },
+    Example {
+        name: "python-uv",
+        check: Check::Http("Hello from FastAPI on Python 3.11"),
+        reused_layer: Some("kiln/python:packages"),
+        reuse_line: "reusing the installed dependencies (pyproject.toml, uv.lock unchanged)",
+    },
+    Example {
+        name: "node-express",
+        check: Check::Http("Hello from Express on Node.js v18"),
+        reused_layer: Some("kiln/nodejs:modules"),
+        reuse_line: "reusing the production dependencies (lockfile unchanged)",
+    },
+    Example {
+        name: "go-http",
+        check: Check::Http("Hello from Go"),
+        reused_layer: Some("kiln/go:bin"),
+        reuse_line: "reusing the build and module caches",
+    },
+    Example {
+        name: "rust-http",
+        check: Check::Http("Hello from Rust, built by kiln!"),
+        reused_layer: Some("kiln/rust:bin"),
+        reuse_line: "reusing the target directory and registry cache",
+    },
+    Example {
+        name: "static-site",
+        check: Check::Http("Hello from a static site"),
+        reused_layer: Some("kiln/static:config"),
+        reuse_line: "serving public with lighttpd",
+    },
+    Example {
+        name: "procfile-shell",
+        check: Check::Output("Hello from a Procfile app, built by kiln!"),
+        reused_layer: None,
+        reuse_line: "process web: sh hello.sh",
+    },
+];
+
+/// A copy of the committed example (what a fresh clone holds), so nothing a developer
+/// left in the working tree changes the result.
+fn clean_copy(env: &TestEnv, name: &str) -> PathBuf {
+    let dest = env.path(&format!("apps/{name}"));
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let listed = sh(
+        "git",
+        &[
+            "-C",
+            repo().to_str().unwrap(),
+            "ls-files",
+            "-z",
+            &format!("examples/{name}"),
+        ],
+    );
+    for rel in listed.split('\0').filter(|r| !r.is_empty()) {
+        let from = repo().join(rel);
+        let to = dest.join(rel.strip_prefix(&format!("examples/{name}/")).unwrap());
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(&from, &to).unwrap();
+    }
+    dest
+}
+
+/// `uv lock` in `app`, with uv installed from the package index into the test's scratch
+/// space (the repository carries no uv.lock: it would record the index's address).
+fn uv_lock(env: &TestEnv, app: &Path) -> Result<(), String> {
+    let tool = env.path("uv-tool");
+    let uv = tool.join("bin/uv");
+    if !uv.exists() {
+        run(Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&tool)
+            .arg("uv==0.13.9")
+            .env("PIP_ROOT_USER_ACTION", "ignore"))?;
+    }
+    run(Command::new(&uv)
+        .arg("lock")
+        .current_dir(app)
+        .env("UV_PYTHON_DOWNLOADS", "never"))
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let out = command.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `kiln build IMAGE --path APP --format json`: the report and the build log.
+fn build(env: &TestEnv, app: &Path, image: &str) -> Result<(Value, String), String> {
+    let out = env.run(&[
+        "build",
+        image,
+        "--path",
+        app.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("kiln build failed:\n{log}"));
+    }
+    let report = serde_json::from_slice(&out.stdout).map_err(|e| format!("report: {e}"))?;
+    Ok((report, log))
+}
+
+fn layer<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
+    report["layers"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == name)
+}
+
+fn check_example(env: &TestEnv, podman: Option<&Podman>, example: &Example) -> Result<(), String> {
+    let app = clean_copy(env, example.name);
+    if example.name == "python-uv" {
+        uv_lock(env, &app)?;
+    }
+    let image = format!("examples/{}", example.name);
+    let (first, _) = build(env, &app, &image)?;
+    let (second, log) = build(env, &app, &image)?;
+    if !log.contains(example.reuse_line) {
+        return Err(format!(
+            "the rebuild did not say {:?}:\n{log}",
+            example.reuse_line
+        ));
+    }
+    if let Some(name) = example.reused_layer {
+        let (a, b) = (layer(&first, name), layer(&second, name));
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(format!(
+                "no layer {name} in the reports:\n{first}\n{second}"
+            ));
+        };
+        if a["diff_id"] != b["diff_id"] || b["reused"] != true {
+            return Err(format!("layer {name} was not reused: {a} then {b}"));
+        }
+    }
+    // The image runs as the run image's CNB user (podman runs it as the image says).
+    let user = env.inspect(&image)["user"].clone();
+    if user != "1000:1000" {
+        return Err(format!(
+            "the image's user is {user}, not the CNB user 1000:1000"
+        ));
+    }
+    let Some(podman) = podman else {
+        return Ok(());
+    };
+    let reference = format!("oci:{}:{image}:latest", env.home().join("store").display());
+    match example.check {
+        Check::Http(expected) => {
+            let served = podman.serve(&reference, free_port());
+            let (code, body) = served.get("/")?;
+            if code != 200 || !body.contains(expected) {
+                return Err(format!(
+                    "GET / answered {code} {body:?}, expected 200 with {expected:?}; logs:\n{}",
+                    served.logs()
+                ));
+            }
+        }
+        Check::Output(expected) => {
+            let out = podman.run(&reference, &[], &[]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() || !stdout.contains(expected) {
+                return Err(format!(
+                    "the image printed {stdout:?} ({}), expected {expected:?}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let report = podman.run(
+                &reference,
+                &["--entrypoint", "sh"],
+                &["-c", "sh hello.sh --report"],
+            );
+            let stdout = String::from_utf8_lossy(&report.stdout);
+            if !stdout.contains("user 1000, in /workspace") {
+                return Err(format!("the report process printed {stdout:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn examples_build_serve_and_reuse_their_dependencies() {
+    let env = TestEnv::new();
+    let podman = Podman::new();
+    let mut failures = Vec::new();
+    for example in EXAMPLES {
+        if let Err(e) = check_example(&env, podman.as_ref(), example) {
+            failures.push(format!("{}: {e}", example.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
