@@ -13,7 +13,7 @@
 //! The buildpacks build with the tools of the build host (design.md, decision 3) and take the
 //! language runtime of the app's run image from kiln's stacks: each names the Debian packages
 //! its launch needs in `[metadata.kiln] run-image-mixins`, and checks a requested runtime
-//! version against what the stack's locks pin (see [`common::inventory`]).
+//! version against what the stack's locks pin (`common/inventory.rs`).
 
 mod common;
 mod go;

@@ -256,13 +256,13 @@ fn requirements(
             let pyproject = app.read_toml("pyproject.toml")?.unwrap_or_default();
             let lock = app.read_toml("poetry.lock")?.unwrap_or_default();
             let lines = locks::poetry(&pyproject, &lock)?;
-            say(&format!("{} packages pinned by poetry.lock", lines.len()));
+            say(&format!("packages pinned by poetry.lock: {}", lines.len()));
             (file_args(write_requirements(context, &lines)?), true)
         }
         Manager::Pipenv => {
             if let Some(lock) = app.read_json("Pipfile.lock")? {
                 let lines = locks::pipfile_lock(&lock)?;
-                say(&format!("{} packages pinned by Pipfile.lock", lines.len()));
+                say(&format!("packages pinned by Pipfile.lock: {}", lines.len()));
                 (file_args(write_requirements(context, &lines)?), true)
             } else {
                 warn(

@@ -102,9 +102,15 @@ pub(crate) fn run(
         .results
         .iter()
         .any(|r| matches!(r.status, kiln::event::DetectStatus::Error(_)));
-    Ok(match (summary.detected, errored) {
-        (true, _) => ExitCode::SUCCESS,
-        (false, false) => ExitCode::from(20),
-        (false, true) => ExitCode::from(21),
-    })
+    match (summary.detected, errored) {
+        (true, _) => Ok(ExitCode::SUCCESS),
+        (false, false) => Ok(ExitCode::from(20)),
+        // Also on stderr, as every failure is (exit code 21).
+        (false, true) => Err(
+            kiln::Error::Detect(kiln::detect::DetectError::BuildpackErrored {
+                results: summary.results,
+            })
+            .into(),
+        ),
+    }
 }

@@ -13,6 +13,7 @@
 mod util;
 
 mod build;
+mod builtin;
 mod cli;
 mod detect;
 mod errors;
