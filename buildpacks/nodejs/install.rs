@@ -197,9 +197,14 @@ impl Installer<'_> {
             Manager::Npm => c
                 .env("npm_config_cache", cache.join("npm"))
                 .env("npm_config_update_notifier", "false"),
-            Manager::YarnClassic | Manager::YarnBerry => c
+            Manager::YarnClassic => c.env("YARN_CACHE_FOLDER", cache.join("yarn")),
+            // Yarn 2+ defaults to Plug'n'Play (no node_modules, a .pnp.cjs loader the run
+            // command would have to require); kiln images run plain `node`, so install a
+            // node_modules tree.
+            Manager::YarnBerry => c
                 .env("YARN_CACHE_FOLDER", cache.join("yarn"))
-                .env("YARN_ENABLE_GLOBAL_CACHE", "false"),
+                .env("YARN_ENABLE_GLOBAL_CACHE", "false")
+                .env("YARN_NODE_LINKER", "node-modules"),
             Manager::Pnpm => c.env("npm_config_store_dir", cache.join("pnpm-store")),
             Manager::Bun => c.env("BUN_INSTALL_CACHE_DIR", cache.join("bun")),
         };

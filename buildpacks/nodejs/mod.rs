@@ -10,7 +10,8 @@
 //!   `pnpm-lock.yaml` → pnpm, `bun.lock`/`bun.lockb` → Bun), else npm. Lockfiles of two
 //!   different managers are an error. The build host's tool runs it (through `corepack` when
 //!   only that is installed); installs are frozen to the lockfile (`npm ci`, `--frozen-lockfile`,
-//!   `--immutable`).
+//!   `--immutable`). Yarn 2+ installs a `node_modules` tree (`YARN_NODE_LINKER=node-modules`):
+//!   the image runs plain `node`, without Plug'n'Play's loader.
 //! - **Layers**: the production dependencies live in a `modules` layer (its path must not end in `node_modules`, which Node.js skips when resolving) linked from
 //!   `/workspace/node_modules`, reused while the lockfile and package.json's dependency
 //!   sections stay the same. With a `build` script, the full dependencies (dev included) are
