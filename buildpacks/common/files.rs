@@ -143,6 +143,19 @@ pub(crate) fn digest_files(app: &App, names: &[&str]) -> Result<String> {
     Ok(hex)
 }
 
+/// An app directory holding `files` (`(path, content)`), for tests.
+#[cfg(test)]
+pub(crate) fn temp_app(files: &[(&str, &str)]) -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().expect("a file has a parent")).expect("mkdir");
+        fs::write(path, text).expect("write");
+    }
+    let app = App::new(dir.path());
+    (dir, app)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

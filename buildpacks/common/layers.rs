@@ -5,9 +5,58 @@ use libcnb::build::BuildContext;
 use libcnb::data::layer::LayerName;
 use libcnb::layer::{
     CachedLayerDefinition, InvalidMetadataAction, LayerRef, LayerState, RestoredLayerAction,
+    UncachedLayerDefinition,
 };
+use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
+use std::path::PathBuf;
+
+use super::{CnbResult, Error};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// An uncached launch layer `name` holding only environment variables (`env.launch/`):
+/// rebuilt every build, a few bytes.
+pub(crate) fn launch_env<B: Buildpack>(
+    context: &BuildContext<B>,
+    name: &LayerName,
+    env: &LayerEnv,
+) -> libcnb::Result<(), B::Error> {
+    launch_only(context, name)?.write_env(env)
+}
+
+/// A new uncached layer that is only part of the image (`launch = true`).
+pub(crate) fn launch_only<B: Buildpack>(
+    context: &BuildContext<B>,
+    name: &LayerName,
+) -> libcnb::Result<LayerRef<B, (), ()>, B::Error> {
+    context.uncached_layer(
+        name,
+        UncachedLayerDefinition {
+            build: false,
+            launch: true,
+        },
+    )
+}
+
+/// Launch-time defaults (`env.launch/NAME.default`): the image has them unless the user sets
+/// them (`podman run -e`).
+pub(crate) fn launch_defaults(vars: &[(&str, &str)]) -> LayerEnv {
+    vars.iter().fold(LayerEnv::new(), |env, (name, value)| {
+        env.chainable_insert(Scope::Launch, ModificationBehavior::Default, *name, *value)
+    })
+}
+
+/// The `bin/` directory of a new uncached launch layer `name` (on `PATH` in the image):
+/// where compiled programs go.
+pub(crate) fn launch_bin<B: Buildpack<Error = Error>>(
+    context: &BuildContext<B>,
+    name: &LayerName,
+) -> CnbResult<PathBuf> {
+    let dir = launch_only(context, name)?.path().join("bin");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
 
 /// A keyed layer and whether its contents were reused.
 pub(crate) type Keyed<B> = (LayerRef<B, (), ()>, bool);

@@ -9,6 +9,9 @@ pub(crate) mod process;
 
 use std::fmt;
 
+use libcnb::data::build_plan::{BuildPlanBuilder, Require};
+use libcnb::detect::{DetectResult, DetectResultBuilder};
+
 /// A buildpack failure: what went wrong (naming the file or tool) and how to fix it.
 #[derive(Debug)]
 pub(crate) struct Error {
@@ -117,6 +120,63 @@ pub(crate) struct Requested {
     pub(crate) version: String,
     /// Where (`.python-version`, `package.json engines.node`).
     pub(crate) source: String,
+}
+
+/// Passes detection, providing and requiring `name` with the buildpack's `decisions` as the
+/// requirement's metadata — what `kiln detect` shows (`start` becomes its "Start:").
+pub(crate) fn pass<T: serde::Serialize>(name: &str, decisions: &T) -> CnbResult<DetectResult> {
+    let mut require = Require::new(name);
+    require
+        .metadata(decisions)
+        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
+    DetectResultBuilder::pass()
+        .build_plan(
+            BuildPlanBuilder::new()
+                .provides(name)
+                .requires(require)
+                .build(),
+        )
+        .build()
+}
+
+/// A user setting (`kiln build --env NAME=VALUE`) from the platform directory.
+pub(crate) fn setting(env: &libcnb::Env, name: &str) -> Option<String> {
+    env.get(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// Checks a requested runtime version against the run image's (the stack package
+/// `package`, called `runtime` in messages) with `check`: an error when it cannot be met, a
+/// warning when it is met loosely or cannot be checked on this run image.
+pub(crate) fn check_runtime(
+    target: &libcnb::Target,
+    requested: Option<&Requested>,
+    package: &str,
+    runtime: &str,
+    check: fn(&Requested, &str) -> Result<Option<String>>,
+) -> Result<Option<String>> {
+    let Some(requested) = requested else {
+        return Ok(None);
+    };
+    match inventory::provided(target, package) {
+        Some(provided) => check(requested, &provided),
+        None => Ok(Some(format!(
+            "{runtime} {} was requested ({}); kiln does not know the {runtime} of this run image ({}), so it must provide it",
+            requested.version,
+            requested.source,
+            inventory::distro(target).unwrap_or_else(|| "no distribution".to_string())
+        ))),
+    }
+}
+
+#[cfg(test)]
+impl Requested {
+    /// A request, for tests.
+    pub(crate) fn new(version: &str, source: &str) -> Self {
+        Self {
+            version: version.to_string(),
+            source: source.to_string(),
+        }
+    }
 }
 
 /// Prints a section header in the build output.

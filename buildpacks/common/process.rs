@@ -1,8 +1,9 @@
 //! Launch processes and how they are shown.
 
-use libcnb::data::launch::{Process, ProcessBuilder, ProcessType};
+use libcnb::data::launch::{Launch, LaunchBuilder, Process, ProcessBuilder, ProcessType};
 
-use super::{Error, Result};
+use super::files::App;
+use super::{Error, Result, say, warn};
 
 /// A process of type `kind` running `command` (program and arguments, run directly).
 pub(crate) fn process(kind: &str, command: &[String], default: bool) -> Result<Process> {
@@ -14,6 +15,31 @@ pub(crate) fn process(kind: &str, command: &[String], default: bool) -> Result<P
     Ok(ProcessBuilder::new(kind, command.iter().cloned())
         .default(default)
         .build())
+}
+
+/// The launch of a language buildpack: its start command as the default `web` process,
+/// said in the build output with `reason`; without one, a warning with `advice` (unless a
+/// Procfile will give the app its processes).
+pub(crate) fn web_launch(
+    app: &App,
+    command: Option<&[String]>,
+    reason: Option<&str>,
+    advice: &str,
+) -> Result<Launch> {
+    let mut launch = LaunchBuilder::new();
+    match command {
+        Some(command) => {
+            say(&format!(
+                "process web: {} ({})",
+                display(command),
+                reason.unwrap_or("")
+            ));
+            launch.process(process("web", command, true)?);
+        }
+        None if !app.is_file("Procfile") => warn(&format!("no start command found: {advice}")),
+        None => {}
+    }
+    Ok(launch.build())
 }
 
 /// A command line run by `sh -c`, so `$PORT` and other shell syntax work. A simple command

@@ -17,14 +17,14 @@ use std::process::Command;
 
 use libcnb::Target;
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
-use libcnb::data::build_plan::{BuildPlanBuilder, Require};
 use libcnb::data::launch::LaunchBuilder;
 use libcnb::data::layer_name;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
-use libcnb::layer::UncachedLayerDefinition;
 
 use crate::common::files::App;
-use crate::common::{CnbResult, Error, Result, buildpack, cmd, layers, process, say, section};
+use crate::common::{
+    CnbResult, Error, Result, buildpack, cmd, layers, pass, process, say, section, setting,
+};
 
 /// The buildpack.
 pub(crate) struct GoBuildpack;
@@ -285,14 +285,10 @@ struct Decisions<'a> {
     start: String,
 }
 
-fn platform_env(env: &libcnb::Env, name: &str) -> Option<String> {
-    env.get(name).map(|v| v.to_string_lossy().into_owned())
-}
-
 fn detect(context: &DetectContext<GoBuildpack>) -> CnbResult<DetectResult> {
     use libcnb::Platform as _;
     let app = App::new(&context.app_dir);
-    let targets = platform_env(context.platform.env(), "KILN_GO_TARGETS");
+    let targets = setting(context.platform.env(), "KILN_GO_TARGETS");
     let Some(project) = analyze(&app, targets.as_deref())? else {
         println!("no go.mod or main.go");
         return DetectResultBuilder::fail().build();
@@ -301,21 +297,13 @@ fn detect(context: &DetectContext<GoBuildpack>) -> CnbResult<DetectResult> {
         .first()
         .map(|(_, binary)| binary.clone())
         .unwrap_or_default();
-    let mut require = Require::new("go");
-    require
-        .metadata(Decisions {
+    pass(
+        "go",
+        &Decisions {
             project: &project,
             start,
-        })
-        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
-    DetectResultBuilder::pass()
-        .build_plan(
-            BuildPlanBuilder::new()
-                .provides("go")
-                .requires(require)
-                .build(),
-        )
-        .build()
+        },
+    )
 }
 
 /// `GOARCH` (and `GOARM`) for a CNB target.
@@ -357,7 +345,7 @@ fn host_go_version() -> Result<(String, GoVersion)> {
 fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
     use libcnb::Platform as _;
     let app = App::new(&context.app_dir);
-    let targets = platform_env(context.platform.env(), "KILN_GO_TARGETS");
+    let targets = setting(context.platform.env(), "KILN_GO_TARGETS");
     let project = analyze(&app, targets.as_deref())?
         .ok_or_else(|| Error::new("go.mod disappeared between detect and build"))?;
     section("Go");
@@ -409,16 +397,7 @@ fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
     } else {
         "starting with empty build and module caches"
     });
-    let bin = context.uncached_layer(
-        layer_name!("bin"),
-        UncachedLayerDefinition {
-            build: false,
-            launch: true,
-        },
-    )?;
-    let bin_dir = bin.path().join("bin");
-    std::fs::create_dir_all(&bin_dir)
-        .map_err(|e| Error::new(format!("cannot create {}: {e}", bin_dir.display())))?;
+    let bin_dir = layers::launch_bin(context, &layer_name!("bin"))?;
 
     let ldflags = "-s -w -buildid=";
     for target in &project.targets {

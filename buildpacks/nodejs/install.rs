@@ -6,8 +6,7 @@ use std::process::Command;
 
 use libcnb::build::BuildContext;
 use libcnb::data::layer_name;
-use libcnb::layer::UncachedLayerDefinition;
-use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
+use libcnb::layer_env::{ModificationBehavior, Scope};
 
 use super::NodejsBuildpack;
 use super::project::{Manager, Project};
@@ -251,39 +250,6 @@ impl Installer<'_> {
     }
 }
 
-/// The launch environment: `PORT`, `NODE_ENV`, and the app's `node_modules/.bin` on `PATH`.
-fn write_env_layer(context: &BuildContext<NodejsBuildpack>, app_modules: &Path) -> CnbResult<()> {
-    let layer = context.uncached_layer(
-        layer_name!("env"),
-        UncachedLayerDefinition {
-            build: false,
-            launch: true,
-        },
-    )?;
-    layer.write_env(
-        LayerEnv::new()
-            .chainable_insert(
-                Scope::Launch,
-                ModificationBehavior::Default,
-                "PORT",
-                DEFAULT_PORT,
-            )
-            .chainable_insert(
-                Scope::Launch,
-                ModificationBehavior::Default,
-                "NODE_ENV",
-                "production",
-            )
-            .chainable_insert(
-                Scope::Launch,
-                ModificationBehavior::Append,
-                "PATH",
-                app_modules.join(".bin"),
-            )
-            .chainable_insert(Scope::Launch, ModificationBehavior::Delimiter, "PATH", ":"),
-    )
-}
-
 /// Warns about what makes an install less reproducible or less likely to run.
 fn preflight(app: &App, project: &Project, host: &str, provided: Option<&str>) -> Result<()> {
     let host_major = host.split('.').next().unwrap_or_default();
@@ -311,7 +277,20 @@ pub(super) fn install(
     provided: Option<&str>,
 ) -> CnbResult<()> {
     let app_modules = context.app_dir.join("node_modules");
-    write_env_layer(context, &app_modules)?;
+    // The launch environment: `PORT`, `NODE_ENV`, and the app's `node_modules/.bin` on
+    // `PATH` (as `npm start` would have it).
+    layers::launch_env(
+        context,
+        &layer_name!("env"),
+        &layers::launch_defaults(&[("PORT", DEFAULT_PORT), ("NODE_ENV", "production")])
+            .chainable_insert(
+                Scope::Launch,
+                ModificationBehavior::Append,
+                "PATH",
+                app_modules.join(".bin"),
+            )
+            .chainable_insert(Scope::Launch, ModificationBehavior::Delimiter, "PATH", ":"),
+    )?;
     if !project.install && !project.build_script {
         say("no dependencies to install");
         return Ok(());

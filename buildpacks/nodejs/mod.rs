@@ -25,13 +25,13 @@ mod install;
 pub(crate) mod project;
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
-use libcnb::data::build_plan::{BuildPlanBuilder, Require};
-use libcnb::data::launch::LaunchBuilder;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
 
 use crate::common::files::App;
 use crate::common::process::{self, display};
-use crate::common::{CnbResult, Error, buildpack, inventory, say, section, warn};
+use crate::common::{
+    CnbResult, Error, buildpack, check_runtime, inventory, pass, say, section, warn,
+};
 use project::{Project, analyze};
 
 /// The buildpack.
@@ -50,24 +50,18 @@ struct Decisions<'a> {
     start: Option<String>,
 }
 
-/// Checks the requested Node.js against the run image's: an error when it cannot be met, a
-/// warning when it is met loosely or cannot be checked.
-fn check_runtime(
+/// The requested Node.js checked against the run image's (see [`check_runtime`]).
+fn checked_version(
     target: &libcnb::Target,
-    requested: Option<&crate::common::Requested>,
+    project: &Project,
 ) -> crate::common::Result<Option<String>> {
-    let Some(requested) = requested else {
-        return Ok(None);
-    };
-    match inventory::provided(target, "nodejs") {
-        Some(provided) => project::check_version(requested, &provided),
-        None => Ok(Some(format!(
-            "Node.js {} was requested ({}); kiln does not know the Node.js of this run image ({}), so it must provide it",
-            requested.version,
-            requested.source,
-            inventory::distro(target).unwrap_or_else(|| "no distribution".to_string())
-        ))),
-    }
+    check_runtime(
+        target,
+        project.requested.as_ref(),
+        "nodejs",
+        "Node.js",
+        project::check_version,
+    )
 }
 
 fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
@@ -77,25 +71,17 @@ fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
         return DetectResultBuilder::fail().build();
     };
     // A version the run image cannot provide fails here, before any run image is built.
-    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+    if let Some(warning) = checked_version(&context.target, &project)? {
         println!("warning: {warning}");
     }
-    let mut require = Require::new("node");
-    require
-        .metadata(Decisions {
+    pass(
+        "node",
+        &Decisions {
             project: &project,
             provided: inventory::provided(&context.target, "nodejs"),
             start: project.command.as_deref().map(display),
-        })
-        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
-    DetectResultBuilder::pass()
-        .build_plan(
-            BuildPlanBuilder::new()
-                .provides("node")
-                .requires(require)
-                .build(),
-        )
-        .build()
+        },
+    )
 }
 
 fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
@@ -104,7 +90,7 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
         .ok_or_else(|| Error::new("package.json disappeared between detect and build"))?;
     section("Node.js");
     let provided = inventory::provided(&context.target, "nodejs");
-    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+    if let Some(warning) = checked_version(&context.target, &project)? {
         warn(&warning);
     }
     if let Some(provided) = &provided {
@@ -113,23 +99,11 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
 
     install::install(context, &app, &project, provided.as_deref())?;
 
-    let mut launch = LaunchBuilder::new();
-    match &project.command {
-        Some(command) => {
-            say(&format!(
-                "process web: {} ({})",
-                display(command),
-                project.start_reason.as_deref().unwrap_or("")
-            ));
-            launch.process(process::process("web", command, true)?);
-        }
-        None => {
-            if !app.is_file("Procfile") {
-                warn(
-                    "no start command found: add scripts.start or main to package.json, a server.js, or a Procfile",
-                );
-            }
-        }
-    }
-    BuildResultBuilder::new().launch(launch.build()).build()
+    let launch = process::web_launch(
+        &app,
+        project.command.as_deref(),
+        project.start_reason.as_deref(),
+        "add scripts.start or main to package.json, a server.js, or a Procfile",
+    )?;
+    BuildResultBuilder::new().launch(launch).build()
 }

@@ -351,25 +351,7 @@ pub(crate) fn check_version(requested: &Requested, provided: &str) -> Result<Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    fn app(files: &[(&str, &str)]) -> (tempfile::TempDir, App) {
-        let d = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            let path = d.path().join(name);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, text).unwrap();
-        }
-        let a = App::new(d.path());
-        (d, a)
-    }
-
-    fn req(version: &str, source: &str) -> Requested {
-        Requested {
-            version: version.into(),
-            source: source.into(),
-        }
-    }
+    use crate::common::files::temp_app as app;
 
     #[test]
     fn managers() {
@@ -481,14 +463,14 @@ mod tests {
     fn versions() {
         let engines = "package.json engines.node";
         assert_eq!(
-            check_version(&req(">=18", engines), "18.20.4").unwrap(),
+            check_version(&Requested::new(">=18", engines), "18.20.4").unwrap(),
             None
         );
         assert_eq!(
-            check_version(&req("18.x", engines), "18.20.4").unwrap(),
+            check_version(&Requested::new("18.x", engines), "18.20.4").unwrap(),
             None
         );
-        let err = check_version(&req(">=20", engines), "18.20.4")
+        let err = check_version(&Requested::new(">=20", engines), "18.20.4")
             .unwrap_err()
             .to_string();
         assert!(
@@ -497,25 +479,25 @@ mod tests {
         );
         assert!(err.contains("provides Node.js 18.20.4"), "{err}");
         assert_eq!(
-            check_version(&req("18", ".nvmrc"), "18.20.4").unwrap(),
+            check_version(&Requested::new("18", ".nvmrc"), "18.20.4").unwrap(),
             None
         );
         assert!(
-            check_version(&req("v18.19.0", ".nvmrc"), "18.20.4")
+            check_version(&Requested::new("v18.19.0", ".nvmrc"), "18.20.4")
                 .unwrap()
                 .is_some()
         );
-        assert!(check_version(&req("20", ".node-version"), "18.20.4").is_err());
+        assert!(check_version(&Requested::new("20", ".node-version"), "18.20.4").is_err());
         assert_eq!(
-            check_version(&req("lts/hydrogen", ".nvmrc"), "18.20.4").unwrap(),
+            check_version(&Requested::new("lts/hydrogen", ".nvmrc"), "18.20.4").unwrap(),
             None
         );
-        assert!(check_version(&req("lts/iron", ".nvmrc"), "18.20.4").is_err());
+        assert!(check_version(&Requested::new("lts/iron", ".nvmrc"), "18.20.4").is_err());
         assert!(
-            check_version(&req("lts/*", ".nvmrc"), "18.20.4")
+            check_version(&Requested::new("lts/*", ".nvmrc"), "18.20.4")
                 .unwrap()
                 .is_some()
         );
-        assert!(check_version(&req("not a range!", engines), "18.20.4").is_err());
+        assert!(check_version(&Requested::new("not a range!", engines), "18.20.4").is_err());
     }
 }

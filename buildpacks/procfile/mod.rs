@@ -4,13 +4,12 @@
 //! plan, so `kiln detect` shows them.
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
-use libcnb::data::build_plan::{BuildPlanBuilder, Require};
 use libcnb::data::launch::LaunchBuilder;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
 
 use crate::common::files::App;
 use crate::common::process::{self, shell};
-use crate::common::{CnbResult, Error, Result, buildpack};
+use crate::common::{CnbResult, Error, Result, buildpack, pass};
 
 /// The buildpack.
 pub(crate) struct ProcfileBuildpack;
@@ -104,21 +103,13 @@ fn detect(context: &DetectContext<ProcfileBuildpack>) -> CnbResult<DetectResult>
         println!("no Procfile");
         return DetectResultBuilder::fail().build();
     };
-    let mut require = Require::new("procfile");
-    require
-        .metadata(Decisions {
+    pass(
+        "procfile",
+        &Decisions {
             processes: procfile.entries.iter().map(|(k, _)| k.as_str()).collect(),
             start: procfile.start(),
-        })
-        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
-    DetectResultBuilder::pass()
-        .build_plan(
-            BuildPlanBuilder::new()
-                .provides("procfile")
-                .requires(require)
-                .build(),
-        )
-        .build()
+        },
+    )
 }
 
 fn build(context: &BuildContext<ProcfileBuildpack>) -> CnbResult<BuildResult> {

@@ -305,32 +305,6 @@ impl Pip {
     }
 }
 
-/// The launch environment every Python app gets: `PORT` and unbuffered output.
-fn write_env_layer(context: &BuildContext<PythonBuildpack>) -> CnbResult<()> {
-    let layer = context.uncached_layer(
-        layer_name!("env"),
-        UncachedLayerDefinition {
-            build: false,
-            launch: true,
-        },
-    )?;
-    layer.write_env(
-        LayerEnv::new()
-            .chainable_insert(
-                Scope::Launch,
-                ModificationBehavior::Default,
-                "PORT",
-                DEFAULT_PORT,
-            )
-            .chainable_insert(
-                Scope::Launch,
-                ModificationBehavior::Default,
-                "PYTHONUNBUFFERED",
-                "1",
-            ),
-    )
-}
-
 /// Installs everything the app needs and sets up its environment.
 pub(super) fn install(
     context: &BuildContext<PythonBuildpack>,
@@ -338,7 +312,12 @@ pub(super) fn install(
     project: &Project,
     provided: Option<&str>,
 ) -> CnbResult<()> {
-    write_env_layer(context)?;
+    // Every Python app gets a `PORT` and unbuffered output.
+    layers::launch_env(
+        context,
+        &layer_name!("env"),
+        &layers::launch_defaults(&[("PORT", DEFAULT_PORT), ("PYTHONUNBUFFERED", "1")]),
+    )?;
     if project.manager == Manager::None && !project.install_app {
         say("no dependencies to install");
         return Ok(());

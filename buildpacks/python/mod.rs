@@ -23,13 +23,13 @@ mod locks;
 pub(crate) mod project;
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
-use libcnb::data::build_plan::{BuildPlanBuilder, Require};
-use libcnb::data::launch::LaunchBuilder;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
 
 use crate::common::files::App;
 use crate::common::process::{self, display};
-use crate::common::{CnbResult, Error, buildpack, inventory, say, section, warn};
+use crate::common::{
+    CnbResult, Error, buildpack, check_runtime, inventory, pass, say, section, warn,
+};
 use project::{Project, analyze};
 
 /// The buildpack.
@@ -56,24 +56,18 @@ fn forced_manager(env: &libcnb::Env) -> Option<String> {
         .map(|v| v.to_string_lossy().into_owned())
 }
 
-/// Checks the requested Python against the run image's: an error when it cannot be met, a
-/// warning when it is met loosely or cannot be checked.
-fn check_runtime(
+/// The requested Python checked against the run image's (see [`check_runtime`]).
+fn checked_version(
     target: &libcnb::Target,
-    requested: Option<&crate::common::Requested>,
+    project: &Project,
 ) -> crate::common::Result<Option<String>> {
-    let Some(requested) = requested else {
-        return Ok(None);
-    };
-    match inventory::provided(target, "python3") {
-        Some(provided) => project::check_version(requested, &provided),
-        None => Ok(Some(format!(
-            "Python {} was requested ({}); kiln does not know the Python of this run image ({}), so it must provide it",
-            requested.version,
-            requested.source,
-            inventory::distro(target).unwrap_or_else(|| "no distribution".to_string())
-        ))),
-    }
+    check_runtime(
+        target,
+        project.requested.as_ref(),
+        "python3",
+        "Python",
+        project::check_version,
+    )
 }
 
 fn detect(context: &DetectContext<PythonBuildpack>) -> CnbResult<DetectResult> {
@@ -87,25 +81,17 @@ fn detect(context: &DetectContext<PythonBuildpack>) -> CnbResult<DetectResult> {
         return DetectResultBuilder::fail().build();
     };
     // A version the run image cannot provide fails here, before any run image is built.
-    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+    if let Some(warning) = checked_version(&context.target, &project)? {
         println!("warning: {warning}");
     }
-    let mut require = Require::new("python");
-    require
-        .metadata(Decisions {
+    pass(
+        "python",
+        &Decisions {
             project: &project,
             provided: inventory::provided(&context.target, "python3"),
             start: project.command.as_deref().map(display),
-        })
-        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
-    DetectResultBuilder::pass()
-        .build_plan(
-            BuildPlanBuilder::new()
-                .provides("python")
-                .requires(require)
-                .build(),
-        )
-        .build()
+        },
+    )
 }
 
 fn build(context: &BuildContext<PythonBuildpack>) -> CnbResult<BuildResult> {
@@ -116,7 +102,7 @@ fn build(context: &BuildContext<PythonBuildpack>) -> CnbResult<BuildResult> {
         .ok_or_else(|| Error::new("the Python files disappeared between detect and build"))?;
     section("Python");
     let provided = inventory::provided(&context.target, "python3");
-    if let Some(warning) = check_runtime(&context.target, project.requested.as_ref())? {
+    if let Some(warning) = checked_version(&context.target, &project)? {
         warn(&warning);
     }
     if let Some(provided) = &provided {
@@ -125,23 +111,11 @@ fn build(context: &BuildContext<PythonBuildpack>) -> CnbResult<BuildResult> {
 
     install::install(context, &app, &project, provided.as_deref())?;
 
-    let mut launch = LaunchBuilder::new();
-    match &project.command {
-        Some(command) => {
-            say(&format!(
-                "process web: {} ({})",
-                display(command),
-                project.start_reason.as_deref().unwrap_or("")
-            ));
-            launch.process(process::process("web", command, true)?);
-        }
-        None => {
-            if !app.is_file("Procfile") {
-                warn(
-                    "no start command found: add a Procfile (`web: python3 your_app.py`), a main.py, or an app object served by gunicorn or uvicorn",
-                );
-            }
-        }
-    }
-    BuildResultBuilder::new().launch(launch.build()).build()
+    let launch = process::web_launch(
+        &app,
+        project.command.as_deref(),
+        project.start_reason.as_deref(),
+        "add a Procfile (`web: python3 your_app.py`), a main.py, or an app object served by gunicorn or uvicorn",
+    )?;
+    BuildResultBuilder::new().launch(launch).build()
 }

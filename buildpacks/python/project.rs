@@ -614,25 +614,7 @@ fn django_project(manage_py: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    fn app(files: &[(&str, &str)]) -> (tempfile::TempDir, App) {
-        let d = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            let path = d.path().join(name);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, text).unwrap();
-        }
-        let a = App::new(d.path());
-        (d, a)
-    }
-
-    fn req(version: &str, source: &str) -> Requested {
-        Requested {
-            version: version.into(),
-            source: source.into(),
-        }
-    }
+    use crate::common::files::temp_app as app;
 
     #[test]
     fn names_normalise() {
@@ -660,15 +642,15 @@ mod tests {
     #[test]
     fn versions_are_checked_against_the_run_image() {
         assert_eq!(
-            check_version(&req("3.11", ".python-version"), "3.11.2").unwrap(),
+            check_version(&Requested::new("3.11", ".python-version"), "3.11.2").unwrap(),
             None
         );
         assert!(
-            check_version(&req("3.11.4", "runtime.txt"), "3.11.2")
+            check_version(&Requested::new("3.11.4", "runtime.txt"), "3.11.2")
                 .unwrap()
                 .is_some()
         );
-        let err = check_version(&req("3.12", ".python-version"), "3.11.2")
+        let err = check_version(&Requested::new("3.12", ".python-version"), "3.11.2")
             .unwrap_err()
             .to_string();
         assert!(
@@ -677,11 +659,11 @@ mod tests {
         );
         assert!(err.contains("provides Python 3.11.2"), "{err}");
         assert_eq!(
-            check_version(&req(">=3.9,<3.13", "requires-python"), "3.11.2").unwrap(),
+            check_version(&Requested::new(">=3.9,<3.13", "requires-python"), "3.11.2").unwrap(),
             None
         );
-        assert!(check_version(&req(">=3.12", "requires-python"), "3.11.2").is_err());
-        assert!(check_version(&req("banana", ".python-version"), "3.11.2").is_err());
+        assert!(check_version(&Requested::new(">=3.12", "requires-python"), "3.11.2").is_err());
+        assert!(check_version(&Requested::new("banana", ".python-version"), "3.11.2").is_err());
     }
 
     #[test]

@@ -15,15 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
-use libcnb::data::build_plan::{BuildPlanBuilder, Require};
 use libcnb::data::launch::LaunchBuilder;
 use libcnb::data::layer_name;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
-use libcnb::layer::UncachedLayerDefinition;
 
 use crate::common::files::App;
 use crate::common::{
-    CnbResult, Error, Result, buildpack, cmd, inventory, layers, process, say, section, warn,
+    CnbResult, Error, Result, buildpack, cmd, inventory, layers, pass, process, say, section,
+    setting, warn,
 };
 
 /// The buildpack.
@@ -200,33 +199,21 @@ struct Decisions<'a> {
     start: &'a str,
 }
 
-fn platform_env(env: &libcnb::Env, name: &str) -> Option<String> {
-    env.get(name).map(|v| v.to_string_lossy().into_owned())
-}
-
 fn detect(context: &DetectContext<RustBuildpack>) -> CnbResult<DetectResult> {
     use libcnb::Platform as _;
     let app = App::new(&context.app_dir);
-    let wanted = platform_env(context.platform.env(), "KILN_RUST_BIN");
+    let wanted = setting(context.platform.env(), "KILN_RUST_BIN");
     let Some(project) = analyze(&app, wanted.as_deref())? else {
         println!("no Cargo.toml");
         return DetectResultBuilder::fail().build();
     };
-    let mut require = Require::new("rust");
-    require
-        .metadata(Decisions {
+    pass(
+        "rust",
+        &Decisions {
             project: &project,
             start: &project.binary.name,
-        })
-        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
-    DetectResultBuilder::pass()
-        .build_plan(
-            BuildPlanBuilder::new()
-                .provides("rust")
-                .requires(require)
-                .build(),
-        )
-        .build()
+        },
+    )
 }
 
 /// The Rust target triple for a CNB architecture.
@@ -355,7 +342,7 @@ fn toolchain(arch: &str) -> Result<(String, &'static str)> {
 fn build(context: &BuildContext<RustBuildpack>) -> CnbResult<BuildResult> {
     use libcnb::Platform as _;
     let app = App::new(&context.app_dir);
-    let wanted = platform_env(context.platform.env(), "KILN_RUST_BIN");
+    let wanted = setting(context.platform.env(), "KILN_RUST_BIN");
     let project = analyze(&app, wanted.as_deref())?
         .ok_or_else(|| Error::new("Cargo.toml disappeared between detect and build"))?;
     section("Rust");
@@ -409,16 +396,7 @@ fn build(context: &BuildContext<RustBuildpack>) -> CnbResult<BuildResult> {
     cargo.current_dir(&context.app_dir);
     cmd::run(&mut cargo)?;
 
-    let bin = context.uncached_layer(
-        layer_name!("bin"),
-        UncachedLayerDefinition {
-            build: false,
-            launch: true,
-        },
-    )?;
-    let bin_dir = bin.path().join("bin");
-    std::fs::create_dir_all(&bin_dir)
-        .map_err(|e| Error::new(format!("cannot create {}: {e}", bin_dir.display())))?;
+    let bin_dir = layers::launch_bin(context, &layer_name!("bin"))?;
     let built = target_dir
         .join(target)
         .join("release")

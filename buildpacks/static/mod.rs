@@ -14,16 +14,13 @@
 use std::fmt::Write as _;
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
-use libcnb::data::build_plan::{BuildPlanBuilder, Require};
 use libcnb::data::launch::LaunchBuilder;
 use libcnb::data::layer_name;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
-use libcnb::layer::UncachedLayerDefinition;
-use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
 
 use crate::common::files::App;
 use crate::common::process::{self, display};
-use crate::common::{CnbResult, Error, Result, buildpack, say, section};
+use crate::common::{CnbResult, Error, Result, buildpack, layers, pass, say, section};
 
 /// The buildpack.
 pub(crate) struct StaticBuildpack;
@@ -142,22 +139,14 @@ fn detect(context: &DetectContext<StaticBuildpack>) -> CnbResult<DetectResult> {
         println!("no Staticfile, index.html, public/ or dist/");
         return DetectResultBuilder::fail().build();
     };
-    let mut require = Require::new("static");
-    require
-        .metadata(Decisions {
+    pass(
+        "static",
+        &Decisions {
             site: &site,
             server: "lighttpd",
             start: display(&command(CONFIG_GUEST)),
-        })
-        .map_err(|e| Error::new(format!("cannot record the plan: {e}")))?;
-    DetectResultBuilder::pass()
-        .build_plan(
-            BuildPlanBuilder::new()
-                .provides("static")
-                .requires(require)
-                .build(),
-        )
-        .build()
+        },
+    )
 }
 
 /// Where the config is in the image: `/layers/<escaped id>/config/lighttpd.conf`.
@@ -262,23 +251,12 @@ fn build(context: &BuildContext<StaticBuildpack>) -> CnbResult<BuildResult> {
             ""
         },
     ));
-    let layer = context.uncached_layer(
-        layer_name!("config"),
-        UncachedLayerDefinition {
-            build: false,
-            launch: true,
-        },
-    )?;
+    let layer = layers::launch_only(context, &layer_name!("config"))?;
     let app_dir = context.app_dir.to_string_lossy();
     let path = layer.path().join("lighttpd.conf");
     std::fs::write(&path, config(&site, &app_dir))
         .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
-    layer.write_env(LayerEnv::new().chainable_insert(
-        Scope::Launch,
-        ModificationBehavior::Default,
-        "PORT",
-        DEFAULT_PORT,
-    ))?;
+    layer.write_env(layers::launch_defaults(&[("PORT", DEFAULT_PORT)]))?;
     let config_path = path.to_string_lossy().into_owned();
     let mut launch = LaunchBuilder::new();
     launch.process(process::process("web", &command(&config_path), true)?);
