@@ -8,7 +8,7 @@
 
 use crate::detect::RunTarget;
 use crate::image::reference::ImageReference;
-use crate::image::{self, ImageError, LoadedImage, TargetPlatform};
+use crate::image::{ImageError, LoadedImage, TargetPlatform};
 use crate::labels::{DISTRO_NAME, DISTRO_VERSION};
 use crate::store::Store;
 
@@ -45,10 +45,12 @@ impl RunImage {
     pub fn label_name(&self) -> String {
         match &self.reference {
             ImageReference::Scratch => "scratch".to_string(),
-            ImageReference::Layout { name, .. } | ImageReference::Archive { name, .. } => {
-                name.clone().unwrap_or_default()
-            }
-            ImageReference::Named(name) => name.to_string(),
+            ImageReference::Layout { name, .. }
+            | ImageReference::Archive { name, .. }
+            | ImageReference::DockerArchive { name, .. } => name.clone().unwrap_or_default(),
+            ImageReference::Named(name)
+            | ImageReference::Registry(name)
+            | ImageReference::DockerDaemon(name) => name.to_string(),
         }
     }
 
@@ -116,12 +118,16 @@ impl RunImage {
     }
 }
 
-/// Resolves the run image. `platform` selects from multi-platform images and is the
-/// platform of `scratch`; by default the host's.
+/// Resolves the run image, from any transport (registry images are pulled into the store).
+/// `platform` selects from multi-platform images and is the platform of `scratch`; by default
+/// the host's.
 pub fn analyze(
     store: &Store,
     reference: &ImageReference,
     platform: Option<&TargetPlatform>,
+    transports: &crate::transport::Transports,
+    events: &dyn crate::event::EventSink,
+    cancel: &crate::event::CancelToken,
 ) -> Result<RunImage, AnalyzeError> {
     let wanted = platform.cloned().unwrap_or_else(TargetPlatform::host);
     if *reference == ImageReference::Scratch {
@@ -135,7 +141,8 @@ pub fn analyze(
         reference: reference.to_string(),
         source,
     };
-    let mut image = image::load(reference, store, &wanted).map_err(run_image_err)?;
+    let mut image = crate::transport::fetch(reference, store, &wanted, transports, events, cancel)
+        .map_err(run_image_err)?;
     // Bring the layers into the store now, verifying each, so that a missing or corrupt run
     // image fails before any buildpack runs; export then only references them.
     for layer in image.manifest.layers() {

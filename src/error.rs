@@ -61,6 +61,7 @@ pub enum Error {
     /// An image could not be read.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+
     /// A stack could not be locked or built.
     #[error(transparent)]
     Stack(#[from] crate::stack::StackError),

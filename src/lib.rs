@@ -18,9 +18,11 @@ pub mod launch;
 mod pipeline;
 pub mod plan;
 pub mod publish;
+pub mod registry;
 pub mod reproducible;
 pub mod stack;
 pub mod store;
+pub mod transport;
 
 pub use error::Error;
 pub use event::{CancelToken, Event, EventSink, NoEvents, Phase};

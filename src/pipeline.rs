@@ -123,6 +123,8 @@ pub struct BuildOptions {
     pub kiln_executable: Option<PathBuf>,
     /// Build without restoring the image's layer cache (it is still saved afterwards).
     pub clear_cache: bool,
+    /// How registries and the Docker daemon are reached (run images, destinations).
+    pub transports: crate::transport::Transports,
 }
 
 impl Default for BuildOptions {
@@ -142,6 +144,7 @@ impl Default for BuildOptions {
             host_env: None,
             kiln_executable: None,
             clear_cache: false,
+            transports: crate::transport::Transports::default(),
         }
     }
 }
@@ -171,6 +174,9 @@ pub struct BuildReport {
     pub layers: Vec<LayerReport>,
     /// Seconds spent per phase.
     pub timings: BTreeMap<String, f64>,
+    /// What publishing did: for a registry, the pushed reference, digest and blobs
+    /// uploaded, mounted or already there.
+    pub published: publish::Published,
 }
 
 /// A layer in a [`BuildReport`].
@@ -289,6 +295,7 @@ fn prepare(
     store: &Store,
     options: &BuildOptions,
     events: &dyn EventSink,
+    cancel: &CancelToken,
     timings: &mut BTreeMap<String, f64>,
 ) -> Result<Prepared, Error> {
     // The host environment is the only one so far; a hermetic one will branch here.
@@ -302,7 +309,14 @@ fn prepare(
     let started = phase_start(events, Phase::Analyze);
     let (run_image, target) = match &options.run_image {
         Some(reference) => {
-            let image = analyze::analyze(store, reference, options.platform.as_ref())?;
+            let image = analyze::analyze(
+                store,
+                reference,
+                options.platform.as_ref(),
+                &options.transports,
+                events,
+                cancel,
+            )?;
             let target = image.target();
             (Some(image), target)
         }
@@ -581,6 +595,9 @@ fn default_run_image(
         store,
         &ImageReference::Named(name),
         Some(&platform),
+        &options.transports,
+        events,
+        cancel,
     )?)
 }
 
@@ -598,7 +615,7 @@ pub fn build(
         Error::InvalidOptions("no destination: give an image name or an output".to_string())
     })?;
     let mut timings = BTreeMap::new();
-    let prepared = prepare(store, options, events, &mut timings)?;
+    let prepared = prepare(store, options, events, cancel, &mut timings)?;
 
     let runner = prepared.runner(options, events, cancel);
     let started = phase_start(events, Phase::Detect);
@@ -639,7 +656,22 @@ pub fn build(
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
-    publish::publish(store, &exported, &destination)?;
+    let started_publish = Instant::now();
+    let published = publish::publish(
+        store,
+        publish::Publishable {
+            descriptor: &exported.manifest_descriptor,
+            manifest: &exported.manifest,
+        },
+        &destination,
+        &options.transports,
+        events,
+        cancel,
+    )?;
+    timings.insert(
+        "publish".to_string(),
+        started_publish.elapsed().as_secs_f64(),
+    );
     // The image is published; a cache that cannot be saved only makes the next build slower.
     if let Err(e) = cache.save(
         store.layout(),
@@ -671,6 +703,7 @@ pub fn build(
             .map(|p| p.process_type.to_string()),
         layers: exported.layers.iter().map(LayerReport::from).collect(),
         timings,
+        published,
     })
 }
 
@@ -705,7 +738,7 @@ pub fn detect(
     cancel: &CancelToken,
 ) -> Result<DetectSummary, Error> {
     let mut timings = BTreeMap::new();
-    let prepared = prepare(store, options, events, &mut timings)?;
+    let prepared = prepare(store, options, events, cancel, &mut timings)?;
     let runner = prepared.runner(options, events, cancel);
     let started = phase_start(events, Phase::Detect);
     // A buildpack whose detect errored is reported in the results (the summary then says

@@ -1,19 +1,25 @@
-//! Publishing an exported image to its destination.
+//! Publishing an image to its destination.
 //!
 //! Export always writes into kiln's store (which is also the layer cache); publishing then
-//! names the image there, or copies it into an `oci:` layout or writes an `oci-archive:`.
-//! Every file is written to a temporary name and renamed, and `index.json` is replaced only
-//! after all blobs are in place, so an interrupted publish leaves the destination's previous
-//! content intact.
+//! names the image there, copies it into an `oci:` layout, writes an `oci-archive:` or
+//! `docker-archive:`, loads it into the Docker daemon, or pushes it to a registry. Every file
+//! is written to a temporary name and renamed, and `index.json` is replaced only after all
+//! blobs are in place, so an interrupted publish leaves the destination's previous content
+//! intact; a registry gets the manifest only after every blob is there.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::export::ExportedImage;
+use oci_spec::image::{Descriptor, ImageManifest};
+
+use crate::event::{CancelToken, EventSink};
+use crate::image::daemon::DaemonError;
 use crate::image::layout::{LayoutError, OciLayout};
 use crate::image::reference::{ImageName, ImageReference};
-use crate::image::write_archive;
+use crate::image::{write_archive, write_docker_archive};
+use crate::registry::{PushReport, RegistryError};
 use crate::store::{Store, StoreError};
+use crate::transport::Transports;
 
 /// Where a built image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +41,23 @@ pub enum Destination {
         /// The `org.opencontainers.image.ref.name`.
         name: String,
     },
+    /// A docker archive file (replaced if it exists), for `docker load` / `podman load`.
+    DockerArchive {
+        /// The file.
+        path: PathBuf,
+        /// The tag it carries.
+        name: String,
+    },
+    /// The Docker daemon at `DOCKER_HOST`, under a name.
+    DockerDaemon(ImageName),
+    /// A registry.
+    Registry(ImageName),
 }
 
 impl Destination {
-    /// The destination for `--output REF` given the image name (if any): `oci:` and
-    /// `oci-archive:` take their `:NAME`, else the image name, else `latest`.
+    /// The destination for `--output REF` given the image name (if any): `oci:`,
+    /// `oci-archive:` and `docker-archive:` take their `:NAME`, else the image name, else
+    /// `latest`.
     pub fn from_reference(
         reference: &ImageReference,
         image: Option<&ImageName>,
@@ -55,6 +73,12 @@ impl Destination {
                 path: path.clone(),
                 name: name.clone().unwrap_or_else(default_name),
             }),
+            ImageReference::DockerArchive { path, name } => Ok(Self::DockerArchive {
+                path: path.clone(),
+                name: name.clone().unwrap_or_else(default_name),
+            }),
+            ImageReference::DockerDaemon(name) => Ok(Self::DockerDaemon(name.clone())),
+            ImageReference::Registry(name) => Ok(Self::Registry(name.clone())),
             ImageReference::Named(name) => Ok(Self::Store(name.clone())),
         }
     }
@@ -63,9 +87,13 @@ impl Destination {
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Store(name) => write!(f, "{name}"),
+            Self::Store(name) | Self::Registry(name) => write!(f, "{name}"),
             Self::Layout { path, name } => write!(f, "oci:{}:{name}", path.display()),
             Self::Archive { path, name } => write!(f, "oci-archive:{}:{name}", path.display()),
+            Self::DockerArchive { path, name } => {
+                write!(f, "docker-archive:{}:{name}", path.display())
+            }
+            Self::DockerDaemon(name) => write!(f, "docker-daemon:{name}"),
         }
     }
 }
@@ -86,42 +114,104 @@ pub enum PublishError {
     /// Naming the image in the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The push to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Loading into the Docker daemon failed.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+}
+
+/// An image to publish: its manifest, whose blobs are all in the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Publishable<'a> {
+    /// The manifest's descriptor.
+    pub descriptor: &'a Descriptor,
+    /// The manifest.
+    pub manifest: &'a ImageManifest,
+}
+
+/// What publishing did, where it says more than "done". In JSON reports it is an object
+/// whose `kind` is `written`, `pushed` (with the [`PushReport`] fields) or `loaded` (with
+/// the daemon's `messages`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Published {
+    /// Written to a file, layout or the store.
+    Written,
+    /// Pushed to a registry.
+    Pushed(PushReport),
+    /// Loaded into the Docker daemon.
+    Loaded {
+        /// What the daemon said (`Loaded image: …`).
+        messages: Vec<String>,
+    },
 }
 
 /// Publishes `image` (whose blobs are in `store`) to `destination`.
 pub fn publish(
     store: &Store,
-    image: &ExportedImage,
+    image: Publishable<'_>,
     destination: &Destination,
-) -> Result<(), PublishError> {
+    transports: &Transports,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<Published, PublishError> {
     let write_err = |source| PublishError::Write {
         destination: destination.to_string(),
         source,
     };
     match destination {
-        Destination::Store(name) => store.tag(&image.manifest_descriptor, &name.to_string())?,
+        Destination::Store(name) => store.tag(image.descriptor, &name.to_string())?,
         Destination::Layout { path, name } => {
             let layout = OciLayout::ensure(path).map_err(write_err)?;
             let mut blobs = image.manifest.layers().clone();
             blobs.push(image.manifest.config().clone());
-            blobs.push(image.manifest_descriptor.clone());
+            blobs.push(image.descriptor.clone());
             for blob in &blobs {
                 layout
                     .copy_blob_from(store.layout(), blob)
                     .map_err(write_err)?;
             }
-            layout
-                .tag(&image.manifest_descriptor, name)
+            layout.tag(image.descriptor, name).map_err(write_err)?;
+        }
+        Destination::Archive { path, name } => {
+            write_archive(path, store.layout(), image.descriptor, image.manifest, name)
                 .map_err(write_err)?;
         }
-        Destination::Archive { path, name } => write_archive(
-            path,
-            store.layout(),
-            &image.manifest_descriptor,
-            &image.manifest,
-            name,
-        )
-        .map_err(write_err)?,
+        Destination::DockerArchive { path, name } => {
+            write_docker_archive(path, store.layout(), image.manifest, name).map_err(write_err)?;
+        }
+        Destination::DockerDaemon(name) => {
+            let daemon = transports.daemon()?;
+            daemon.ping()?;
+            let temp = tempfile::Builder::new()
+                .prefix("daemon-")
+                .suffix(".tar")
+                .tempfile_in(store.work_dir())
+                .map_err(|source| {
+                    write_err(LayoutError::Write {
+                        path: store.work_dir(),
+                        source,
+                    })
+                })?;
+            write_docker_archive(
+                temp.path(),
+                store.layout(),
+                image.manifest,
+                &name.to_string(),
+            )
+            .map_err(write_err)?;
+            return Ok(Published::Loaded {
+                messages: daemon.load(temp.path())?,
+            });
+        }
+        Destination::Registry(name) => {
+            let registry = transports.registry(store)?;
+            let report = registry.push(store.layout(), image.descriptor, name, events, cancel)?;
+            return Ok(Published::Pushed(report));
+        }
     }
-    Ok(())
+    Ok(Published::Written)
 }

@@ -16,10 +16,15 @@ pub(crate) struct BuildArgs {
     image: Option<String>,
     #[command(flatten)]
     source: SourceArgs,
-    /// Where to write the image instead of the store: oci:DIR[:NAME] or
+    /// Where to write the image instead of the store: a registry (HOST/REPO:TAG),
+    /// docker-daemon:NAME, docker-archive:FILE[:NAME], oci:DIR[:NAME] or
     /// oci-archive:FILE[:NAME].
-    #[arg(short, long, value_name = "REF")]
+    #[arg(short, long, value_name = "REF", conflicts_with = "publish")]
     output: Option<String>,
+    /// Push the image to the registry its name says (IMAGE = HOST/REPO:TAG); blobs the
+    /// registry already has are not uploaded again.
+    #[arg(long)]
+    publish: bool,
     /// Process type the image runs by default (overrides the buildpacks' default).
     #[arg(long, value_name = "TYPE")]
     process: Option<String>,
@@ -49,6 +54,14 @@ pub(crate) fn run(
         .transpose()
         .context("invalid IMAGE")?;
     options.destination = Some(match (&args.output, &image) {
+        (None, Some(image)) if args.publish => kiln::Destination::Registry(image.clone()),
+        (None, None) if args.publish => {
+            return Err(UsageError(
+                "--publish needs an image name with its registry: kiln build HOST/REPO:TAG --publish"
+                    .to_string(),
+            )
+            .into());
+        }
         (Some(output), _) => {
             let reference: kiln::ImageReference = output
                 .parse()
@@ -97,6 +110,22 @@ pub(crate) fn run(
                 .as_deref()
                 .unwrap_or("none (give a command when running it)");
             out!("  default process: {process}");
+            match &report.published {
+                kiln::publish::Published::Pushed(push) => out!(
+                    "  pushed:          {}@{} ({} blobs uploaded, {} mounted, {} already there)",
+                    push.reference.split('@').next().unwrap_or(&push.reference),
+                    push.digest,
+                    push.uploaded.len(),
+                    push.mounted.len(),
+                    push.existing.len()
+                ),
+                kiln::publish::Published::Loaded { messages } => {
+                    for message in messages {
+                        out!("  daemon:          {message}");
+                    }
+                }
+                _ => {}
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -11,13 +11,17 @@ use kiln::labels::{
 use serde::Serialize;
 
 use super::output::human_size;
-use super::{Format, UsageError, open_store};
+use super::{Format, Printer, TransportArgs, UsageError, open_store};
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// The image: a name in kiln's store, oci:DIR[:NAME] or oci-archive:FILE[:NAME].
+    /// The image: a name in kiln's store, a registry image (HOST/REPO:TAG, docker://NAME;
+    /// kiln's copy when it has one), oci:DIR[:NAME], oci-archive:FILE[:NAME],
+    /// docker-archive:FILE[:NAME] or docker-daemon:NAME.
     #[arg(value_name = "IMAGE")]
     image: String,
+    #[command(flatten)]
+    transport: TransportArgs,
     /// Platform to pick from a multi-platform image (os/arch[/variant]).
     #[arg(long, value_name = "PLATFORM")]
     platform: Option<String>,
@@ -64,7 +68,12 @@ struct LayerInfo {
     from_run_image: bool,
 }
 
-pub(crate) fn run(args: &InspectArgs, home: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    args: &InspectArgs,
+    home: Option<&PathBuf>,
+    printer: &Printer,
+    cancel: &kiln::CancelToken,
+) -> anyhow::Result<ExitCode> {
     let reference: kiln::ImageReference = args
         .image
         .parse()
@@ -76,7 +85,12 @@ pub(crate) fn run(args: &InspectArgs, home: Option<&PathBuf>) -> anyhow::Result<
         None => kiln::TargetPlatform::host(),
     };
     let store = open_store(home)?;
-    let image = kiln::image::load(&reference, &store, &platform).map_err(kiln::Error::from)?;
+    // Like `docker inspect`, a registry image kiln's store already has is read from there.
+    let transports = args
+        .transport
+        .to_transports(kiln::registry::PullPolicy::Missing)?;
+    let image = kiln::transport::fetch(&reference, &store, &platform, &transports, printer, cancel)
+        .map_err(kiln::Error::from)?;
     let inspection = inspect(&image)?;
     match args.format {
         Format::Json => out!("{}", serde_json::to_string_pretty(&inspection)?),

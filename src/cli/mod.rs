@@ -19,6 +19,7 @@ mod images;
 mod inspect;
 mod output;
 mod stack;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,10 @@ pub(crate) enum Command {
     Stack(stack::StackArgs),
     /// List kiln's built-in buildpacks, or package one as a standalone buildpack.
     Buildpack(buildpack::BuildpackArgs),
+    /// Copy an image to a registry (or any other destination).
+    Push(transfer::PushArgs),
+    /// Pull an image from a registry (or the Docker daemon) into kiln's store.
+    Pull(transfer::PullArgs),
 }
 
 /// Output format of results.
@@ -73,6 +78,55 @@ pub(crate) enum Format {
     Human,
     /// One JSON document on stdout (logs stay on stderr).
     Json,
+}
+
+/// How registries and the Docker daemon are reached (build, detect, push, pull, inspect).
+#[derive(Debug, Args)]
+pub(crate) struct TransportArgs {
+    /// Credentials for the registries of this command, USER:PASSWORD (before any credentials
+    /// file; never printed).
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "KILN_REGISTRY_AUTH",
+        hide_env_values = true
+    )]
+    pub(crate) creds: Option<String>,
+    /// A registry (host[:port]) to reach over plain HTTP; loopback registries always are
+    /// (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub(crate) insecure_registries: Vec<String>,
+    /// When to pull a registry image kiln's store already has: always (ask the registry),
+    /// missing, or never.
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) pull_policy: Option<String>,
+}
+
+impl TransportArgs {
+    /// Library settings; `default_policy` applies without `--pull-policy`.
+    pub(crate) fn to_transports(
+        &self,
+        default_policy: kiln::registry::PullPolicy,
+    ) -> anyhow::Result<kiln::transport::Transports> {
+        let mut transports = kiln::transport::Transports::default();
+        transports
+            .registry
+            .insecure
+            .clone_from(&self.insecure_registries);
+        transports.registry.credentials = self
+            .creds
+            .as_deref()
+            .map(kiln::registry::Credentials::parse)
+            .transpose()
+            .map_err(|e| UsageError(format!("invalid --creds / KILN_REGISTRY_AUTH: {e}")))?;
+        transports.pull_policy = match &self.pull_policy {
+            Some(p) => p
+                .parse()
+                .map_err(|e: String| UsageError(format!("invalid --pull-policy: {e}")))?,
+            None => default_policy,
+        };
+        Ok(transports)
+    }
 }
 
 /// Arguments shared by `build` and `detect`.
@@ -100,9 +154,10 @@ pub(crate) struct SourceArgs {
     /// kiln's own value through).
     #[arg(long = "env-file", value_name = "FILE")]
     pub(crate) env_files: Vec<PathBuf>,
-    /// The image the app runs on: scratch, oci:DIR[:NAME], oci-archive:FILE[:NAME] or a
-    /// name in kiln's store [default: the flavour of --stack the buildpacks need, built on
-    /// first use].
+    /// The image the app runs on: a registry image (HOST/REPO:TAG, docker://NAME), a name in
+    /// kiln's store, oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME],
+    /// docker-daemon:NAME or scratch [default: the flavour of --stack the buildpacks need,
+    /// built on first use].
     #[arg(long, value_name = "REF")]
     pub(crate) run_image: Option<String>,
     /// The stack default run images come from (a built-in stack or a stack directory).
@@ -114,6 +169,8 @@ pub(crate) struct SourceArgs {
     /// CNB execution environment (CNB_EXEC_ENV).
     #[arg(long, default_value = "production", value_name = "ENV")]
     pub(crate) exec_env: String,
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
 }
 
 impl SourceArgs {
@@ -172,6 +229,9 @@ impl SourceArgs {
             options.env.insert(name, value);
         }
         options.source_date_epoch = source_date_epoch()?;
+        options.transports = self
+            .transport
+            .to_transports(kiln::registry::PullPolicy::Always)?;
         Ok(options)
     }
 }
@@ -242,11 +302,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Detect(args) => detect::run(&args, cli.home.as_ref(), &printer, &cancel),
-        Command::Inspect(args) => inspect::run(&args, cli.home.as_ref()),
+        Command::Inspect(args) => inspect::run(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Images(args) => images::run_images(&args, cli.home.as_ref()),
         Command::Rmi(args) => images::run_rmi(&args, cli.home.as_ref()),
         Command::Stack(args) => stack::run(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Buildpack(args) => buildpack::run(&args),
+        Command::Push(args) => transfer::run_push(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Pull(args) => transfer::run_pull(&args, cli.home.as_ref(), &printer, &cancel),
     }
 }
 
@@ -261,14 +323,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 12 | a buildpack declares an unsupported Buildpack API |
 /// | 20 | no buildpack group passed detection |
 /// | 21 | a buildpack's detect errored (and no group passed) |
-/// | 30 | the run image (or an image to inspect) is missing, invalid or corrupt |
+/// | 30 | the run image (or an image to inspect, pull or push) is missing, invalid, corrupt or unreachable |
 /// | 40 | a stack cannot be built: its definition, lock or options are wrong |
 /// | 41 | a stack's mirror is missing, unreachable or no longer serves a locked package |
 /// | 42 | a stack's archive failed verification (signature or checksum) |
 /// | 51 | a buildpack's build failed |
 /// | 52 | a buildpack wrote invalid output (layer, launch or build TOML) |
 /// | 62 | the image could not be exported |
-/// | 63 | the image could not be written to its destination |
+/// | 63 | the image could not be written to its destination (file, daemon, registry) |
 /// | 130 | cancelled (Ctrl-C / SIGTERM) |
 pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     use kiln::build::BuildError;

@@ -30,6 +30,16 @@ impl<W: Write> HashingWriter<W> {
         (self.inner, digest_of(self.hasher), self.len)
     }
 
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Borrows the inner writer.
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner

@@ -220,31 +220,12 @@ impl OciLayout {
     ) -> Result<u64, LayoutError> {
         check_algorithm(expected)?;
         let mut writer = self.blob_writer()?;
-        let mut reader = HashingReader::new(reader);
+        let mut reader = reader;
         io::copy(&mut reader, &mut writer).map_err(|source| LayoutError::Read {
             path: source_name.to_path_buf(),
             source,
         })?;
-        let (found, size) = reader.finish();
-        if &found != expected {
-            return Err(LayoutError::DigestMismatch {
-                layout: source_name.to_path_buf(),
-                expected: expected.clone(),
-                found,
-            });
-        }
-        if let Some(expected_size) = expected_size
-            && expected_size != size
-        {
-            return Err(LayoutError::SizeMismatch {
-                layout: source_name.to_path_buf(),
-                digest: expected.clone(),
-                expected: expected_size,
-                found: size,
-            });
-        }
-        writer.finish()?;
-        Ok(size)
+        writer.finish_expecting(expected, expected_size, source_name)
     }
 
     /// Copies the blob of `descriptor` from `other` into this layout (verifying it), unless
@@ -520,6 +501,58 @@ impl BlobWriter {
             })?;
         }
         Ok((digest, size, existed))
+    }
+}
+
+impl BlobWriter {
+    /// Finishes the blob only if it is `expected` (and `expected_size` bytes long); otherwise
+    /// discards it and names `source` in the error. Returns the size.
+    pub fn finish_expecting(
+        self,
+        expected: &Digest,
+        expected_size: Option<u64>,
+        source: &Path,
+    ) -> Result<u64, LayoutError> {
+        let (buffered, found, size) = self.inner.finish();
+        if &found != expected {
+            return Err(LayoutError::DigestMismatch {
+                layout: source.to_path_buf(),
+                expected: expected.clone(),
+                found,
+            });
+        }
+        if let Some(expected_size) = expected_size
+            && expected_size != size
+        {
+            return Err(LayoutError::SizeMismatch {
+                layout: source.to_path_buf(),
+                digest: expected.clone(),
+                expected: expected_size,
+                found: size,
+            });
+        }
+        let temp = buffered.into_inner().map_err(|e| LayoutError::Write {
+            path: self.layout.root.clone(),
+            source: e.into_error(),
+        })?;
+        let path = self.layout.blob_path(&found);
+        if !path.exists() {
+            temp.persist(&path).map_err(|e| LayoutError::Write {
+                path,
+                source: e.error,
+            })?;
+        }
+        Ok(size)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

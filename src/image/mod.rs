@@ -1,7 +1,9 @@
 //! OCI images: reading them from transports, the local layout format, digests and names.
 
 mod archive;
+pub mod daemon;
 pub mod digest;
+mod docker_archive;
 pub mod layout;
 pub mod reference;
 mod write;
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use archive::write_archive;
+pub use docker_archive::write_docker_archive;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 pub use write::{WrittenImage, descriptor, write_image};
 
@@ -99,6 +102,22 @@ pub enum ImageError {
     /// `scratch` was used where an existing image is required.
     #[error("scratch is not an image that can be read")]
     Scratch,
+    /// A registry or daemon image was given to a function that reads only local ones
+    /// ([`load`]); [`crate::transport::fetch`] reads every kind.
+    #[error("{reference} is not a local image; fetch it through kiln::transport::fetch")]
+    Remote {
+        /// The image.
+        reference: String,
+    },
+    /// A registry could not provide the image.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The Docker daemon could not provide the image.
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
+    /// kiln's store could not record the image.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 fn list_hint(available: &[String]) -> String {
@@ -140,8 +159,9 @@ impl LoadedImage {
     }
 }
 
-/// Reads the image `reference` for `platform`. Images read from an `oci-archive:` are
-/// imported into the store first (verified blob by blob).
+/// Reads the local image `reference` for `platform`. Images read from an `oci-archive:` or a
+/// `docker-archive:` are imported into the store first (verified blob by blob). Registry and
+/// daemon images are fetched by [`crate::transport::fetch`].
 pub fn load(
     reference: &ImageReference,
     store: &Store,
@@ -168,6 +188,12 @@ pub fn load(
                 name.as_deref(),
                 platform,
             )
+        }
+        ImageReference::DockerArchive { path, name } => {
+            docker_archive::import(path, name.as_deref(), store.layout(), reference)
+        }
+        ImageReference::Registry(_) | ImageReference::DockerDaemon(_) => {
+            Err(ImageError::Remote { reference: display })
         }
         ImageReference::Named(name) => {
             let index = store.layout().read_index().map_err(layout_err)?;
@@ -297,20 +323,25 @@ fn no_matching_platform(
     ImageError::NoMatchingPlatform {
         reference: reference.to_string(),
         platform: wanted.clone(),
-        available: index
-            .manifests()
-            .iter()
-            .filter_map(|d| d.platform().as_ref())
-            .map(|p| {
-                TargetPlatform {
-                    os: p.os().to_string(),
-                    architecture: p.architecture().to_string(),
-                    variant: p.variant().clone(),
-                }
-                .to_string()
-            })
-            .collect(),
+        available: platforms_of(index),
     }
+}
+
+/// The platforms an index has images for (`linux/amd64`, …).
+pub(crate) fn platforms_of(index: &ImageIndex) -> Vec<String> {
+    index
+        .manifests()
+        .iter()
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| {
+            TargetPlatform {
+                os: p.os().to_string(),
+                architecture: p.architecture().to_string(),
+                variant: p.variant().clone(),
+            }
+            .to_string()
+        })
+        .collect()
 }
 
 fn is_index(media_type: &str) -> bool {
@@ -321,7 +352,8 @@ fn is_manifest(media_type: &str) -> bool {
     media_type == MediaType::ImageManifest.to_string() || media_type == docker_media::MANIFEST
 }
 
-fn select_platform(index: &ImageIndex, wanted: &TargetPlatform) -> Option<Descriptor> {
+/// The entry of `index` for `wanted` (an entry without the wanted variant when none has it).
+pub(crate) fn select_platform(index: &ImageIndex, wanted: &TargetPlatform) -> Option<Descriptor> {
     let candidates = index.manifests().iter().filter(|d| {
         d.platform().as_ref().is_some_and(|p| {
             p.os().to_string() == wanted.os && p.architecture().to_string() == wanted.architecture

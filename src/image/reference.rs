@@ -5,7 +5,10 @@
 //! | `scratch` | the empty image (run images only) |
 //! | `oci:DIR[:NAME]` | an OCI image layout directory; `NAME` is the `org.opencontainers.image.ref.name` |
 //! | `oci-archive:FILE[:NAME]` | a tar of an OCI image layout |
-//! | `NAME[:TAG]` | an image in kiln's local store (registries come with `--publish`) |
+//! | `docker-archive:FILE[:NAME]` | a `docker save` tarball (`NAME` picks one of its tags) |
+//! | `docker-daemon:NAME` | an image in the Docker Engine at `DOCKER_HOST` |
+//! | `docker://NAME`, `HOST/REPO[:TAG][@DIGEST]` | an image in a registry (a first component with a `.` or `:`, or `localhost`, is a registry host; `docker://` without one means Docker Hub) |
+//! | `NAME[:TAG]` | an image in kiln's local store |
 //!
 //! As in containers-image, the path ends at the first `:` after the transport prefix, so
 //! paths containing `:` cannot be written this way.
@@ -23,7 +26,7 @@ pub enum ReferenceError {
     Empty,
     /// The transport exists but kiln does not support it yet.
     #[error(
-        "the {transport}: transport is not supported yet; use oci:DIR[:NAME], oci-archive:FILE[:NAME] or a name in kiln's local store"
+        "the {transport}: transport is not supported; use oci:DIR[:NAME], oci-archive:FILE[:NAME], docker-archive:FILE[:NAME], docker-daemon:NAME, a registry reference (HOST/REPO:TAG, docker://NAME) or a name in kiln's local store"
     )]
     UnsupportedTransport {
         /// The transport prefix.
@@ -67,6 +70,17 @@ pub enum ImageReference {
         /// The `org.opencontainers.image.ref.name` of the image.
         name: Option<String>,
     },
+    /// A `docker save` tarball.
+    DockerArchive {
+        /// The archive file.
+        path: PathBuf,
+        /// The tag of the image in it (`RepoTags`).
+        name: Option<String>,
+    },
+    /// An image in the Docker Engine (or podman's Docker API) at `DOCKER_HOST`.
+    DockerDaemon(ImageName),
+    /// An image in a registry.
+    Registry(ImageName),
     /// An image in kiln's local store.
     Named(ImageName),
 }
@@ -89,22 +103,26 @@ impl FromStr for ImageReference {
             let (path, name) = split_path_and_name(s, rest, "oci-archive")?;
             return Ok(Self::Archive { path, name });
         }
-        for transport in [
-            "docker-archive",
-            "docker-daemon",
-            "containers-storage",
-            "dir",
-        ] {
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let (path, name) = split_path_and_name(s, rest, "docker-archive")?;
+            return Ok(Self::DockerArchive { path, name });
+        }
+        if let Some(rest) = s.strip_prefix("docker-daemon:") {
+            return Ok(Self::DockerDaemon(rest.parse()?));
+        }
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(Self::Registry(ImageName::docker_hub(rest)?));
+        }
+        for transport in ["containers-storage", "dir", "ostree", "sif"] {
             if s.starts_with(&format!("{transport}:")) {
                 return Err(ReferenceError::UnsupportedTransport {
                     transport: transport.to_string(),
                 });
             }
         }
-        if s.starts_with("docker://") {
-            return Err(ReferenceError::UnsupportedTransport {
-                transport: "docker".to_string(),
-            });
+        let name: ImageName = s.parse()?;
+        if name.registry().is_some() {
+            return Ok(Self::Registry(name));
         }
         Ok(Self::Named(s.parse()?))
     }
@@ -140,7 +158,12 @@ impl fmt::Display for ImageReference {
                 write!(f, "oci-archive:{}", path.display())?;
                 name.as_ref().map_or(Ok(()), |n| write!(f, ":{n}"))
             }
-            Self::Named(name) => write!(f, "{name}"),
+            Self::DockerArchive { path, name } => {
+                write!(f, "docker-archive:{}", path.display())?;
+                name.as_ref().map_or(Ok(()), |n| write!(f, ":{n}"))
+            }
+            Self::DockerDaemon(name) => write!(f, "docker-daemon:{name}"),
+            Self::Registry(name) | Self::Named(name) => write!(f, "{name}"),
         }
     }
 }
@@ -158,6 +181,40 @@ impl ImageName {
     /// The repository part, including any registry host.
     pub fn repository(&self) -> &str {
         &self.repository
+    }
+
+    /// The registry host (`host[:port]`), when the first component names one: it contains a
+    /// `.` or a `:`, or is `localhost` (Docker's rule).
+    pub fn registry(&self) -> Option<&str> {
+        let (first, rest) = self.repository.split_once('/')?;
+        (!rest.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost"))
+            .then_some(first)
+    }
+
+    /// A Docker Hub name as `docker://` writes it: without a registry host it is
+    /// `docker.io/…`, and a single component is under `library/` (`ubuntu` →
+    /// `docker.io/library/ubuntu:latest`).
+    pub fn docker_hub(s: &str) -> Result<Self, ReferenceError> {
+        let name: Self = s.parse()?;
+        if name.registry().is_some() {
+            return Ok(name);
+        }
+        let repository = if name.repository.contains('/') {
+            format!("docker.io/{}", name.repository)
+        } else {
+            format!("docker.io/library/{}", name.repository)
+        };
+        Ok(Self { repository, ..name })
+    }
+
+    /// The same image under another tag.
+    #[must_use]
+    pub fn with_tag(&self, tag: &str) -> Self {
+        Self {
+            repository: self.repository.clone(),
+            tag: Some(tag.to_string()),
+            digest: None,
+        }
     }
 
     /// The tag, if any.
@@ -345,8 +402,8 @@ mod tests {
             ("", "empty"),
             ("oci:", "missing path"),
             ("oci-archive::x", "missing path"),
-            ("docker-archive:x.tar", "unsupported"),
-            ("docker://x/y", "unsupported"),
+            ("containers-storage:x", "unsupported"),
+            ("docker-archive:", "missing path"),
             ("MyApp", "uppercase"),
             ("app:", "empty tag"),
             ("app:-x", "tag starts with dash"),
@@ -360,6 +417,47 @@ mod tests {
                 "{input:?} should fail ({why})"
             );
         }
+    }
+
+    #[test]
+    fn registries_archives_and_daemons() {
+        let parse = |s: &str| s.parse::<ImageReference>().unwrap();
+        assert!(matches!(parse("myapp"), ImageReference::Named(_)));
+        assert!(matches!(
+            parse("kiln/stacks/bookworm-python"),
+            ImageReference::Named(_)
+        ));
+        for registry in [
+            "127.0.0.1:5000/demo:1",
+            "ghcr.io/org/app",
+            "localhost/app:2",
+        ] {
+            let r = parse(registry);
+            assert!(matches!(r, ImageReference::Registry(_)), "{registry}");
+        }
+        assert_eq!(
+            parse("docker://ubuntu:22.04").to_string(),
+            "docker.io/library/ubuntu:22.04"
+        );
+        assert_eq!(
+            parse("docker://bitnami/redis").to_string(),
+            "docker.io/bitnami/redis:latest"
+        );
+        assert_eq!(parse("docker://quay.io/a/b:1").to_string(), "quay.io/a/b:1");
+        assert_eq!(
+            parse("docker-archive:/tmp/x.tar:localhost/app:1"),
+            ImageReference::DockerArchive {
+                path: "/tmp/x.tar".into(),
+                name: Some("localhost/app:1".into())
+            }
+        );
+        assert_eq!(
+            parse("docker-daemon:localhost/app:1").to_string(),
+            "docker-daemon:localhost/app:1"
+        );
+        let n: ImageName = "127.0.0.1:5000/demo:1".parse().unwrap();
+        assert_eq!(n.registry(), Some("127.0.0.1:5000"));
+        assert_eq!(n.with_tag("2").to_string(), "127.0.0.1:5000/demo:2");
     }
 
     #[test]

@@ -419,9 +419,9 @@ fn invalid_command_lines_exit_2() {
                 "-b",
                 bp,
                 "--run-image",
-                "docker-archive:x.tar",
+                "foo@sha256:zz",
             ],
-            "not supported yet",
+            "the digest must be sha256:<64 hex digits>",
         ),
         (
             vec!["build", "x", "--path", app, "-b", bp, "--output", "scratch"],

@@ -10,6 +10,7 @@
     unreachable_pub
 )]
 
+mod servers;
 mod util;
 
 mod build;
@@ -20,6 +21,7 @@ mod errors;
 mod examples;
 mod export;
 mod fixtures;
+mod registry;
 mod reproducible;
 mod stack;
 mod stack_debian;

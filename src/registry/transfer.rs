@@ -1,0 +1,468 @@
+//! Pulling an image into a layout, pushing one from it.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use oci_client::client::BlobResponse;
+use oci_client::errors::OciDistributionError;
+use oci_client::{Client, Reference, RegistryOperation};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+
+use super::sources::Sources;
+use super::{Registry, RegistryError};
+use crate::event::{CancelToken, EventSink};
+use crate::image::digest::sha256_digest;
+use crate::image::layout::OciLayout;
+use crate::image::reference::ImageName;
+use crate::image::{TargetPlatform, docker_media, select_platform};
+
+/// The manifest media types kiln asks for (registries answer OCI manifests only to clients
+/// that accept them).
+const ACCEPT: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    docker_media::MANIFEST,
+    docker_media::MANIFEST_LIST,
+];
+
+/// Blobs up to this size go in one request; larger ones in chunks, which proxies with a
+/// request-size limit let through.
+const MONOLITHIC_MAX: u64 = 64 * 1024 * 1024;
+
+/// What a push did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct PushReport {
+    /// Where the image went (`host/repository:tag`).
+    pub reference: String,
+    /// The manifest's digest (`host/repository@<digest>` pulls exactly this image).
+    pub digest: String,
+    /// Blobs uploaded.
+    pub uploaded: Vec<String>,
+    /// Blobs mounted from another repository of the registry.
+    pub mounted: Vec<String>,
+    /// Blobs the repository already had.
+    pub existing: Vec<String>,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+/// The `mediaType` of a manifest or index, inferred from its fields when absent.
+fn media_type_of(bytes: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if let Some(media_type) = value.get("mediaType").and_then(serde_json::Value::as_str) {
+        return Some(media_type.to_string());
+    }
+    if value.get("manifests").is_some() {
+        Some(MediaType::ImageIndex.to_string())
+    } else if value.get("layers").is_some() {
+        Some(MediaType::ImageManifest.to_string())
+    } else {
+        None
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == MediaType::ImageIndex.to_string() || media_type == docker_media::MANIFEST_LIST
+}
+
+impl Registry {
+    /// Pulls `name` for `platform` into `layout` (blobs already there are not fetched again)
+    /// and returns the descriptor of the platform's manifest.
+    pub fn pull(
+        &self,
+        name: &ImageName,
+        platform: &TargetPlatform,
+        layout: &OciLayout,
+        events: &dyn EventSink,
+        cancel: &CancelToken,
+    ) -> Result<Descriptor, RegistryError> {
+        let reference = Self::reference(name)?;
+        let host = reference.resolve_registry().to_string();
+        let client = self.client(&host, true);
+        self.authenticate(&client, &reference, RegistryOperation::Pull)?;
+        let auth = self.resolved_auth(&host)?.auth;
+        let (bytes, _) = self.retry(&reference, "fetch the manifest", || {
+            client.pull_manifest_raw(&reference, &auth, ACCEPT)
+        })?;
+        let mut descriptor = store_manifest(layout, &reference, name.digest(), &bytes)?;
+        let mut bytes = bytes;
+        if is_index(descriptor.media_type().as_ref()) {
+            let index: ImageIndex =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unsupported {
+                    reference: reference.whole(),
+                    problem: format!("its image index does not parse: {e}"),
+                })?;
+            let child =
+                select_platform(&index, platform).ok_or_else(|| RegistryError::Unsupported {
+                    reference: reference.whole(),
+                    problem: format!(
+                        "it has no image for {platform} (it has: {})",
+                        crate::image::platforms_of(&index).join(", ")
+                    ),
+                })?;
+            let child_reference = reference.clone_with_digest(child.digest().to_string());
+            let (child_bytes, _) = self.retry(&reference, "fetch the manifest", || {
+                client.pull_manifest_raw(&child_reference, &auth, ACCEPT)
+            })?;
+            let stored = store_manifest(
+                layout,
+                &child_reference,
+                Some(child.digest().as_ref()),
+                &child_bytes,
+            )?;
+            descriptor = child;
+            descriptor.set_media_type(stored.media_type().clone());
+            bytes = child_bytes;
+        }
+        let manifest: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unsupported {
+                reference: reference.whole(),
+                problem: format!(
+                    "its manifest does not parse ({e}); kiln reads OCI and Docker schema 2 images"
+                ),
+            })?;
+        let mut sources = Sources::load(self.sources_file.as_deref());
+        let repository = format!("{host}/{}", reference.repository());
+        let mut blobs = vec![manifest.config().clone()];
+        blobs.extend(manifest.layers().iter().cloned());
+        for blob in &blobs {
+            Self::check(cancel)?;
+            if !layout.has_blob(blob.digest()) {
+                self.download(&client, &reference, blob, layout, events, cancel)?;
+            }
+            sources.record(blob.digest().as_ref(), &repository);
+        }
+        sources.save(self.sources_file.as_deref());
+        Ok(descriptor)
+    }
+
+    /// Streams one blob into `layout`, hashing it on the way; resumes after interruptions
+    /// with a range request. The blob is published only if its digest and size match.
+    fn download(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        blob: &Descriptor,
+        layout: &OciLayout,
+        events: &dyn EventSink,
+        cancel: &CancelToken,
+    ) -> Result<(), RegistryError> {
+        let digest = blob.digest().to_string();
+        let size = blob.size();
+        let label = format!("Pulling {}", short(&digest));
+        let mut writer = layout.blob_writer()?;
+        let mut delay = self.options.backoff;
+        let attempts = self.options.attempts.max(1);
+        for attempt in 1..=attempts {
+            let offset = writer.len();
+            let result: Result<(), OciDistributionError> = self.runtime.block_on(async {
+                let (mut stream, mut skip) = if offset == 0 {
+                    (
+                        client
+                            .pull_blob_stream(reference, digest.as_str())
+                            .await?
+                            .stream,
+                        0,
+                    )
+                } else {
+                    match client
+                        .pull_blob_stream_partial(reference, digest.as_str(), offset, None)
+                        .await?
+                    {
+                        BlobResponse::Partial(s) => (s.stream, 0),
+                        // The registry ignored the range: skip what we already have.
+                        BlobResponse::Full(s) => (s.stream, offset),
+                    }
+                };
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
+                    skip -= skipped as u64;
+                    writer.write_all(&chunk[skipped..])?;
+                    Self::progress(events, &label, writer.len(), size);
+                    if cancel.is_cancelled() {
+                        return Err(std::io::Error::other("cancelled").into());
+                    }
+                }
+                Ok(())
+            });
+            Self::check(cancel)?;
+            // All bytes arrived (a content mismatch shows up below, whatever the stream said).
+            if writer.len() >= size {
+                break;
+            }
+            match result {
+                Ok(()) => break,
+                Err(e) if attempt < attempts && super::transient(&e) => {
+                    std::thread::sleep(delay);
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => {
+                    let operation = format!("download blob {digest}");
+                    return Err(match self.convert(reference, &operation, e) {
+                        // The registry answered, then the transfer broke off: say how far.
+                        RegistryError::Unreachable { registry, message } if attempt > 1 => {
+                            RegistryError::Response {
+                                registry,
+                                operation,
+                                message: format!(
+                                    "{message} ({} of {size} bytes received in {attempt} attempts)",
+                                    writer.len()
+                                ),
+                            }
+                        }
+                        other => other,
+                    });
+                }
+            }
+        }
+        let source = Path::new(reference.whole().as_str()).to_path_buf();
+        writer
+            .finish_expecting(blob.digest(), Some(size), &source)
+            .map_err(|e| match e {
+                crate::image::layout::LayoutError::DigestMismatch { found, .. } => {
+                    RegistryError::DigestMismatch {
+                        reference: reference.whole(),
+                        what: format!("blob {digest}"),
+                        expected: digest.clone(),
+                        found: found.to_string(),
+                    }
+                }
+                crate::image::layout::LayoutError::SizeMismatch { found, .. } => {
+                    RegistryError::Response {
+                        registry: reference.resolve_registry().to_string(),
+                        operation: format!("send blob {digest}"),
+                        message: format!(
+                            "it ended after {found} of {size} bytes, {attempts} times"
+                        ),
+                    }
+                }
+                other => other.into(),
+            })?;
+        Ok(())
+    }
+
+    /// Pushes the image whose manifest is `manifest_descriptor` in `layout` to `name`: blobs
+    /// the repository has are skipped, blobs another repository of the registry has are
+    /// mounted, the others uploaded; then the manifest, by tag (or by digest).
+    pub fn push(
+        &self,
+        layout: &OciLayout,
+        manifest_descriptor: &Descriptor,
+        name: &ImageName,
+        events: &dyn EventSink,
+        cancel: &CancelToken,
+    ) -> Result<PushReport, RegistryError> {
+        let reference = Self::reference(name)?;
+        let host = reference.resolve_registry().to_string();
+        let manifest_digest = manifest_descriptor.digest().to_string();
+        if let Some(wanted) = name.digest()
+            && wanted != manifest_digest
+        {
+            return Err(RegistryError::BadReference {
+                name: name.to_string(),
+                problem: format!("the image's digest is {manifest_digest}"),
+            });
+        }
+        let client = self.client(&host, true);
+        self.authenticate(&client, &reference, RegistryOperation::Push)?;
+        let manifest_bytes = layout.read_blob(manifest_descriptor.digest())?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| RegistryError::Unsupported {
+                reference: manifest_digest.clone(),
+                problem: format!("its manifest does not parse: {e}"),
+            })?;
+        let mut blobs = vec![manifest.config().clone()];
+        for layer in manifest.layers() {
+            if !blobs.iter().any(|b| b.digest() == layer.digest()) {
+                blobs.push(layer.clone());
+            }
+        }
+        let repository = format!("{host}/{}", reference.repository());
+        let mut sources = Sources::load(self.sources_file.as_deref());
+        let mut report = PushReport {
+            reference: reference.whole(),
+            digest: manifest_digest.clone(),
+            ..PushReport::default()
+        };
+        for blob in &blobs {
+            Self::check(cancel)?;
+            let digest = blob.digest().to_string();
+            let exists = self.retry(&reference, "check a blob", || {
+                client.blob_exists(&reference, &digest)
+            })?;
+            if exists {
+                report.existing.push(digest.clone());
+            } else if self.mount(&client, &reference, &sources, &digest, &repository) {
+                report.mounted.push(digest.clone());
+            } else {
+                self.upload(layout, &reference, blob, events, cancel)?;
+                report.uploaded.push(digest.clone());
+                report.bytes_uploaded += blob.size();
+            }
+            sources.record(&digest, &repository);
+            // Remembered as soon as they are there, so a push killed later mounts them.
+            sources.save(self.sources_file.as_deref());
+        }
+        let content_type: reqwest::header::HeaderValue = manifest_descriptor
+            .media_type()
+            .to_string()
+            .parse()
+            .map_err(|_| RegistryError::Unsupported {
+                reference: manifest_digest.clone(),
+                problem: "its media type is not a valid header value".to_string(),
+            })?;
+        let target = if reference.tag().is_some() {
+            reference.clone()
+        } else {
+            reference.clone_with_digest(manifest_digest.clone())
+        };
+        let body = bytes::Bytes::from(manifest_bytes);
+        self.retry(&reference, "store the manifest", || {
+            client.push_manifest_raw(&target, body.clone(), content_type.clone())
+        })?;
+        Ok(report)
+    }
+
+    /// Tries to mount `digest` from another repository of the registry known to hold it.
+    fn mount(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        sources: &Sources,
+        digest: &str,
+        repository: &str,
+    ) -> bool {
+        for from in sources.candidates(digest, reference.resolve_registry(), repository) {
+            let source =
+                Reference::with_tag(reference.registry().to_string(), from, "latest".to_string());
+            if self
+                .runtime
+                .block_on(client.mount_blob(reference, &source, digest))
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Uploads one blob from `layout`, streaming the file (in one request up to
+    /// [`MONOLITHIC_MAX`], in chunks above); a failed attempt starts the blob again.
+    fn upload(
+        &self,
+        layout: &OciLayout,
+        reference: &Reference,
+        blob: &Descriptor,
+        events: &dyn EventSink,
+        cancel: &CancelToken,
+    ) -> Result<(), RegistryError> {
+        let digest = blob.digest().to_string();
+        let size = blob.size();
+        let path = layout.blob_path(blob.digest());
+        let monolithic = size <= MONOLITHIC_MAX;
+        let client = self.client(reference.resolve_registry(), monolithic);
+        let label = format!("Pushing {}", short(&digest));
+        let sent = Arc::new(AtomicU64::new(0));
+        self.retry(reference, &format!("upload blob {digest}"), || {
+            let client = Arc::clone(&client);
+            let path = path.clone();
+            let digest = digest.clone();
+            let sent = Arc::clone(&sent);
+            let label = label.clone();
+            async move {
+                sent.store(0, Ordering::Relaxed);
+                let file = tokio::fs::File::open(&path).await?;
+                let counter = Arc::clone(&sent);
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(
+                    move |chunk| {
+                        let chunk = chunk?;
+                        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        Ok(chunk)
+                    },
+                );
+                let reference = reference.clone();
+                let upload = client.push_blob_stream(&reference, stream, &digest, Some(size));
+                tokio::pin!(upload);
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tokio::select! {
+                        result = &mut upload => return result.map(|_| ()),
+                        _ = tick.tick() => {
+                            Registry::progress(events, &label, sent.load(Ordering::Relaxed), size);
+                            if cancel.is_cancelled() {
+                                return Err(OciDistributionError::GenericError(Some("cancelled".to_string())));
+                            }
+                        }
+                    }
+                }
+            }
+        })?;
+        Self::check(cancel)?;
+        Self::progress(events, &label, size, size);
+        Ok(())
+    }
+}
+
+/// Verifies a manifest or index that arrived for `reference` (against `pinned` when the
+/// reference names a digest), stores it in `layout` and returns its descriptor.
+fn store_manifest(
+    layout: &OciLayout,
+    reference: &Reference,
+    pinned: Option<&str>,
+    bytes: &[u8],
+) -> Result<Descriptor, RegistryError> {
+    let digest = sha256_digest(bytes);
+    if let Some(pinned) = pinned
+        && pinned != digest.to_string()
+    {
+        return Err(RegistryError::DigestMismatch {
+            reference: reference.whole(),
+            what: "the manifest".to_string(),
+            expected: pinned.to_string(),
+            found: digest.to_string(),
+        });
+    }
+    let media_type = media_type_of(bytes).ok_or_else(|| RegistryError::Unsupported {
+        reference: reference.whole(),
+        problem: "the registry sent something that is neither an image manifest nor an index (schema 1 manifests are not supported)".to_string(),
+    })?;
+    layout.write_blob(bytes)?;
+    Ok(crate::image::descriptor(
+        MediaType::from(media_type.as_str()),
+        &digest,
+        bytes.len() as u64,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_are_read_or_inferred() {
+        assert_eq!(
+            media_type_of(
+                br#"{"mediaType": "application/vnd.docker.distribution.manifest.v2+json"}"#
+            )
+            .as_deref(),
+            Some(docker_media::MANIFEST)
+        );
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion": 2, "manifests": []}"#).as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        );
+        assert_eq!(media_type_of(br#"{"schemaVersion": 1}"#), None);
+        assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
+    }
+}

@@ -1,0 +1,135 @@
+//! Reading images from wherever they are — the local transports of [`crate::image`],
+//! registries and the Docker daemon — into kiln's store.
+
+use crate::event::{CancelToken, Event, EventSink};
+use crate::image::daemon::Daemon;
+use crate::image::reference::{ImageName, ImageReference};
+use crate::image::{self, ImageError, LoadedImage, TargetPlatform};
+use crate::registry::{PullPolicy, Registry, RegistryError, RegistryOptions};
+use crate::store::Store;
+
+/// How kiln reaches registries and the Docker daemon.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Transports {
+    /// Registry settings (credentials, insecure registries, retries).
+    pub registry: RegistryOptions,
+    /// When a registry image already in the store is pulled again.
+    pub pull_policy: PullPolicy,
+    /// The Docker daemon (a `DOCKER_HOST` value); `None` means `DOCKER_HOST` or the default
+    /// socket.
+    pub docker_host: Option<String>,
+}
+
+impl Transports {
+    /// A registry client that remembers blob locations in `store`.
+    pub fn registry(&self, store: &Store) -> Result<Registry, RegistryError> {
+        Registry::new(
+            self.registry.clone(),
+            Some(store.root().join("cache").join("blob-sources.json")),
+        )
+    }
+
+    /// The Docker daemon.
+    pub fn daemon(&self) -> Result<Daemon, image::daemon::DaemonError> {
+        Daemon::connect(self.docker_host.as_deref())
+    }
+}
+
+/// Pulls the registry image `name` for `platform` into `store` and names it there.
+pub fn pull(
+    name: &ImageName,
+    store: &Store,
+    platform: &TargetPlatform,
+    transports: &Transports,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<(), ImageError> {
+    events.event(&Event::Step(format!("Pulling {name} ({platform})")));
+    let registry = transports.registry(store)?;
+    let descriptor = registry.pull(name, platform, store.layout(), events, cancel)?;
+    store.tag(&descriptor, &name.to_string())?;
+    Ok(())
+}
+
+/// Reads the image `reference` for `platform`, whatever its transport: registry images are
+/// pulled into the store (by `transports.pull_policy`; when the registry cannot be reached,
+/// a copy already in the store is used with a warning), daemon images are saved from the
+/// daemon and imported, local ones are read as [`image::load`] reads them.
+pub fn fetch(
+    reference: &ImageReference,
+    store: &Store,
+    platform: &TargetPlatform,
+    transports: &Transports,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<LoadedImage, ImageError> {
+    match reference {
+        ImageReference::Registry(name) => {
+            let stored = ImageReference::Named(name.clone());
+            let local = || {
+                image::load(&stored, store, platform).map(|mut loaded| {
+                    loaded.reference = reference.clone();
+                    loaded
+                })
+            };
+            let in_store = || {
+                !matches!(
+                    image::load(&stored, store, platform),
+                    Err(ImageError::NotFound { .. })
+                )
+            };
+            match transports.pull_policy {
+                PullPolicy::Never => local().map_err(|e| match e {
+                    ImageError::NotFound { .. } => ImageError::NotFound {
+                        reference: format!(
+                            "{name} (the pull policy is never; pull it with kiln pull {name})"
+                        ),
+                        available: Vec::new(),
+                    },
+                    other => other,
+                }),
+                PullPolicy::Missing if in_store() => local(),
+                PullPolicy::Missing | PullPolicy::Always => {
+                    match pull(name, store, platform, transports, events, cancel) {
+                        Ok(()) => local(),
+                        Err(ImageError::Registry(RegistryError::Unreachable {
+                            registry,
+                            message,
+                        })) if in_store() => {
+                            events.event(&Event::Warning(format!(
+                                "cannot reach registry {registry} ({message}); using the copy of {name} in kiln's store"
+                            )));
+                            local()
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        }
+        ImageReference::DockerDaemon(name) => {
+            let daemon = transports.daemon()?;
+            events.event(&Event::Step(format!(
+                "Saving {name} from the Docker daemon at {}",
+                daemon.host()
+            )));
+            let temp = tempfile::Builder::new()
+                .prefix("daemon-")
+                .suffix(".tar")
+                .tempfile_in(store.work_dir())
+                .map_err(|source| ImageError::Archive {
+                    path: store.work_dir(),
+                    source,
+                })?;
+            daemon.save(&name.to_string(), temp.path())?;
+            let archive = ImageReference::DockerArchive {
+                path: temp.path().to_path_buf(),
+                name: None,
+            };
+            let mut loaded = image::load(&archive, store, platform)?;
+            loaded.reference = reference.clone();
+            Ok(loaded)
+        }
+        local => image::load(local, store, platform),
+    }
+}
