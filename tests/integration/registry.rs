@@ -264,9 +264,7 @@ fn auth_registry_takes_credentials_from_files_flags_env_and_helpers_and_never_sh
     }
     // The credentials are nowhere in the image.
     let creds = format!("{USER}:{PASSWORD}");
-    let config = env
-        .ok(&["inspect", "--format", "json", "--creds", &creds, &image])
-        .to_string();
+    let config = env.ok(&["inspect", "--format", "json", "--creds", &creds, &image]);
     assert!(!config.contains(PASSWORD) && !config.contains(&basic));
 
     // A second identical build through the same credentials uploads nothing.
