@@ -1,6 +1,6 @@
 //! The Docker Engine API (Docker, or podman's `podman system service`): loading a docker
 //! archive into the daemon and saving an image out of it. kiln needs three calls
-//! (`/_ping`, `POST /images/load`, `GET /images/{name}/get`), made with the same HTTP client
+//! (`/_ping`, `POST /images/load`, `GET /images/get?names=…`), made with the same HTTP client
 //! as everything else, over the daemon's unix socket or TCP.
 //!
 //! The daemon is found at `DOCKER_HOST` (`unix:///path` or `tcp://host:port`), else at

@@ -16,12 +16,18 @@ const HELLO: &str = "Hello from kiln! I run as uid 1000 in /workspace with args:
 /// A kiln command that sees no credentials but those a test gives it.
 fn isolated(env: &TestEnv) -> Command {
     let mut c = env.kiln();
-    c.env("DOCKER_CONFIG", env.path("no-docker-config"))
+    isolate(&mut c);
+    c
+}
+
+/// Removes the credentials and daemon settings `command` would inherit.
+fn isolate(command: &mut Command) {
+    command
+        .env("DOCKER_CONFIG", "/nonexistent/kiln-test")
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("KILN_REGISTRY_AUTH")
         .env_remove("DOCKER_HOST");
-    c
 }
 
 fn run(mut command: Command, args: &[&str]) -> Output {
@@ -191,6 +197,20 @@ fn publish_pushes_an_image_that_skopeo_and_podman_accept_and_a_rebuild_uploads_n
     );
     assert_ok(&out, "kiln push to oci:");
     validate_layout(&layout, "hello", &fresh.path("validate"));
+
+    // A run image from the registry.
+    let run_image = format!("{}/stacks/busybox:1", registry.host());
+    let out = run(isolated(&env), &["push", &env.run_image(), &run_image]);
+    assert_ok(&out, "kiln push of the run image");
+    let fresh = TestEnv::new();
+    fresh.build_ok(
+        &example_app(),
+        &[&example_buildpack()],
+        "on-registry-base:1",
+        &["--run-image", &run_image],
+    );
+    let inspected = fresh.inspect("on-registry-base:1");
+    assert_eq!(inspected["run_image"]["image"], run_image.as_str());
 }
 
 #[test]
@@ -300,40 +320,111 @@ fn auth_registry_takes_credentials_from_files_flags_env_and_helpers_and_never_sh
     no_secret(&out);
 
     // A Docker config naming a credential helper (the CI recipe's way).
+    let helpers = write_credential_helper(&env.path("helpers"), &host, USER, PASSWORD);
     let docker_config = env.path("docker-config");
-    let helpers = env.path("helpers");
     fs::create_dir_all(&docker_config).unwrap();
-    fs::create_dir_all(&helpers).unwrap();
     fs::write(
         docker_config.join("config.json"),
         format!(r#"{{"credHelpers": {{"{host}": "kilntest"}}}}"#),
     )
     .unwrap();
-    let helper = helpers.join("docker-credential-kilntest");
-    fs::write(
-        &helper,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{host}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n"
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
     let fresh = TestEnv::new();
     let mut command = isolated(&fresh);
-    command.env("DOCKER_CONFIG", &docker_config).env(
-        "PATH",
-        format!(
-            "{}:{}",
-            helpers.display(),
-            std::env::var("PATH").unwrap_or_default()
-        ),
-    );
+    command
+        .env("DOCKER_CONFIG", &docker_config)
+        .env("PATH", path_with(&helpers));
     let out = run(command, &["pull", &image]);
     assert_contains!(
         assert_ok(&out, "kiln pull with a credential helper"),
         digest.as_str()
     );
     no_secret(&out);
+}
+
+/// Writes `docker-credential-kilntest` into `dir` (returned, for `PATH`): a credential
+/// helper that knows `user`/`password` for `host` and nothing else.
+fn write_credential_helper(
+    dir: &Path,
+    host: &str,
+    user: &str,
+    password: &str,
+) -> std::path::PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let helper = dir.join("docker-credential-kilntest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{host}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{password}\"}}' \"$server\"\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    dir.to_path_buf()
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn ci_recipe_builds_and_pushes_with_a_credential_helper() {
+    let Some(registry) = LocalRegistry::start(Some(("ci", "ci-token"))) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let host = registry.host();
+    let helpers = write_credential_helper(&env.path("helpers"), &host, "ci", "ci-token");
+    let image = format!("{host}/team/app:abc123");
+    let report = env.path("report.json");
+    let outputs = env.path("github-output");
+    let mut command = Command::new("bash");
+    isolate(&mut command);
+    command
+        .current_dir(env.dir.path())
+        .env("KILN_HOME", env.home())
+        .env("PATH", path_with(&helpers))
+        .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+        .env("IMAGE", &image)
+        .env("CREDENTIAL_HELPER", "kilntest")
+        .env("REPORT", &report)
+        .env("GITHUB_OUTPUT", &outputs)
+        .env_remove("REGISTRY_USER");
+    let bp = example_buildpack();
+    let run_image = env.run_image();
+    let out = run(
+        command,
+        &[
+            crate::util::repo()
+                .join("examples/ci/build-and-push.sh")
+                .to_str()
+                .unwrap(),
+            example_app().to_str().unwrap(),
+            "-b",
+            bp.to_str().unwrap(),
+            "--run-image",
+            &run_image,
+        ],
+    );
+    let stdout = assert_ok(&out, "examples/ci/build-and-push.sh");
+    assert!(!all_output(&out).contains("ci-token"));
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    let digest = report["manifest_digest"].as_str().unwrap();
+    assert_contains!(stdout, format!("pushed {image} ({digest})"));
+    assert_eq!(
+        fs::read_to_string(&outputs).unwrap(),
+        format!("digest={digest}\nimage={image}\n")
+    );
+    if require("skopeo") {
+        assert_eq!(
+            skopeo_digest(&image, Some("ci:ci-token")).as_deref(),
+            Some(digest)
+        );
+    }
 }
 
 /// Standard base64, for an auth file.
@@ -570,6 +661,16 @@ fn docker_archive_output_loads_into_podman_and_reads_back() {
     // kiln reads its own archive back: the same image (its layers now uncompressed).
     let inspected = env.inspect(&format!("docker-archive:{}", archive.display()));
     assert_eq!(inspected["config_digest"], report["config_digest"]);
+    // And builds on it as a run image.
+    env.build_ok(
+        &example_app(),
+        &[&example_buildpack()],
+        "on-archive-base:1",
+        &[
+            "--run-image",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+    );
     let Some(podman) = Podman::new() else { return };
     let out = podman
         .command()
