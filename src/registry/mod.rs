@@ -16,7 +16,7 @@
 //!   is kept;
 //! - before an upload, a blob the registry already has is skipped, and one another
 //!   repository of the same registry has is mounted instead of uploaded (kiln remembers
-//!   where blobs came from and went, [`sources`]);
+//!   where blobs came from and went, in `$KILN_HOME/cache/blob-sources.json`);
 //! - progress events for every transfer.
 //!
 //! oci-client is asynchronous; kiln drives it from a current-thread Tokio runtime, one
