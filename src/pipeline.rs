@@ -642,6 +642,7 @@ pub fn build(
     phase_end(events, Phase::Build, started, &mut timings);
 
     let started = phase_start(events, Phase::Export);
+    let memo = export::memo::ExportMemo::for_destination(store, &destination.to_string());
     let exported = export::export(&ExportContext {
         layout: store.layout(),
         run_image: &run_image,
@@ -650,6 +651,7 @@ pub fn build(
         process: options.process.as_ref(),
         source_date_epoch: options.source_date_epoch,
         exec_env: &options.exec_env,
+        memo: &memo,
         events,
         cancel,
     })?;
@@ -682,6 +684,11 @@ pub fn build(
     ) {
         events.event(&Event::Warning(format!(
             "the layer cache was not saved: {e}"
+        )));
+    }
+    if let Err(e) = memo.save() {
+        events.event(&Event::Warning(format!(
+            "what this export wrote was not recorded ({e}); the next one compresses every layer again"
         )));
     }
     phase_end(events, Phase::Export, started, &mut timings);

@@ -12,6 +12,7 @@
 //! launch layer has them.
 
 pub mod layer;
+pub mod memo;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use oci_spec::image::{
     ImageConfigurationBuilder, ImageManifest, MediaType, RootFsBuilder,
 };
 
-use self::layer::{LayerBlob, LayerError, LayerSpec, write_layer};
+use self::layer::{LayerBlob, LayerError, LayerSpec};
 use crate::analyze::RunImage;
 use crate::build::BuildOutput;
 use crate::buildenv::{APP_DIR, LAYERS_DIR};
@@ -135,6 +136,9 @@ pub struct ExportContext<'a> {
     pub source_date_epoch: Option<i64>,
     /// `CNB_EXEC_ENV`.
     pub exec_env: &'a str,
+    /// What the last export of this image wrote (layers whose content did not change are
+    /// not compressed again).
+    pub memo: &'a memo::ExportMemo,
     /// Where events go.
     pub events: &'a dyn EventSink,
     /// Cancellation.
@@ -162,7 +166,7 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
         ctx.events,
     ));
 
-    let blobs = write_layers_parallel(ctx.layout, &planned, ctx.cancel)?;
+    let blobs = write_layers_parallel(ctx.layout, ctx.memo, &planned, ctx.cancel)?;
     let exported: Vec<ExportedLayer> = planned
         .iter()
         .zip(&blobs)
@@ -490,6 +494,7 @@ fn app_layers(
 /// Writes the planned layers with a small pool of threads, returning blobs in plan order.
 fn write_layers_parallel(
     layout: &OciLayout,
+    memo: &memo::ExportMemo,
     planned: &[PlannedLayer],
     cancel: &CancelToken,
 ) -> Result<Vec<LayerBlob>, ExportError> {
@@ -512,10 +517,11 @@ fn write_layers_parallel(
                     let result = if cancel.is_cancelled() {
                         Err(ExportError::Cancelled)
                     } else {
-                        write_layer(layout, &plan.spec).map_err(|source| ExportError::Layer {
-                            name: plan.name.clone(),
-                            source,
-                        })
+                        memo.write_layer(layout, &plan.name, &plan.spec)
+                            .map_err(|source| ExportError::Layer {
+                                name: plan.name.clone(),
+                                source,
+                            })
                     };
                     results
                         .lock()
