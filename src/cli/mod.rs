@@ -19,6 +19,7 @@ mod images;
 mod inspect;
 mod output;
 mod stack;
+mod store;
 mod transfer;
 
 use std::path::PathBuf;
@@ -68,6 +69,8 @@ pub(crate) enum Command {
     Push(transfer::PushArgs),
     /// Pull an image from a registry (or the Docker daemon) into kiln's store.
     Pull(transfer::PullArgs),
+    /// Check kiln's local store.
+    Store(store::StoreArgs),
 }
 
 /// Output format of results.
@@ -309,6 +312,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Buildpack(args) => buildpack::run(&args),
         Command::Push(args) => transfer::run_push(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Pull(args) => transfer::run_pull(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Store(args) => store::run(&args, cli.home.as_ref()),
     }
 }
 

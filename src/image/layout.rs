@@ -447,6 +447,26 @@ impl OciLayout {
     }
 }
 
+impl OciLayout {
+    /// Removes the blobs [`OciLayout::verify`] found corrupt (content not matching their
+    /// digest), so that the next write of that content puts a good copy in place. Returns
+    /// how many were removed.
+    pub fn repair(&self, report: &VerifyReport) -> Result<usize, LayoutError> {
+        let mut removed = 0;
+        for problem in &report.corrupt {
+            if let LayoutError::DigestMismatch { expected, .. } = problem {
+                let path = self.blob_path(expected);
+                match fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(LayoutError::Write { path, source }),
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// What [`OciLayout::verify`] found.
 #[derive(Debug, Default)]
 #[non_exhaustive]
@@ -455,7 +475,7 @@ pub struct VerifyReport {
     pub blobs: u64,
     /// Their total size in bytes.
     pub bytes: u64,
-    /// Temporary files left by interrupted writes (harmless; removed by `kiln store gc`).
+    /// Temporary files of writes running now or interrupted (harmless).
     pub temporary_files: u64,
     /// Files under `blobs/sha256` whose names are not digests.
     pub stray_files: Vec<PathBuf>,

@@ -25,3 +25,4 @@ mod registry;
 mod reproducible;
 mod stack;
 mod stack_debian;
+mod store;
