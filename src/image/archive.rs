@@ -111,14 +111,13 @@ pub fn write_archive(
     blobs.dedup_by(|a, b| a.digest() == b.digest());
     for blob in blobs {
         let file = from.open_blob(blob.digest())?;
-        let mut header = file_header(blob.size());
-        builder
-            .append_data(
-                &mut header,
-                format!("blobs/sha256/{}", blob.digest().digest()),
-                BufReader::new(file),
-            )
-            .map_err(write_err)?;
+        append_file(
+            &mut builder,
+            &format!("blobs/sha256/{}", blob.digest().digest()),
+            blob.size(),
+            BufReader::new(file),
+        )
+        .map_err(write_err)?;
     }
     let mut out = builder.into_inner().map_err(write_err)?;
     out.flush().map_err(write_err)?;
@@ -127,15 +126,30 @@ pub fn write_archive(
     Ok(())
 }
 
-fn file_header(size: u64) -> tar::Header {
+/// A tar header with kiln's fixed time and owner (root), for archives kiln writes.
+fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::Regular);
+    header.set_entry_type(kind);
     header.set_size(size);
-    header.set_mode(0o644);
+    header.set_mode(mode);
     header.set_mtime(NORMALIZED_MTIME);
     header.set_uid(0);
     header.set_gid(0);
     header
+}
+
+/// Appends a regular file of `size` bytes read from `data`.
+pub(super) fn append_file<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    data: impl io::Read,
+) -> io::Result<()> {
+    builder.append_data(
+        &mut header(tar::EntryType::Regular, size, 0o644),
+        name,
+        data,
+    )
 }
 
 fn append_bytes<W: Write>(
@@ -143,17 +157,14 @@ fn append_bytes<W: Write>(
     name: &str,
     bytes: &[u8],
 ) -> io::Result<()> {
-    let mut header = file_header(bytes.len() as u64);
-    builder.append_data(&mut header, name, bytes)
+    append_file(builder, name, bytes.len() as u64, bytes)
 }
 
-fn append_dir<W: Write>(builder: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_size(0);
-    header.set_mode(0o755);
-    header.set_mtime(NORMALIZED_MTIME);
-    header.set_uid(0);
-    header.set_gid(0);
-    builder.append_data(&mut header, name, io::empty())
+/// Appends a directory entry.
+pub(super) fn append_dir<W: Write>(builder: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
+    builder.append_data(
+        &mut header(tar::EntryType::Directory, 0, 0o755),
+        name,
+        io::empty(),
+    )
 }

@@ -18,10 +18,11 @@ use oci_spec::image::{
     Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
 };
 
+use super::archive::{append_dir, append_file};
 use super::layout::{LayoutError, OciLayout, publishable_temp};
 use super::{ImageError, LoadedImage, descriptor};
 use crate::image::reference::ImageReference;
-use crate::reproducible::{NORMALIZED_MTIME, canonical_json};
+use crate::reproducible::canonical_json;
 
 /// One image of `manifest.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -405,38 +406,6 @@ fn append_layer<W: Write>(
         append_file(builder, name, layer.size(), BufReader::new(open()?))
             .map_err(WriteLayerError::Io)
     }
-}
-
-fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(kind);
-    header.set_size(size);
-    header.set_mode(mode);
-    header.set_mtime(NORMALIZED_MTIME);
-    header.set_uid(0);
-    header.set_gid(0);
-    header
-}
-
-fn append_file<W: Write>(
-    builder: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    data: impl Read,
-) -> io::Result<()> {
-    builder.append_data(
-        &mut header(tar::EntryType::Regular, size, 0o644),
-        name,
-        data,
-    )
-}
-
-fn append_dir<W: Write>(builder: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
-    builder.append_data(
-        &mut header(tar::EntryType::Directory, 0, 0o755),
-        name,
-        io::empty(),
-    )
 }
 
 #[cfg(test)]
