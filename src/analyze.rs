@@ -5,11 +5,14 @@
 //! environment) that owns the app's files, and its base environment. Its layers are copied
 //! into kiln's store here, each verified against its digest, so a missing or corrupt run
 //! image is reported before any buildpack runs.
+//!
+//! It also finds the previous image of the destination ([`previous_image`]), whose
+//! lifecycle metadata says which launch layers the last build made.
 
 use crate::detect::RunTarget;
 use crate::image::reference::ImageReference;
 use crate::image::{ImageError, LoadedImage, TargetPlatform};
-use crate::labels::{DISTRO_NAME, DISTRO_VERSION};
+use crate::labels::{DISTRO_NAME, DISTRO_VERSION, LayerMetadata, LifecycleMetadata};
 use crate::store::Store;
 
 /// Errors of the analyze phase.
@@ -161,5 +164,95 @@ pub fn analyze(
         reference: reference.clone(),
         platform: image.platform(),
         image: Some(image),
+    })
+}
+
+/// The image the last build of the same destination produced: the source of the metadata of
+/// launch layers (restored before the build) and of launch layers a buildpack reuses by
+/// leaving them without contents (spec "Launch Layers").
+#[derive(Debug, Clone)]
+pub struct PreviousImage {
+    /// Its manifest digest.
+    pub manifest_digest: oci_spec::image::Digest,
+    /// Its manifest.
+    pub manifest: oci_spec::image::ImageManifest,
+    /// Its configuration.
+    pub config: oci_spec::image::ImageConfiguration,
+    /// Its `io.buildpacks.lifecycle.metadata`.
+    pub metadata: LifecycleMetadata,
+}
+
+impl PreviousImage {
+    /// The launch layer `name` of `buildpack` in this image: its metadata and the blob
+    /// descriptor of its `diff_id`.
+    pub fn launch_layer(
+        &self,
+        buildpack: &str,
+        name: &str,
+    ) -> Option<(&LayerMetadata, &oci_spec::image::Descriptor)> {
+        let layer = self
+            .metadata
+            .buildpacks
+            .iter()
+            .find(|b| b.key == buildpack)?
+            .layers
+            .get(name)
+            .filter(|l| l.launch)?;
+        let index = self
+            .config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .position(|d| *d == layer.sha)?;
+        Some((layer, self.manifest.layers().get(index)?))
+    }
+}
+
+/// Finds the previous image of `destination` for `platform`: for a store name, the image it
+/// names; otherwise the image kiln last built for that destination (`recorded`, a manifest
+/// digest whose blobs are in the store). Registries, daemons and files are not read: a CI
+/// runner without a local record starts without a previous image. An image for another
+/// platform, or without lifecycle metadata, is no previous image.
+pub fn previous_image(
+    store: &Store,
+    destination: &crate::publish::Destination,
+    recorded: Option<&str>,
+    platform: &TargetPlatform,
+) -> Option<PreviousImage> {
+    let layout = store.layout();
+    let (manifest_digest, manifest, config) =
+        if let crate::publish::Destination::Store(name) = destination {
+            let image =
+                crate::image::load(&ImageReference::Named(name.clone()), store, platform).ok()?;
+            (
+                image.manifest_descriptor.digest().clone(),
+                image.manifest,
+                image.config,
+            )
+        } else {
+            let digest: oci_spec::image::Digest = recorded?.parse().ok()?;
+            let manifest: oci_spec::image::ImageManifest =
+                serde_json::from_slice(&layout.read_blob(&digest).ok()?).ok()?;
+            let config: oci_spec::image::ImageConfiguration =
+                serde_json::from_slice(&layout.read_blob(manifest.config().digest()).ok()?).ok()?;
+            (digest, manifest, config)
+        };
+    if config.os().to_string() != platform.os
+        || config.architecture().to_string() != platform.architecture
+    {
+        return None;
+    }
+    let metadata = config
+        .config()
+        .as_ref()?
+        .labels()
+        .as_ref()?
+        .get(crate::labels::LIFECYCLE_METADATA)
+        .and_then(|text| serde_json::from_str(text).ok())?;
+    Some(PreviousImage {
+        manifest_digest,
+        manifest,
+        config,
+        metadata,
     })
 }

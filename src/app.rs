@@ -136,25 +136,107 @@ pub fn copy_source(source: &Path, dest: &Path, skip: &[PathBuf]) -> Result<AppSo
             path: source.to_path_buf(),
         });
     }
-
-    let (selection, build_env) = read_project_toml(source)?;
-    let ignore = read_ignore_file(source)?;
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| AppError::Write { path, source }
     };
     fs::create_dir_all(dest).map_err(write_err(dest))?;
-    // Canonical forms, so they match however the walk reaches them; the destination exists
-    // by now.
+    let mut skip = skip.to_vec();
+    skip.push(dest.to_path_buf());
+    let mut app = AppSource::default();
+    app.build_env = walk_selected(source, &skip, |entry, rel| {
+        let target = dest.join(rel);
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            fs::create_dir_all(&target).map_err(write_err(&target))?;
+        } else if file_type.is_symlink() {
+            let link = fs::read_link(entry.path()).map_err(|source| AppError::Read {
+                path: entry.path().to_path_buf(),
+                source,
+            })?;
+            ensure_parent(&target)?;
+            std::os::unix::fs::symlink(&link, &target).map_err(write_err(&target))?;
+        } else if file_type.is_file() {
+            ensure_parent(&target)?;
+            let bytes = fs::copy(entry.path(), &target).map_err(|source| {
+                if source.kind() == io::ErrorKind::PermissionDenied
+                    || fs::File::open(entry.path()).is_err()
+                {
+                    AppError::Read {
+                        path: entry.path().to_path_buf(),
+                        source,
+                    }
+                } else {
+                    AppError::Write {
+                        path: target.clone(),
+                        source,
+                    }
+                }
+            })?;
+            // Keep only the owner-execute bit's meaning; export normalises modes anyway, but
+            // buildpacks must be able to read and run what they were given.
+            let mode = entry.metadata().map_or(0o644, |m| m.permissions().mode());
+            let mode = if mode & 0o100 == 0 { 0o644 } else { 0o755 };
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                .map_err(write_err(&target))?;
+            app.files += 1;
+            app.bytes += bytes;
+        }
+        // Sockets, FIFOs and devices are not part of an app.
+        Ok(())
+    })?;
+    Ok(app)
+}
+
+/// The stat fingerprint ([`crate::fingerprint`]) of what [`copy_source`] would copy, and of
+/// the files that steer it (`project.toml`, `.kilnignore`): equal fingerprints mean the
+/// source did not change.
+pub fn fingerprint_source(source: &Path, skip: &[PathBuf]) -> Result<String, AppError> {
+    if !source.is_dir() {
+        return Err(AppError::MissingSource {
+            path: source.to_path_buf(),
+        });
+    }
+    let mut fingerprint = crate::fingerprint::Fingerprinter::new();
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AppError::Read { path, source }
+    };
+    for steering in ["project.toml", IGNORE_FILE] {
+        let path = source.join(steering);
+        if let Ok(meta) = fs::symlink_metadata(&path) {
+            fingerprint
+                .add_entry(Path::new(steering), &path, &meta)
+                .map_err(read_err(&path))?;
+        }
+    }
+    fingerprint.add_str("selected", "");
+    walk_selected(source, skip, |entry, rel| {
+        let meta = entry
+            .metadata()
+            .map_err(|e| read_err(entry.path())(io::Error::other(e)))?;
+        fingerprint
+            .add_entry(rel, entry.path(), &meta)
+            .map_err(read_err(entry.path()))
+    })?;
+    Ok(fingerprint.finish())
+}
+
+/// Walks the source in file-name order, calling `visit` with each entry the rules in the
+/// module docs select (and its path relative to `source`); directories in `skip` are left
+/// out. Returns the build environment `project.toml` sets.
+fn walk_selected(
+    source: &Path,
+    skip: &[PathBuf],
+    mut visit: impl FnMut(&walkdir::DirEntry, &Path) -> Result<(), AppError>,
+) -> Result<BTreeMap<String, String>, AppError> {
+    let (selection, build_env) = read_project_toml(source)?;
+    let ignore = read_ignore_file(source)?;
+    // Canonical forms, so they match however the walk reaches them.
     let skip: Vec<PathBuf> = skip
         .iter()
-        .chain(std::iter::once(&dest.to_path_buf()))
         .filter_map(|p| fs::canonicalize(p).ok())
         .collect();
-    let mut app = AppSource {
-        build_env,
-        ..AppSource::default()
-    };
     let mut walker = walkdir::WalkDir::new(source)
         .min_depth(1)
         .follow_links(false)
@@ -197,46 +279,9 @@ pub fn copy_source(source: &Path, dest: &Path, skip: &[PathBuf]) -> Result<AppSo
             }
             continue;
         }
-        let target = dest.join(rel);
-        let file_type = entry.file_type();
-        if file_type.is_dir() {
-            fs::create_dir_all(&target).map_err(write_err(&target))?;
-        } else if file_type.is_symlink() {
-            let link = fs::read_link(entry.path()).map_err(|source| AppError::Read {
-                path: entry.path().to_path_buf(),
-                source,
-            })?;
-            ensure_parent(&target)?;
-            std::os::unix::fs::symlink(&link, &target).map_err(write_err(&target))?;
-        } else if file_type.is_file() {
-            ensure_parent(&target)?;
-            let bytes = fs::copy(entry.path(), &target).map_err(|source| {
-                if source.kind() == io::ErrorKind::PermissionDenied
-                    || fs::File::open(entry.path()).is_err()
-                {
-                    AppError::Read {
-                        path: entry.path().to_path_buf(),
-                        source,
-                    }
-                } else {
-                    AppError::Write {
-                        path: target.clone(),
-                        source,
-                    }
-                }
-            })?;
-            // Keep only the owner-execute bit's meaning; export normalises modes anyway, but
-            // buildpacks must be able to read and run what they were given.
-            let mode = entry.metadata().map_or(0o644, |m| m.permissions().mode());
-            let mode = if mode & 0o100 == 0 { 0o644 } else { 0o755 };
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-                .map_err(write_err(&target))?;
-            app.files += 1;
-            app.bytes += bytes;
-        }
-        // Sockets, FIFOs and devices are not part of an app.
+        visit(&entry, rel)?;
     }
-    Ok(app)
+    Ok(build_env)
 }
 
 fn ensure_parent(path: &Path) -> Result<(), AppError> {

@@ -32,10 +32,12 @@ use serde::{Deserialize, Serialize};
 use crate::build::BuildOutput;
 use crate::detect::GroupMember;
 use crate::event::{Event, EventSink};
-use crate::export::layer::{diff_id_of, write_layer};
+use crate::export::layer::{diff_id_of, spec_fingerprint, write_layer};
 use crate::export::{ExportedLayer, buildpack_layer_spec};
 use crate::image::digest::{HashingReader, sha256_digest};
 use crate::image::layout::{OciLayout, write_atomic};
+use crate::labels::LifecycleMetadata;
+use crate::rebuild::KeptLayers;
 use crate::store::Store;
 
 /// The cache metadata of one image.
@@ -67,6 +69,42 @@ impl CacheMetadata {
     }
 }
 
+impl CacheMetadata {
+    /// The `diff_id` and blob digest of `buildpack`'s layer `name` if it was cached from a
+    /// tree with this stat `fingerprint` and its blob is still in the store.
+    fn same_source(
+        &self,
+        buildpack: &str,
+        name: &str,
+        fingerprint: Option<&str>,
+        layout: &OciLayout,
+    ) -> Option<(String, String)> {
+        let layer = self
+            .buildpacks
+            .iter()
+            .find(|b| b.key == buildpack)?
+            .layers
+            .get(name)?;
+        let digest: Digest = layer.digest.parse().ok()?;
+        (fingerprint.is_some()
+            && layer.fingerprint.as_deref() == fingerprint
+            && layout.has_blob(&digest))
+        .then(|| (layer.sha.clone(), layer.digest.clone()))
+    }
+}
+
+/// Where [`LayerCache::restore`] finds what it restores besides the cache's own record.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The previous image's lifecycle metadata.
+    pub previous: Option<&'a LifecycleMetadata>,
+    /// Cache layer directories kept from the last build (see [`crate::rebuild`]), used
+    /// instead of extracting a layer when they are still what was cached.
+    pub kept: Option<&'a KeptLayers>,
+    /// Whether to restore cache layers at all (not with `--clear-cache`).
+    pub use_cache: bool,
+}
+
 /// One buildpack's cached layers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CachedBuildpack {
@@ -95,6 +133,10 @@ pub struct CachedLayer {
     pub launch: bool,
     /// Types it had.
     pub cache: bool,
+    /// For a layer not in the image: the stat fingerprint of its contents when `sha` was
+    /// computed (see [`crate::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// The cache of one image (by its destination).
@@ -151,29 +193,85 @@ impl LayerCache {
         }
     }
 
-    /// Restores the cached layers of the group's buildpacks into `layers_dir`
-    /// (`<layers>/<escaped id>/<layer>` and `<layer>.toml`). Returns how many were restored.
+    /// Restores what the group's buildpacks may reuse into `layers_dir`
+    /// (`<layers>/<escaped id>/…`), per the Buildpack API: each buildpack's `store.toml` and
+    /// the `<name>.toml` of its launch layers from the previous image's metadata; the
+    /// `<name>.toml` and contents of its `cache = true` layers from this cache (see
+    /// [`Sources`]). Returns how many cache layers were restored.
     pub fn restore(
         &self,
         layout: &OciLayout,
         group: &[GroupMember],
         layers_dir: &Path,
+        sources: &Sources<'_>,
         events: &dyn EventSink,
     ) -> usize {
-        let metadata = self.metadata(events);
+        let Sources {
+            previous,
+            kept,
+            use_cache,
+        } = *sources;
+        let metadata = if use_cache {
+            self.metadata(events)
+        } else {
+            CacheMetadata::default()
+        };
         let mut restored = 0;
         for member in group {
             let id = member.buildpack.id();
-            let Some(cached) = metadata.buildpacks.iter().find(|b| b.key == id.as_str()) else {
-                continue;
-            };
             let escaped = id.escaped();
             let bp_dir = layers_dir.join(&escaped);
+            let cached = metadata.buildpacks.iter().find(|b| b.key == id.as_str());
+            let in_image =
+                previous.and_then(|p| p.buildpacks.iter().find(|b| b.key == id.as_str()));
+            if let Some(image) = in_image {
+                if let Some(store) = &image.store
+                    && let Err(e) = write_metadata_toml(&bp_dir, "store.toml", &store.metadata)
+                {
+                    events.event(&Event::Warning(format!(
+                        "store.toml of {id} is not restored: {e}"
+                    )));
+                }
+                // Launch layers: metadata only. Build-only-at-build-time layers are rebuilt,
+                // and a cached one must also be in this cache (restored below).
+                for (name, layer) in &image.layers {
+                    if !layer.launch || layer.build || layer.cache {
+                        continue;
+                    }
+                    if let Err(e) =
+                        write_metadata_toml(&bp_dir, &format!("{name}.toml"), &layer.data)
+                    {
+                        events.event(&Event::Warning(format!(
+                            "metadata of layer '{id}:{name}' is not restored: {e}"
+                        )));
+                    }
+                }
+            }
+            let Some(cached) = cached else {
+                continue;
+            };
             for (name, layer) in cached.layers.iter().filter(|(_, l)| l.cache) {
-                match restore_layer(layout, &bp_dir, &escaped, name, layer) {
-                    Ok(()) => {
+                // The image and the cache disagree about a cached launch layer: rebuild it.
+                let image_sha = in_image
+                    .and_then(|b| b.layers.get(name))
+                    .filter(|l| l.launch && l.cache)
+                    .map(|l| l.sha.as_str());
+                if image_sha.is_some_and(|sha| sha != layer.sha) {
+                    continue;
+                }
+                let result = if kept
+                    .is_some_and(|k| k.take(&escaped, name, &layer.sha, &bp_dir.join(name)))
+                {
+                    write_metadata_toml(&bp_dir, &format!("{name}.toml"), &layer.data)
+                        .map_err(RestoreError::Metadata)
+                        .map(|()| "Reused")
+                } else {
+                    restore_layer(layout, &bp_dir, &escaped, name, layer).map(|()| "Restored")
+                };
+                match result {
+                    Ok(verb) => {
                         restored += 1;
-                        events.event(&Event::Step(format!("Restored cache layer '{id}:{name}'")));
+                        events.event(&Event::Step(format!("{verb} cache layer '{id}:{name}'")));
                     }
                     Err(e) => {
                         let _ = fs::remove_dir_all(bp_dir.join(name));
@@ -190,7 +288,7 @@ impl LayerCache {
 
     /// Records the `cache = true` layers of a successful build: launch layers by the blob the
     /// export wrote, the others written to the store now. The metadata file is replaced
-    /// atomically.
+    /// atomically; the metadata written is returned.
     pub fn save(
         &self,
         layout: &OciLayout,
@@ -198,10 +296,9 @@ impl LayerCache {
         exported: &[ExportedLayer],
         owner: (u64, u64),
         events: &dyn EventSink,
-    ) -> Result<usize, crate::Error> {
+    ) -> Result<CacheMetadata, crate::Error> {
         let previous = self.metadata(events);
         let mut metadata = CacheMetadata::default();
-        let mut count = 0;
         for output in &build.buildpacks {
             let id = output.buildpack.id();
             let mut entry = CachedBuildpack {
@@ -218,6 +315,7 @@ impl LayerCache {
                     continue;
                 };
                 let full_name = format!("{id}:{}", layer.name);
+                let mut fingerprint = None;
                 let (diff_id, digest) = match exported.iter().find(|e| e.name == full_name) {
                     Some(e) if layer.types.launch => (e.diff_id.to_string(), e.digest.to_string()),
                     _ => {
@@ -227,16 +325,26 @@ impl LayerCache {
                             name: format!("{full_name} (cache)"),
                             source,
                         };
-                        // An unchanged cache (the common case) is hashed, not compressed
-                        // and written again.
-                        let diff_id = diff_id_of(&spec).map_err(failed)?.to_string();
-                        if let Some(digest) =
-                            previous.unchanged(id.as_str(), &layer.name, &diff_id, layout)
-                        {
+                        // An unchanged cache (the common case) is not compressed and written
+                        // again: recognised by its stat fingerprint, else by hashing it.
+                        fingerprint = spec_fingerprint(&spec).ok();
+                        if let Some((diff_id, digest)) = previous.same_source(
+                            id.as_str(),
+                            &layer.name,
+                            fingerprint.as_deref(),
+                            layout,
+                        ) {
                             (diff_id, digest)
                         } else {
-                            let blob = write_layer(layout, &spec).map_err(failed)?;
-                            (blob.diff_id.to_string(), blob.digest.to_string())
+                            let diff_id = diff_id_of(&spec).map_err(failed)?.to_string();
+                            if let Some(digest) =
+                                previous.unchanged(id.as_str(), &layer.name, &diff_id, layout)
+                            {
+                                (diff_id, digest)
+                            } else {
+                                let blob = write_layer(layout, &spec).map_err(failed)?;
+                                (blob.diff_id.to_string(), blob.digest.to_string())
+                            }
                         }
                     }
                 };
@@ -249,9 +357,9 @@ impl LayerCache {
                         build: layer.types.build,
                         launch: layer.types.launch,
                         cache: true,
+                        fingerprint,
                     },
                 );
-                count += 1;
             }
             if !entry.layers.is_empty() {
                 metadata.buildpacks.push(entry);
@@ -264,7 +372,7 @@ impl LayerCache {
         })?;
         let json = serde_json::to_vec_pretty(&metadata).expect("cache metadata serializes");
         write_atomic(&self.file, &json).map_err(|e| crate::Error::Store(e.into()))?;
-        Ok(count)
+        Ok(metadata)
     }
 }
 
@@ -304,18 +412,29 @@ fn restore_layer(
             });
         }
     }
-    let metadata: toml::Value = match &layer.data {
-        serde_json::Value::Null => toml::Value::Table(toml::Table::new()),
-        data => toml::Value::try_from(data).map_err(|e| RestoreError::Metadata(e.to_string()))?,
-    };
-    let mut doc = toml::Table::new();
-    doc.insert("metadata".to_string(), metadata);
-    let text = toml::to_string(&doc).map_err(|e| RestoreError::Metadata(e.to_string()))?;
     let dest = bp_dir.join(name);
     let _ = fs::remove_dir_all(&dest);
     fs::rename(staging.keep(), &dest)?;
-    fs::write(bp_dir.join(format!("{name}.toml")), text)?;
-    Ok(())
+    write_metadata_toml(bp_dir, &format!("{name}.toml"), &layer.data)
+        .map_err(RestoreError::Metadata)
+}
+
+/// Writes `bp_dir/file_name` holding `[metadata]` (and no `[types]`: a buildpack declares them
+/// again in every build).
+fn write_metadata_toml(
+    bp_dir: &Path,
+    file_name: &str,
+    data: &serde_json::Value,
+) -> Result<(), String> {
+    let metadata: toml::Value = match data {
+        serde_json::Value::Null => toml::Value::Table(toml::Table::new()),
+        data => toml::Value::try_from(data).map_err(|e| e.to_string())?,
+    };
+    let mut doc = toml::Table::new();
+    doc.insert("metadata".to_string(), metadata);
+    let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
+    fs::create_dir_all(bp_dir).map_err(|e| e.to_string())?;
+    fs::write(bp_dir.join(file_name), text).map_err(|e| e.to_string())
 }
 
 /// Extracts the entries under `prefix/` into `dest`. Directory modes are applied last, so a
@@ -399,6 +518,7 @@ mod tests {
             build: false,
             launch: true,
             cache: true,
+            fingerprint: None,
         }
     }
 

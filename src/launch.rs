@@ -60,7 +60,7 @@ impl fmt::Display for ProcessType {
 }
 
 /// A process the image can run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     /// Its type (`web`, `worker`, …).
     #[serde(rename = "type")]
@@ -76,7 +76,7 @@ pub struct Process {
     #[serde(rename = "buildpackID")]
     pub buildpack_id: String,
     /// Execution environments it applies to (empty means all).
-    #[serde(rename = "exec-env", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "exec-env", default, skip_serializing_if = "Vec::is_empty")]
     pub exec_env: Vec<String>,
 }
 

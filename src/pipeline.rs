@@ -9,7 +9,7 @@ use oci_spec::image::Digest;
 use serde::Serialize;
 
 use crate::analyze::{self, RunImage};
-use crate::app::{self, AppSource};
+use crate::app;
 use crate::build::{self, BuildContext, BuildDirs, BuildOutput};
 use crate::buildenv::{
     APP_DIR, BuildEnvironment, HostSandbox, LAYERS_DIR, PLATFORM_DIR, SandboxMounts,
@@ -31,6 +31,7 @@ use crate::image::reference::ImageReference;
 use crate::launch::{Process, ProcessType};
 use crate::plan::PlanEntry;
 use crate::publish::{self, Destination};
+use crate::rebuild::{self, BuildRecord, Recorded};
 use crate::stack::{self, StackSource};
 use crate::store::Store;
 
@@ -123,6 +124,8 @@ pub struct BuildOptions {
     pub kiln_executable: Option<PathBuf>,
     /// Build without restoring the image's layer cache (it is still saved afterwards).
     pub clear_cache: bool,
+    /// Run the buildpacks even when nothing changed since the last build of the destination.
+    pub rebuild: bool,
     /// How registries and the Docker daemon are reached (run images, destinations).
     pub transports: crate::transport::Transports,
 }
@@ -144,6 +147,7 @@ impl Default for BuildOptions {
             host_env: None,
             kiln_executable: None,
             clear_cache: false,
+            rebuild: false,
             transports: crate::transport::Transports::default(),
         }
     }
@@ -177,10 +181,13 @@ pub struct BuildReport {
     /// What publishing did: for a registry, the pushed reference, digest and blobs
     /// uploaded, mounted or already there.
     pub published: publish::Published,
+    /// Whether nothing changed since the last build of the destination, so the buildpacks did
+    /// not run and the recorded image was published again.
+    pub up_to_date: bool,
 }
 
 /// A layer in a [`BuildReport`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LayerReport {
     /// What it holds.
     pub name: String,
@@ -245,6 +252,8 @@ struct WorkDir {
     platform: PathBuf,
     plans: PathBuf,
     root: PathBuf,
+    /// Where cache layers kept from the last build are moved while this one restores them.
+    kept: PathBuf,
 }
 
 impl WorkDir {
@@ -264,6 +273,7 @@ impl WorkDir {
             platform: base.join("platform"),
             plans: base.join("plans"),
             root: base.join("root"),
+            kept: base.join("kept"),
             _temp: temp,
         };
         for dir in [&dirs.layers, &dirs.platform.join("env"), &dirs.plans] {
@@ -288,7 +298,6 @@ struct Prepared {
     sandbox: HostSandbox,
     base_env: Env,
     user_env: BTreeMap<String, String>,
-    app: AppSource,
 }
 
 fn prepare(
@@ -325,7 +334,11 @@ fn prepare(
     phase_end(events, Phase::Analyze, started, timings);
 
     let app = app::copy_source(&options.app_dir, &work.app, &[store.root().to_path_buf()])?;
-    let mut user_env = app.build_env.clone();
+    events.event(&Event::Info(format!(
+        "copied {} files ({} bytes) of source",
+        app.files, app.bytes
+    )));
+    let mut user_env = app.build_env;
     user_env.extend(options.env.clone());
     for (name, value) in &user_env {
         let path = work.platform.join("env").join(name);
@@ -358,7 +371,6 @@ fn prepare(
         sandbox,
         base_env: Env::for_build(host_env),
         user_env,
-        app,
     })
 }
 
@@ -604,7 +616,9 @@ fn default_run_image(
 /// Builds the app in `options.app_dir` into an image and publishes it.
 ///
 /// The image's blobs always land in `store`; `options.destination` (default: the store
-/// itself, which then requires a name) says where the image is named or copied.
+/// itself, which then requires a name) says where the image is named or copied. When nothing
+/// the build depends on changed since the last build of the same destination (see
+/// [`crate::rebuild`]), the buildpacks do not run: the recorded image is published again.
 pub fn build(
     store: &Store,
     options: &BuildOptions,
@@ -614,6 +628,52 @@ pub fn build(
     let destination = options.destination.clone().ok_or_else(|| {
         Error::InvalidOptions("no destination: give an image name or an output".to_string())
     })?;
+    let record = BuildRecord::for_destination(store, &destination.to_string());
+    let checking = Instant::now();
+    let recorded = record.load();
+    let inputs = rebuild::inputs_of(store, options);
+    if !options.rebuild
+        && let (Some(inputs), Some(recorded)) = (&inputs, &recorded)
+        && *inputs == recorded.inputs
+        && let Some(report) = up_to_date(
+            store,
+            &destination,
+            recorded,
+            checking,
+            options,
+            events,
+            cancel,
+        )?
+    {
+        return Ok(report);
+    }
+    // From here on the recorded build no longer describes the destination.
+    record.invalidate();
+    build_image(
+        store,
+        options,
+        &destination,
+        &record,
+        recorded.as_ref(),
+        inputs,
+        events,
+        cancel,
+    )
+}
+
+/// Runs the buildpacks and exports and publishes the image (the part of [`build()`] after
+/// the check whether anything changed).
+#[allow(clippy::too_many_arguments)]
+fn build_image(
+    store: &Store,
+    options: &BuildOptions,
+    destination: &Destination,
+    record: &BuildRecord,
+    recorded: Option<&Recorded>,
+    inputs: Option<String>,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<BuildReport, Error> {
     let mut timings = BTreeMap::new();
     let prepared = prepare(store, options, events, cancel, &mut timings)?;
 
@@ -630,12 +690,22 @@ pub fn build(
         None => default_run_image(store, options, &group, events, cancel)?,
     };
 
+    let started = phase_start(events, Phase::Restore);
+    let recorded_manifest = recorded.map(|r| r.manifest_digest.as_str());
+    let previous =
+        analyze::previous_image(store, destination, recorded_manifest, &run_image.platform);
     let cache = LayerCache::for_destination(store, &destination.to_string());
-    if !options.clear_cache {
-        let started = phase_start(events, Phase::Restore);
-        cache.restore(store.layout(), &group, &prepared.work.layers, events);
-        phase_end(events, Phase::Restore, started, &mut timings);
-    }
+    restore(
+        store,
+        options,
+        &prepared,
+        &group,
+        &cache,
+        record,
+        previous.as_ref(),
+        events,
+    );
+    phase_end(events, Phase::Restore, started, &mut timings);
 
     let started = phase_start(events, Phase::Build);
     let output = run_build(&prepared, &runner, &group, &plan)?;
@@ -652,6 +722,7 @@ pub fn build(
         source_date_epoch: options.source_date_epoch,
         exec_env: &options.exec_env,
         memo: &memo,
+        previous: previous.as_ref(),
         events,
         cancel,
     })?;
@@ -665,7 +736,7 @@ pub fn build(
             descriptor: &exported.manifest_descriptor,
             manifest: &exported.manifest,
         },
-        &destination,
+        destination,
         &options.transports,
         events,
         cancel,
@@ -674,30 +745,10 @@ pub fn build(
         "publish".to_string(),
         started_publish.elapsed().as_secs_f64(),
     );
-    // The image is published; a cache that cannot be saved only makes the next build slower.
-    if let Err(e) = cache.save(
-        store.layout(),
-        &output,
-        &exported.layers,
-        run_image.cnb_user(),
-        events,
-    ) {
-        events.event(&Event::Warning(format!(
-            "the layer cache was not saved: {e}"
-        )));
-    }
-    if let Err(e) = memo.save() {
-        events.event(&Event::Warning(format!(
-            "what this export wrote was not recorded ({e}); the next one compresses every layer again"
-        )));
-    }
+    let saved = save_caches(store, &cache, &memo, &output, &exported, &run_image, events);
     phase_end(events, Phase::Export, started, &mut timings);
-    events.event(&Event::Info(format!(
-        "copied {} files ({} bytes) of source",
-        prepared.app.files, prepared.app.bytes
-    )));
 
-    Ok(BuildReport {
+    let report = BuildReport {
         image: destination.to_string(),
         manifest_digest: exported.manifest_descriptor.digest().clone(),
         config_digest: exported.manifest.config().digest().clone(),
@@ -711,7 +762,253 @@ pub fn build(
         layers: exported.layers.iter().map(LayerReport::from).collect(),
         timings,
         published,
-    })
+        up_to_date: false,
+    };
+    if let Some(saved) = saved {
+        remember(
+            record,
+            &prepared,
+            &saved,
+            inputs,
+            &run_image,
+            destination,
+            &report,
+            events,
+        );
+    }
+    Ok(report)
+}
+
+/// Restores the cache layers (from the directories kept by the last build, else from the
+/// store) and the previous image's layer metadata.
+#[allow(clippy::too_many_arguments)]
+fn restore(
+    store: &Store,
+    options: &BuildOptions,
+    prepared: &Prepared,
+    group: &[GroupMember],
+    cache: &LayerCache,
+    record: &BuildRecord,
+    previous: Option<&analyze::PreviousImage>,
+    events: &dyn EventSink,
+) {
+    let kept = if options.clear_cache {
+        None
+    } else {
+        record.claim_layers(&prepared.work.kept)
+    };
+    cache.restore(
+        store.layout(),
+        group,
+        &prepared.work.layers,
+        &crate::cache::Sources {
+            previous: previous.map(|p| &p.metadata),
+            kept: kept.as_ref(),
+            use_cache: !options.clear_cache,
+        },
+        events,
+    );
+}
+
+/// After publishing: records the cache layers and what the export wrote. The image is
+/// published; a cache that cannot be saved only makes the next build slower, so failures
+/// are warnings. Returns the cache metadata saved.
+fn save_caches(
+    store: &Store,
+    cache: &LayerCache,
+    memo: &export::memo::ExportMemo,
+    output: &BuildOutput,
+    exported: &export::ExportedImage,
+    run_image: &RunImage,
+    events: &dyn EventSink,
+) -> Option<crate::cache::CacheMetadata> {
+    let saved = cache
+        .save(
+            store.layout(),
+            output,
+            &exported.layers,
+            run_image.cnb_user(),
+            events,
+        )
+        .inspect_err(|e| {
+            events.event(&Event::Warning(format!(
+                "the layer cache was not saved: {e}"
+            )));
+        })
+        .ok();
+    if let Err(e) = memo.save() {
+        events.event(&Event::Warning(format!(
+            "what this export wrote was not recorded ({e}); the next one compresses every layer again"
+        )));
+    }
+    saved
+}
+
+/// Keeps the build's cache layer directories for the next build and records its inputs and
+/// image. Failures cost only speed, so they are warnings.
+#[allow(clippy::too_many_arguments)]
+fn remember(
+    record: &BuildRecord,
+    prepared: &Prepared,
+    saved: &crate::cache::CacheMetadata,
+    inputs: Option<String>,
+    run_image: &RunImage,
+    destination: &Destination,
+    report: &BuildReport,
+    events: &dyn EventSink,
+) {
+    let mut keep = BTreeMap::new();
+    for buildpack in &saved.buildpacks {
+        let escaped = buildpack.key.replace('/', "_");
+        for (name, layer) in &buildpack.layers {
+            let dir = prepared.work.layers.join(&escaped).join(name);
+            if dir.is_dir() {
+                keep.insert(format!("{escaped}/{name}"), (dir, layer.sha.clone()));
+            }
+        }
+    }
+    if let Err(e) = record.keep_layers(&keep) {
+        events.event(&Event::Warning(format!(
+            "the cache layers were not kept for the next build ({e}); it extracts them from the store"
+        )));
+    }
+    let Some(inputs) = inputs else {
+        return;
+    };
+    let run_image_digest = run_image
+        .image
+        .as_ref()
+        .map(|i| i.manifest_descriptor.digest().to_string())
+        .unwrap_or_default();
+    let output_stamp = match destination {
+        Destination::Archive { path, .. } | Destination::DockerArchive { path, .. } => {
+            rebuild::file_stamp(path)
+        }
+        _ => None,
+    };
+    let recorded = Recorded {
+        inputs,
+        run_image: run_image.reference.to_string(),
+        run_image_digest,
+        manifest_digest: report.manifest_digest.to_string(),
+        config_digest: report.config_digest.to_string(),
+        buildpacks: report.buildpacks.clone(),
+        processes: report.processes.clone(),
+        default_process: report.default_process.clone(),
+        layers: report.layers.clone(),
+        output_stamp,
+    };
+    if let Err(e) = record.save(&recorded) {
+        events.event(&Event::Warning(format!(
+            "the build was not recorded ({e}); the next one runs the buildpacks again"
+        )));
+    }
+}
+
+/// The report of a build whose inputs are those recorded, if the recorded image is still
+/// whole in the store and its run image unchanged: the image is published again (for a file
+/// destination, only if the file changed) and nothing else is done.
+fn up_to_date(
+    store: &Store,
+    destination: &Destination,
+    recorded: &Recorded,
+    checking: Instant,
+    options: &BuildOptions,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<Option<BuildReport>, Error> {
+    let layout = store.layout();
+    let Ok(manifest_digest) = recorded.manifest_digest.parse::<Digest>() else {
+        return Ok(None);
+    };
+    let Some(manifest) = layout
+        .read_blob(&manifest_digest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<oci_spec::image::ImageManifest>(&b).ok())
+    else {
+        return Ok(None);
+    };
+    if !std::iter::once(manifest.config())
+        .chain(manifest.layers())
+        .all(|d| layout.has_blob(d.digest()))
+    {
+        return Ok(None);
+    }
+    // A run image kept in the store by name (the stack's, a pulled one) must still be the one
+    // used; files and layouts are in the inputs' fingerprint.
+    let run_image = recorded.run_image.parse::<ImageReference>().ok();
+    if let Some(ImageReference::Named(name) | ImageReference::Registry(name)) = &run_image {
+        let platform = options
+            .platform
+            .clone()
+            .unwrap_or_else(TargetPlatform::host);
+        let current = crate::image::load(&ImageReference::Named(name.clone()), store, &platform)
+            .map(|i| i.manifest_descriptor.digest().to_string())
+            .unwrap_or_default();
+        if current != recorded.run_image_digest {
+            return Ok(None);
+        }
+    }
+    events.event(&Event::Step(format!(
+        "Nothing changed since the last build of {destination} (source, buildpacks, run image and settings are the same): reusing {}",
+        recorded.manifest_digest
+    )));
+    let mut timings = BTreeMap::new();
+    timings.insert("checking".to_string(), checking.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let unchanged_file = recorded.output_stamp.is_some()
+        && match destination {
+            Destination::Archive { path, .. } | Destination::DockerArchive { path, .. } => {
+                rebuild::file_stamp(path) == recorded.output_stamp
+            }
+            _ => false,
+        };
+    let published = if unchanged_file {
+        publish::Published::Written
+    } else {
+        let descriptor = oci_spec::image::DescriptorBuilder::default()
+            .media_type(oci_spec::image::MediaType::ImageManifest)
+            .digest(manifest_digest.clone())
+            .size(
+                layout
+                    .read_blob(&manifest_digest)
+                    .map_or(0, |b| b.len() as u64),
+            )
+            .build()
+            .expect("a descriptor with digest, size and media type builds");
+        publish::publish(
+            store,
+            publish::Publishable {
+                descriptor: &descriptor,
+                manifest: &manifest,
+            },
+            destination,
+            &options.transports,
+            events,
+            cancel,
+        )?
+    };
+    timings.insert("publish".to_string(), started.elapsed().as_secs_f64());
+    Ok(Some(BuildReport {
+        image: destination.to_string(),
+        manifest_digest,
+        config_digest: manifest.config().digest().clone(),
+        run_image: recorded.run_image.clone(),
+        buildpacks: recorded.buildpacks.clone(),
+        processes: recorded.processes.clone(),
+        default_process: recorded.default_process.clone(),
+        layers: recorded
+            .layers
+            .iter()
+            .map(|l| LayerReport {
+                reused: true,
+                ..l.clone()
+            })
+            .collect(),
+        timings,
+        published,
+        up_to_date: true,
+    }))
 }
 
 /// The `start` recorded by the last group member in the metadata of a requirement it both

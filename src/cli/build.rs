@@ -38,6 +38,11 @@ pub(crate) struct BuildArgs {
     /// cache is saved again afterwards).
     #[arg(long)]
     clear_cache: bool,
+    /// Run the buildpacks even if nothing changed since the last build of this image (by
+    /// default such a build publishes the image it made last time; see "Fast rebuilds" in
+    /// the README).
+    #[arg(long)]
+    rebuild: bool,
 }
 
 pub(crate) fn run(
@@ -78,6 +83,7 @@ pub(crate) fn run(
         }
     });
     options.clear_cache = args.clear_cache;
+    options.rebuild = args.rebuild;
     options.process = args
         .process
         .as_deref()
@@ -102,7 +108,14 @@ pub(crate) fn run(
     match args.format {
         Format::Json => out!("{json}"),
         Format::Human => {
-            out!("Successfully built image {}", report.image);
+            if report.up_to_date {
+                out!(
+                    "Image {} is up to date (nothing changed; --rebuild runs the buildpacks anyway)",
+                    report.image
+                );
+            } else {
+                out!("Successfully built image {}", report.image);
+            }
             out!("  manifest digest: {}", report.manifest_digest);
             out!("  image id:        {}", report.config_digest);
             let process = report

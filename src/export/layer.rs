@@ -90,6 +90,20 @@ pub struct LayerBlob {
     pub existed: bool,
 }
 
+/// The stat fingerprint ([`crate::fingerprint`]) of everything that decides `spec`'s layer:
+/// its settings and its source tree's metadata. Equal fingerprints mean equal layers, so the
+/// layer's `diff_id` is known without reading a file.
+pub fn spec_fingerprint(spec: &LayerSpec) -> io::Result<String> {
+    let mut fingerprint = crate::fingerprint::Fingerprinter::new();
+    fingerprint.add_str("parents", &spec.parents.join("\n"));
+    fingerprint.add_str("target", &spec.target);
+    fingerprint.add_str("only", &format!("{:?}", spec.only));
+    fingerprint.add_str("owner", &format!("{}:{}", spec.uid, spec.gid));
+    fingerprint.add_str("entries", &format!("{:?}", spec.entry_metadata));
+    fingerprint.add_tree(Path::new(""), &spec.source)?;
+    Ok(fingerprint.finish())
+}
+
 /// Writes `spec` as a gzip-compressed layer blob into `layout`.
 pub fn write_layer(layout: &OciLayout, spec: &LayerSpec) -> Result<LayerBlob, LayerError> {
     let blob = layout.blob_writer()?;

@@ -8,10 +8,15 @@
 //! still in the store, intact, the blob is used as it is. Otherwise (and for layers it has no
 //! record of) the layer is written as usual, in one pass.
 //!
-//! kiln compares content, not file times: package managers write fixed modification times
-//! (npm's are all 1985-10-26), so two different versions of a dependency can have the same
-//! sizes and times, and the layer directories are fresh for every build, so inodes and
-//! change times never match. Hashing the tar stream costs a fraction of compressing it.
+//! Before hashing, kiln compares stat fingerprints ([`crate::fingerprint`]): if the layer's
+//! source tree has the fingerprint recorded when that `diff_id` was computed — the same
+//! files, inodes and change times, which is what a cache layer kept between builds and left
+//! alone by its buildpack looks like — the `diff_id` is known without reading anything.
+//! Modification times alone would not do: package managers write fixed ones (npm's are all
+//! 1985-10-26), so two versions of a dependency can have the same sizes and times; change
+//! times cannot be set back. Likewise the recorded blob is re-hashed only if its own file
+//! changed since it was last verified. Hashing the tar stream costs a fraction of
+//! compressing it.
 //!
 //! The record is replaced atomically after a successful build; a missing, unreadable or
 //! stale record only means the layer is compressed again.
@@ -25,7 +30,7 @@ use std::sync::Mutex;
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
-use super::layer::{LayerBlob, LayerError, LayerSpec, diff_id_of, write_layer};
+use super::layer::{LayerBlob, LayerError, LayerSpec, diff_id_of, spec_fingerprint, write_layer};
 use crate::image::digest::{HashingReader, sha256_digest};
 use crate::image::layout::{LayoutError, OciLayout, write_atomic};
 use crate::store::Store;
@@ -37,6 +42,12 @@ struct Entry {
     digest: String,
     size: u64,
     uncompressed_size: u64,
+    /// [`spec_fingerprint`] of the layer's source when `diff_id` was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    /// [`blob_stamp`] of the blob when it was last known intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blob: Option<String>,
 }
 
 /// What the last export of one image wrote, and what this one writes.
@@ -84,6 +95,8 @@ impl ExportMemo {
             Some(blob) => blob,
             None => write_layer(layout, spec)?,
         };
+        // Nothing writes to the source any more: its fingerprint now belongs to this diff_id.
+        let source = spec_fingerprint(spec).ok();
         self.current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -94,6 +107,8 @@ impl ExportMemo {
                     digest: blob.digest.to_string(),
                     size: blob.size,
                     uncompressed_size: blob.uncompressed_size,
+                    source,
+                    blob: blob_stamp(layout, &blob.digest),
                 },
             );
         Ok(blob)
@@ -115,12 +130,14 @@ impl ExportMemo {
         ) else {
             return Ok(None);
         };
-        if !blob_intact(layout, &digest, entry.size) {
+        let untouched = entry.blob.is_some() && entry.blob == blob_stamp(layout, &digest);
+        if !untouched && !blob_intact(layout, &digest, entry.size) {
             // Damaged on disk: removed, so that writing the layer puts a good copy back.
             let _ = fs::remove_file(layout.blob_path(&digest));
             return Ok(None);
         }
-        if diff_id_of(spec)? != diff_id {
+        let same_source = entry.source.is_some() && entry.source == spec_fingerprint(spec).ok();
+        if !same_source && diff_id_of(spec)? != diff_id {
             return Ok(None);
         }
         Ok(Some(LayerBlob {
@@ -155,6 +172,18 @@ impl ExportMemo {
             serde_json::to_vec_pretty(&*current).map_err(|e| write_err(io::Error::other(e)))?;
         write_atomic(file, &bytes)
     }
+}
+
+/// A stat stamp of the blob file (see [`crate::fingerprint`]): unchanged means the file was
+/// not written since.
+fn blob_stamp(layout: &OciLayout, digest: &Digest) -> Option<String> {
+    let path = layout.blob_path(digest);
+    let meta = fs::symlink_metadata(&path).ok()?;
+    let mut stamp = crate::fingerprint::Fingerprinter::new();
+    stamp
+        .add_entry(std::path::Path::new(""), &path, &meta)
+        .ok()?;
+    Some(stamp.finish())
 }
 
 /// Whether the blob `digest` is in `layout` with `size` bytes and that digest (re-hashed:

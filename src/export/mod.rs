@@ -72,7 +72,7 @@ pub enum ExportError {
         available: Vec<String>,
     },
     /// A launch layer has no contents and there is no previous image to reuse it from.
-    #[error("layer {buildpack}:{layer} is {} but has no contents; write the layer directory, or set launch = false", if *.cache { "cache = true" } else { "launch = true" })]
+    #[error("layer {buildpack}:{layer} is {} but has no contents{}; write the layer directory, or set launch = false", if *.cache { "cache = true" } else { "launch = true" }, if *.cache { "" } else { " and the previous image has no such layer to reuse" })]
     MissingLayerContents {
         /// Buildpack ID.
         buildpack: String,
@@ -139,6 +139,9 @@ pub struct ExportContext<'a> {
     /// What the last export of this image wrote (layers whose content did not change are
     /// not compressed again).
     pub memo: &'a memo::ExportMemo,
+    /// The previous image of the destination: launch layers a buildpack left without
+    /// contents are reused from it.
+    pub previous: Option<&'a crate::analyze::PreviousImage>,
     /// Where events go.
     pub events: &'a dyn EventSink,
     /// Cancellation.
@@ -149,6 +152,8 @@ struct PlannedLayer {
     name: String,
     created_by: String,
     spec: LayerSpec,
+    /// A launch layer its buildpack left without contents: the previous image's blob.
+    reused: Option<LayerBlob>,
 }
 
 /// Runs the export phase.
@@ -268,12 +273,57 @@ fn plan_launch_layers(
             }),
         };
         for layer in output.layers.iter().filter(|l| l.types.launch) {
+            let created_by = format!(
+                "Layer: '{}', Created by buildpack: {id}@{}",
+                layer.name,
+                output.buildpack.version()
+            );
+            let mut metadata = labels::LayerMetadata {
+                sha: String::new(),
+                data: labels::toml_to_json(&layer.metadata),
+                build: layer.types.build,
+                launch: layer.types.launch,
+                cache: layer.types.cache,
+            };
             let Some(dir) = &layer.dir else {
-                return Err(ExportError::MissingLayerContents {
-                    buildpack: id.to_string(),
-                    layer: layer.name.clone(),
-                    cache: layer.types.cache,
+                // Left without contents: reused from the previous image (spec "Launch
+                // Layers"); a cache layer must always have contents.
+                let reused = (!layer.types.cache)
+                    .then(|| ctx.previous?.launch_layer(id.as_str(), &layer.name))
+                    .flatten()
+                    .filter(|(_, d)| ctx.layout.has_blob(d.digest()));
+                let Some((previous, descriptor)) = reused else {
+                    return Err(ExportError::MissingLayerContents {
+                        buildpack: id.to_string(),
+                        layer: layer.name.clone(),
+                        cache: layer.types.cache,
+                    });
+                };
+                ctx.events.event(&Event::Step(format!(
+                    "Reusing layer '{id}:{}' from the previous image",
+                    layer.name
+                )));
+                metadata.sha.clone_from(&previous.sha);
+                planned.push(PlannedLayer {
+                    name: format!("{id}:{}", layer.name),
+                    created_by,
+                    spec: buildpack_layer_spec(&escaped, &layer.name, Path::new(""), uid, gid),
+                    reused: Some(LayerBlob {
+                        diff_id: previous.sha.parse().map_err(|_| {
+                            ExportError::MissingLayerContents {
+                                buildpack: id.to_string(),
+                                layer: layer.name.clone(),
+                                cache: false,
+                            }
+                        })?,
+                        digest: descriptor.digest().clone(),
+                        size: descriptor.size(),
+                        uncompressed_size: 0,
+                        existed: true,
+                    }),
                 });
+                entry.layers.insert(layer.name.clone(), metadata);
+                continue;
             };
             for script_dir in ["exec.d", "profile.d"] {
                 if dir.join(script_dir).exists() {
@@ -285,23 +335,11 @@ fn plan_launch_layers(
             }
             planned.push(PlannedLayer {
                 name: format!("{id}:{}", layer.name),
-                created_by: format!(
-                    "Layer: '{}', Created by buildpack: {id}@{}",
-                    layer.name,
-                    output.buildpack.version()
-                ),
+                created_by,
                 spec: buildpack_layer_spec(&escaped, &layer.name, dir, uid, gid),
+                reused: None,
             });
-            entry.layers.insert(
-                layer.name.clone(),
-                labels::LayerMetadata {
-                    sha: String::new(),
-                    data: labels::toml_to_json(&layer.metadata),
-                    build: layer.types.build,
-                    launch: layer.types.launch,
-                    cache: layer.types.cache,
-                },
-            );
+            entry.layers.insert(layer.name.clone(), metadata);
         }
         bp_metadata.push(entry);
     }
@@ -422,6 +460,7 @@ fn app_layers(
             name: "application".to_string(),
             created_by: "Application Layer".to_string(),
             spec: app_spec(None),
+            reused: None,
         }];
     }
     let mut remaining: Vec<PathBuf> = walkdir::WalkDir::new(app_dir)
@@ -481,12 +520,14 @@ fn app_layers(
             name: format!("application slice {}", i + 1),
             created_by: format!("Application Slice: {}", i + 1),
             spec: app_spec(Some(taken)),
+            reused: None,
         });
     }
     layers.push(PlannedLayer {
         name: "application".to_string(),
         created_by: "Application Layer".to_string(),
         spec: app_spec(Some(remaining)),
+        reused: None,
     });
     layers
 }
@@ -516,6 +557,8 @@ fn write_layers_parallel(
                     let Some(plan) = planned.get(i) else { break };
                     let result = if cancel.is_cancelled() {
                         Err(ExportError::Cancelled)
+                    } else if let Some(blob) = &plan.reused {
+                        Ok(blob.clone())
                     } else {
                         memo.write_layer(layout, &plan.name, &plan.spec)
                             .map_err(|source| ExportError::Layer {

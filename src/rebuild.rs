@@ -1,0 +1,384 @@
+//! What kiln remembers of the last build of each image, so that the next one redoes only the
+//! work whose inputs changed.
+//!
+//! Per image destination, under `$KILN_HOME/cache/builds/<sha256 of the destination>/`:
+//!
+//! - `record.json`: the fingerprint of every input of the last successful build (the source
+//!   tree's stat fingerprint, the buildpacks, the run image, the settings and the build
+//!   environment), the image it produced and its report. When the next build has the same
+//!   inputs, its buildpacks would do the same work again; kiln publishes the recorded image
+//!   instead (see [`Inputs`]). `kiln build --rebuild` runs the buildpacks anyway.
+//! - `layers/`: the `cache = true` layer directories of the last build, kept where they are
+//!   instead of being extracted from the store again, with `layers.json` holding each one's
+//!   fingerprint and `diff_id`. A build claims the directory by renaming it into its own
+//!   scratch space (so two concurrent builds of one image never share it; the second one
+//!   extracts from the store) and a kept layer is used only if its fingerprint still matches;
+//!   anything else is extracted from the store, verified, as before.
+//!
+//! Everything here is an accelerator: files are replaced atomically, and a missing, stale or
+//! damaged record only means work is done again.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::digest::sha256_digest;
+use crate::image::layout::write_atomic;
+use crate::launch::Process;
+use crate::pipeline::LayerReport;
+use crate::store::Store;
+
+/// The per-destination record directory.
+#[derive(Debug, Clone)]
+pub struct BuildRecord {
+    dir: PathBuf,
+}
+
+/// The last successful build of an image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Recorded {
+    /// [`Inputs`] fingerprint.
+    pub inputs: String,
+    /// The run image, as the build resolved it (a store name for stack images).
+    pub run_image: String,
+    /// Its manifest digest (empty for `scratch`).
+    pub run_image_digest: String,
+    /// The image's manifest digest.
+    pub manifest_digest: String,
+    /// Its config digest.
+    pub config_digest: String,
+    /// `id@version` of each buildpack of the group.
+    pub buildpacks: Vec<String>,
+    /// The processes.
+    pub processes: Vec<Process>,
+    /// The default process.
+    pub default_process: Option<String>,
+    /// The layers kiln wrote.
+    pub layers: Vec<LayerReport>,
+    /// For a file destination, the [`crate::fingerprint`] of the file as written.
+    pub output_stamp: Option<String>,
+}
+
+/// A kept cache layer: its fingerprint and `diff_id` when the last build finished.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeptLayer {
+    /// [`crate::fingerprint::tree`] of the directory.
+    pub fingerprint: String,
+    /// The layer's `diff_id` as cached.
+    pub diff_id: String,
+}
+
+/// Cache layer directories a build claimed from the last one: `<escaped id>/<name>` →
+/// what they were.
+#[derive(Debug, Default)]
+pub struct KeptLayers {
+    /// Where the claimed directories are now.
+    pub dir: PathBuf,
+    /// What each one was, by `<escaped id>/<name>`.
+    pub layers: BTreeMap<String, KeptLayer>,
+}
+
+impl KeptLayers {
+    /// Moves the kept directory of `escaped`'s layer `name` to `dest` if it is still the
+    /// layer `diff_id` (same fingerprint as recorded). Returns whether it did.
+    pub fn take(&self, escaped: &str, name: &str, diff_id: &str, dest: &Path) -> bool {
+        let key = format!("{escaped}/{name}");
+        let Some(kept) = self.layers.get(&key) else {
+            return false;
+        };
+        let source = self.dir.join(escaped).join(name);
+        if kept.diff_id != diff_id
+            || crate::fingerprint::tree(&source).ok().as_ref() != Some(&kept.fingerprint)
+        {
+            return false;
+        }
+        if let Some(parent) = dest.parent()
+            && fs::create_dir_all(parent).is_err()
+        {
+            return false;
+        }
+        let _ = fs::remove_dir_all(dest);
+        fs::rename(&source, dest).is_ok()
+    }
+}
+
+impl BuildRecord {
+    /// The record of the image published to `destination` (its display form).
+    pub fn for_destination(store: &Store, destination: &str) -> Self {
+        let key = sha256_digest(destination.as_bytes());
+        Self {
+            dir: store.root().join("cache").join("builds").join(key.digest()),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last successful build, if recorded and readable.
+    pub fn load(&self) -> Option<Recorded> {
+        let bytes = fs::read(self.dir.join("record.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records a successful build (atomically).
+    pub fn save(&self, recorded: &Recorded) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let bytes = serde_json::to_vec_pretty(recorded).map_err(io::Error::other)?;
+        write_atomic(&self.dir.join("record.json"), &bytes).map_err(io::Error::other)
+    }
+
+    /// Forgets the last build's inputs (its kept layers stay), so the next build runs the
+    /// buildpacks.
+    pub fn invalidate(&self) {
+        let _ = fs::remove_file(self.dir.join("record.json"));
+    }
+
+    /// Claims the kept layer directories by moving them to `into` (which must not exist).
+    /// `None` if there are none, or another build claimed them first.
+    pub fn claim_layers(&self, into: &Path) -> Option<KeptLayers> {
+        let layers: BTreeMap<String, KeptLayer> = fs::read(self.dir.join("layers.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        fs::rename(self.dir.join("layers"), into).ok()?;
+        Some(KeptLayers {
+            dir: into.to_path_buf(),
+            layers,
+        })
+    }
+
+    /// Keeps the given cache layer directories of a finished build for the next one:
+    /// `layers` maps `<escaped id>/<name>` to the directory and its `diff_id`. They are
+    /// moved (not copied) under a staging name, fingerprinted, and swapped in.
+    pub fn keep_layers(&self, layers: &BTreeMap<String, (PathBuf, String)>) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let staging = tempfile::Builder::new()
+            .prefix(".layers-")
+            .tempdir_in(&self.dir)?;
+        let mut kept = BTreeMap::new();
+        for (key, (dir, diff_id)) in layers {
+            let dest = staging.path().join(key);
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::rename(dir, &dest)?;
+            kept.insert(
+                key.clone(),
+                KeptLayer {
+                    fingerprint: crate::fingerprint::tree(&dest)?,
+                    diff_id: diff_id.clone(),
+                },
+            );
+        }
+        // Whatever is there (an older build's, or a concurrent one's) gives way.
+        let current = self.dir.join("layers");
+        if current.exists() {
+            let old = self.dir.join(format!(".old-{}", std::process::id()));
+            fs::rename(&current, &old)?;
+            remove_tree(&old);
+        }
+        let bytes = serde_json::to_vec_pretty(&kept).map_err(io::Error::other)?;
+        write_atomic(&self.dir.join("layers.json"), &bytes).map_err(io::Error::other)?;
+        fs::rename(staging.keep(), current)?;
+        Ok(())
+    }
+}
+
+/// Removes a tree, making read-only directories writable first (Go's module cache).
+pub fn remove_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if fs::remove_dir_all(dir).is_ok() {
+        return;
+    }
+    for entry in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o755));
+        }
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// The fingerprint of a build's inputs: everything that decides what the buildpacks do.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    fingerprint: crate::fingerprint::Fingerprinter,
+}
+
+impl Inputs {
+    /// No inputs yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a named value.
+    pub fn add(&mut self, label: &str, value: &str) {
+        self.fingerprint.add_str(label, value);
+    }
+
+    /// Adds the stat fingerprint of a tree (a buildpack directory).
+    pub fn add_tree(&mut self, label: &str, dir: &Path) -> io::Result<()> {
+        self.fingerprint.add_str(label, "");
+        self.fingerprint.add_tree(Path::new(""), dir)
+    }
+
+    /// Adds the metadata of one file (an order file, an executable, an archive).
+    pub fn add_file(&mut self, label: &str, path: &Path) -> io::Result<()> {
+        let meta = fs::metadata(path)?;
+        self.fingerprint.add_str(label, "");
+        self.fingerprint.add_entry(Path::new(""), path, &meta)
+    }
+
+    /// The fingerprint.
+    pub fn finish(self) -> String {
+        self.fingerprint.finish()
+    }
+}
+
+/// The fingerprint of everything a build with `options` depends on, or `None` when an input
+/// cannot be checked without fetching it (a registry run image under the `always` pull
+/// policy, a Docker daemon run image), an input cannot be read, or the caller asked for a
+/// fresh build (`--clear-cache`): such builds always run their buildpacks.
+///
+/// A run image named in the store is checked by digest separately (see
+/// [`Recorded::run_image_digest`]); the default stack's run image is found after detection.
+pub fn inputs_of(store: &Store, options: &crate::BuildOptions) -> Option<String> {
+    use crate::image::reference::ImageReference;
+    use crate::pipeline::BuildpackRef;
+
+    if options.clear_cache {
+        return None;
+    }
+    let mut inputs = Inputs::new();
+    inputs.add("kiln", env!("CARGO_PKG_VERSION"));
+    // The built-in buildpacks are in the executable.
+    let exe = crate::builtin::executable(options.kiln_executable.as_deref()).ok()?;
+    inputs.add_file("executable", &exe).ok()?;
+    inputs.add(
+        "app",
+        &crate::app::fingerprint_source(&options.app_dir, &[store.root().to_path_buf()]).ok()?,
+    );
+    for buildpack in &options.buildpacks.buildpacks {
+        match buildpack {
+            BuildpackRef::Dir(dir) => inputs.add_tree("buildpack", dir).ok()?,
+            BuildpackRef::Id { id, version } => {
+                inputs.add(
+                    "buildpack",
+                    &format!("{id}@{}", version.as_deref().unwrap_or("")),
+                );
+            }
+        }
+    }
+    for root in &options.buildpacks.search_roots {
+        inputs.add_tree("buildpacks-dir", root).ok()?;
+    }
+    if let Some(order) = &options.buildpacks.order_file {
+        inputs.add_file("order", order).ok()?;
+    }
+    match &options.run_image {
+        None => {
+            let source = crate::stack::StackSource::open(&options.stack).ok()?;
+            inputs.add("stack", source.label());
+            if let Some(dir) = source.dir() {
+                inputs.add_tree("stack-dir", dir).ok()?;
+            }
+        }
+        Some(reference) => {
+            inputs.add("run-image", &reference.to_string());
+            match reference {
+                ImageReference::Layout { path, .. } => {
+                    inputs.add_tree("run-image-layout", path).ok()?;
+                }
+                ImageReference::Archive { path, .. }
+                | ImageReference::DockerArchive { path, .. } => {
+                    inputs.add_file("run-image-archive", path).ok()?;
+                }
+                ImageReference::Registry(_)
+                    if options.transports.pull_policy == crate::registry::PullPolicy::Always =>
+                {
+                    return None;
+                }
+                ImageReference::DockerDaemon(_) => return None,
+                ImageReference::Registry(_)
+                | ImageReference::Named(_)
+                | ImageReference::Scratch => {}
+            }
+        }
+    }
+    inputs.add("platform", &format!("{:?}", options.platform));
+    inputs.add("env", &format!("{:?}", options.env));
+    inputs.add("process", &format!("{:?}", options.process));
+    inputs.add(
+        "source-date-epoch",
+        &format!("{:?}", options.source_date_epoch),
+    );
+    inputs.add("exec-env", &options.exec_env);
+    inputs.add(
+        "build-environment",
+        &format!("{:?}", options.build_environment),
+    );
+    let host_env = options
+        .host_env
+        .clone()
+        .unwrap_or_else(|| std::env::vars().collect());
+    for (name, value) in crate::env::Env::for_build(host_env).iter() {
+        inputs.add(name, value);
+    }
+    Some(inputs.finish())
+}
+
+/// The stamp of a file destination: its metadata fingerprint, or `None` if it is missing.
+pub fn file_stamp(path: &Path) -> Option<String> {
+    let mut inputs = Inputs::new();
+    inputs.add_file("output", path).ok()?;
+    Some(inputs.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_layers_move_between_builds_and_stale_ones_are_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let record = BuildRecord::for_destination(&store, "app:1");
+        let work = tempfile::tempdir().unwrap();
+        assert!(record.claim_layers(&work.path().join("kept0")).is_none());
+
+        let deps = work.path().join("build1/kiln_x/deps");
+        fs::create_dir_all(&deps).unwrap();
+        fs::write(deps.join("lib"), "v1").unwrap();
+        let mut layers = BTreeMap::new();
+        layers.insert(
+            "kiln_x/deps".to_string(),
+            (deps.clone(), "sha256:a".to_string()),
+        );
+        record.keep_layers(&layers).unwrap();
+        assert!(!deps.exists(), "moved, not copied");
+
+        // The next build claims them; a second concurrent claim finds nothing.
+        let kept = record.claim_layers(&work.path().join("kept1")).unwrap();
+        assert!(record.claim_layers(&work.path().join("kept2")).is_none());
+        let dest = work.path().join("build2/kiln_x/deps");
+        assert!(!kept.take("kiln_x", "deps", "sha256:other", &dest));
+        assert!(!kept.take("kiln_x", "missing", "sha256:a", &dest));
+        assert!(kept.take("kiln_x", "deps", "sha256:a", &dest));
+        assert_eq!(fs::read_to_string(dest.join("lib")).unwrap(), "v1");
+
+        // Kept again, then changed behind kiln's back: refused.
+        let mut layers = BTreeMap::new();
+        layers.insert("kiln_x/deps".to_string(), (dest, "sha256:a".to_string()));
+        record.keep_layers(&layers).unwrap();
+        let kept = record.claim_layers(&work.path().join("kept3")).unwrap();
+        fs::write(kept.dir.join("kiln_x/deps/lib"), "v2").unwrap();
+        assert!(!kept.take("kiln_x", "deps", "sha256:a", &work.path().join("build3/d")));
+    }
+}
