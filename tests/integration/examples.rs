@@ -162,7 +162,19 @@ fn check_example(env: &TestEnv, podman: Option<&Podman>, example: &Example) -> R
     }
     let image = format!("examples/{}", example.name);
     let (first, _) = build(env, &app, &image)?;
+    // A source change: the buildpacks run again and reuse what they installed.
+    std::fs::write(app.join("CHANGED.txt"), "a change").map_err(|e| e.to_string())?;
     let (second, log) = build(env, &app, &image)?;
+    // Nothing changed since: the image is up to date without running a buildpack.
+    let (third, log3) = build(env, &app, &image)?;
+    if third["up_to_date"] != true
+        || third["manifest_digest"] != second["manifest_digest"]
+        || log3.contains("===> BUILDING")
+    {
+        return Err(format!(
+            "an unchanged rebuild was not up to date:\n{third}\n{log3}"
+        ));
+    }
     if !log.contains(example.reuse_line) {
         return Err(format!(
             "the rebuild did not say {:?}:\n{log}",

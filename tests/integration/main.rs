@@ -21,6 +21,7 @@ mod errors;
 mod examples;
 mod export;
 mod fixtures;
+mod rebuild;
 mod registry;
 mod reproducible;
 mod stack;

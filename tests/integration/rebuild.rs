@@ -1,0 +1,460 @@
+//! Rebuilds: what the Buildpack API says a buildpack finds again (per layer type), launch
+//! layers reused from the previous image, up-to-date builds, builds sharing one store at the
+//! same time, damaged caches, and builds killed while exporting.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::assert_contains;
+use crate::util::{BuildpackSpec, TestEnv, oci, validate_layout, write_buildpack};
+
+/// A buildpack that reports what it finds of its last build's layers (`seen` layer), then
+/// writes one layer per type combination holding `gen<GEN>` (GEN from the platform env), and
+/// a `store.toml`. The launch-only layer `l` is reused, when its metadata came back, by
+/// declaring it without contents.
+fn maker(env: &TestEnv) -> std::path::PathBuf {
+    let mut script = String::from(
+        r#"
+L="$CNB_LAYERS_DIR"; GEN=$(cat "$2/env/GEN")
+seen=""
+for n in l-b-c l-b l-c l b-c b c none; do
+  t=no; d=no
+  if [ -f "$L/$n.toml" ]; then t=$(grep -o 'gen = [0-9]*' "$L/$n.toml" || echo empty); fi
+  if grep -q '^\[types\]' "$L/$n.toml" 2>/dev/null; then t="$t+types"; fi
+  if [ -d "$L/$n" ]; then d=$(cat "$L/$n/content" 2>/dev/null || echo empty); fi
+  seen="$seen$n toml=$t dir=$d"$'\n'
+done
+seen="${seen}store=$(grep -o 'gen = [0-9]*' "$L/store.toml" 2>/dev/null || echo none)"
+mkdir -p "$L/seen"; printf '%s\n' "$seen" > "$L/seen/report"
+printf '[types]\nlaunch = true\n' > "$L/seen.toml"
+make_layer() {
+  mkdir -p "$L/$1"; echo "gen$GEN" > "$L/$1/content"
+  printf '[types]\nlaunch = %s\nbuild = %s\ncache = %s\n[metadata]\ngen = %s\n' "$2" "$3" "$4" "$GEN" > "$L/$1.toml"
+}
+if [ -f "$L/l.toml" ]; then
+  old=$(grep -o 'gen = [0-9]*' "$L/l.toml")
+  printf '[types]\nlaunch = true\n[metadata]\n%s\n' "$old" > "$L/l.toml"
+else
+  make_layer l true false false
+fi
+printf '[metadata]\ngen = %s\n' "$GEN" > "$L/store.toml"
+"#,
+    );
+    for (name, l, b, c) in [
+        ("l-b-c", true, true, true),
+        ("l-b", true, true, false),
+        ("l-c", true, false, true),
+        ("b-c", false, true, true),
+        ("b", false, true, false),
+        ("c", false, false, true),
+        ("none", false, false, false),
+    ] {
+        writeln!(script, "make_layer {name} {l} {b} {c}").unwrap();
+    }
+    write_buildpack(
+        &env.path("maker"),
+        &BuildpackSpec {
+            id: "test/maker",
+            build: &script,
+            ..BuildpackSpec::default()
+        },
+    )
+}
+
+/// Builds into `out` with `GEN=generation`; returns the JSON report and the log.
+fn build_gen(
+    env: &TestEnv,
+    app: &Path,
+    bp: &Path,
+    out: &str,
+    generation: u32,
+    extra: &[&str],
+) -> (Value, String) {
+    let gen_env = format!("GEN={generation}");
+    let mut args = vec!["--env", &gen_env, "--format", "json"];
+    args.extend(extra);
+    let output = env.build(app, &[bp], out, &args);
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "build {generation} failed:\n{log}");
+    (serde_json::from_slice(&output.stdout).unwrap(), log)
+}
+
+fn layer<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no layer {name} in {report}"))
+}
+
+/// The `seen` report the maker wrote in the image at `layout`, and the unpacked file system.
+fn seen(env: &TestEnv, layout: &Path, scratch: &str) -> Option<(String, std::path::PathBuf)> {
+    let rootfs = validate_layout(layout, "img", &env.path(scratch))?;
+    let report = fs::read_to_string(rootfs.join("layers/test_maker/seen/report")).unwrap();
+    Some((report, rootfs))
+}
+
+#[test]
+fn rebuilds_restore_and_reuse_layers_per_the_buildpack_api() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("app.txt", "x")]);
+    let bp = maker(&env);
+    let layout = env.path("out");
+    let out = oci(&layout, "img");
+
+    let (first, _) = build_gen(&env, &app, &bp, &out, 1, &[]);
+    if let Some((report, _)) = seen(&env, &layout, "s1") {
+        assert!(
+            report
+                .lines()
+                .all(|l| l.ends_with("toml=no dir=no") || l == "store=none"),
+            "a first build finds nothing:\n{report}"
+        );
+    }
+
+    let (second, log) = build_gen(&env, &app, &bp, &out, 2, &[]);
+    // Only cache = true layers come back with contents; launch-only layers come back as
+    // metadata from the previous image; nothing comes back with [types]; store.toml round-trips.
+    if let Some((report, rootfs)) = seen(&env, &layout, "s2") {
+        assert_eq!(
+            report.trim_end(),
+            "l-b-c toml=gen = 1 dir=gen1\n\
+             l-b toml=no dir=no\n\
+             l-c toml=gen = 1 dir=gen1\n\
+             l toml=gen = 1 dir=no\n\
+             b-c toml=gen = 1 dir=gen1\n\
+             b toml=no dir=no\n\
+             c toml=gen = 1 dir=gen1\n\
+             none toml=no dir=no\n\
+             store=gen = 1"
+        );
+        // The launch layer left without contents is the previous image's.
+        assert_eq!(
+            fs::read_to_string(rootfs.join("layers/test_maker/l/content")).unwrap(),
+            "gen1\n"
+        );
+        assert_eq!(
+            fs::read_to_string(rootfs.join("layers/test_maker/l-c/content")).unwrap(),
+            "gen2\n"
+        );
+    }
+    assert_contains!(log, "Reusing layer 'test/maker:l' from the previous image");
+    let l1 = layer(&first, "test/maker:l");
+    let l2 = layer(&second, "test/maker:l");
+    assert_eq!(l1["diff_id"], l2["diff_id"]);
+    assert_eq!(l1["digest"], l2["digest"]);
+    assert_ne!(
+        layer(&first, "test/maker:l-c")["diff_id"],
+        layer(&second, "test/maker:l-c")["diff_id"]
+    );
+    let meta: Value = serde_json::from_str(
+        env.inspect(&out)["labels"]["io.buildpacks.lifecycle.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let layers = &meta["buildpacks"][0]["layers"];
+    assert_eq!(layers["l"]["sha"], l1["diff_id"]);
+    assert_eq!(layers["l"]["data"]["gen"], 1);
+    assert_eq!(layers["l-c"]["data"]["gen"], 2);
+    assert_eq!(meta["buildpacks"][0]["store"]["metadata"]["gen"], 2);
+
+    // Nothing changed: up to date, the same image, no buildpack run.
+    let (third, log) = build_gen(&env, &app, &bp, &out, 2, &[]);
+    assert_eq!(third["up_to_date"], true, "{log}");
+    assert_eq!(third["manifest_digest"], second["manifest_digest"]);
+    assert!(!log.contains("===> BUILDING"), "{log}");
+    // --rebuild runs the buildpacks anyway; --clear-cache restores no cache layer but still
+    // the previous image's metadata.
+    let (_, log) = build_gen(&env, &app, &bp, &out, 2, &["--rebuild"]);
+    assert_contains!(log, "===> BUILDING");
+    let (_, log) = build_gen(&env, &app, &bp, &out, 3, &["--clear-cache"]);
+    assert!(!log.contains("cache layer 'test/maker"), "{log}");
+    if let Some((report, _)) = seen(&env, &layout, "s4") {
+        assert_contains!(report, "l toml=gen = 1 dir=no");
+        assert_contains!(report, "c toml=no dir=no");
+    }
+
+    // A launch layer declared without contents and no previous image to take it from.
+    let fresh = oci(&env.path("fresh"), "img");
+    let lonely = write_buildpack(
+        &env.path("lonely"),
+        &BuildpackSpec {
+            id: "test/lonely",
+            build: r#"printf '[types]\nlaunch = true\n' > "$CNB_LAYERS_DIR/gone.toml""#,
+            ..BuildpackSpec::default()
+        },
+    );
+    let failed = env.build(&app, &[&lonely], &fresh, &[]);
+    assert!(!failed.status.success());
+    assert_contains!(
+        String::from_utf8_lossy(&failed.stderr),
+        "layer test/lonely:gone is launch = true but has no contents and the previous image has no such layer to reuse"
+    );
+}
+
+/// A buildpack with a cache-only layer of `size` pseudo-random bytes (`SEED` from the
+/// platform env) and a launch layer; it prints whether the cache came back.
+fn cacher(env: &TestEnv, size: &str) -> std::path::PathBuf {
+    write_buildpack(
+        &env.path("cacher"),
+        &BuildpackSpec {
+            id: "test/cacher",
+            build: &format!(
+                r#"
+set +o pipefail
+L="$CNB_LAYERS_DIR"; SEED=$(cat "$2/env/SEED" 2>/dev/null || echo 0)
+if [ -f "$L/deps/data" ]; then echo "CACHE: $(cat "$L/deps/seed")"; else echo "CACHE: none"; fi
+if [ ! -f "$L/deps/data" ]; then
+  mkdir -p "$L/deps"; echo "$SEED" > "$L/deps/seed"
+  openssl enc -aes-128-ctr -pass "pass:$SEED" -nosalt -pbkdf2 < /dev/zero 2>/dev/null | head -c {size} > "$L/deps/data"
+fi
+printf '[types]\ncache = true\n[metadata]\nseed = "%s"\n' "$(cat "$L/deps/seed")" > "$L/deps.toml"
+mkdir -p "$L/run"; openssl enc -aes-128-ctr -pass "pass:run$SEED" -nosalt -pbkdf2 < /dev/zero 2>/dev/null | head -c {size} > "$L/run/data"
+printf '[types]\nlaunch = true\n' > "$L/run.toml"
+"#
+            ),
+            ..BuildpackSpec::default()
+        },
+    )
+}
+
+fn verify_store(env: &TestEnv) {
+    let out = env.ok(&["store", "verify"]);
+    assert_contains!(out, "store is intact");
+}
+
+#[test]
+fn concurrent_builds_share_one_store() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("app.txt", "x")]);
+    let bp = cacher(&env, "2M");
+    let run_image = env.run_image();
+    // Three images, and two builds of a fourth at the same time, all at once.
+    let jobs: Vec<(String, &str)> = vec![
+        ("shared/a".to_string(), "1"),
+        ("shared/b".to_string(), "2"),
+        ("shared/c".to_string(), "3"),
+        ("shared/d".to_string(), "4"),
+        ("shared/d".to_string(), "5"),
+    ];
+    let children: Vec<_> = jobs
+        .iter()
+        .map(|(image, seed)| {
+            env.kiln()
+                .args(["build", image, "--path", app.to_str().unwrap()])
+                .args(["--run-image", &run_image, "-b", bp.to_str().unwrap()])
+                .args(["--env", &format!("SEED={seed}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for ((image, _), child) in jobs.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    verify_store(&env);
+    let store = env.path("home/store");
+    for image in ["shared/a", "shared/b", "shared/c", "shared/d"] {
+        let inspection = env.inspect(image);
+        assert!(inspection["manifest_digest"].is_string(), "{inspection}");
+        validate_layout(&store, &format!("{image}:latest"), &env.path(image));
+    }
+    // Each image's next build finds its own cache.
+    for (image, seed) in [("shared/a", "1"), ("shared/b", "2")] {
+        let out = env
+            .kiln()
+            .args(["build", image, "--path", app.to_str().unwrap()])
+            .args(["--run-image", &run_image, "-b", bp.to_str().unwrap()])
+            .args(["--env", &format!("SEED={seed}"), "--rebuild"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_contains!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("CACHE: {seed}")
+        );
+    }
+}
+
+#[test]
+fn a_damaged_cache_is_ignored_with_a_warning() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("app.txt", "x")]);
+    let bp = cacher(&env, "64k");
+    let out = oci(&env.path("out"), "img");
+    let build = |seed: &str| {
+        let output = env.build(&app, &[&bp], &out, &["--env", &format!("SEED={seed}")]);
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{log}");
+        log
+    };
+    build("1");
+    assert_contains!(build("2"), "CACHE: 1");
+
+    // The kept directory changed behind kiln's back: not used; the verified blob is.
+    let builds = env.path("home/cache/builds");
+    let record = fs::read_dir(&builds)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::write(record.join("layers/test_cacher/deps/seed"), "tampered\n").unwrap();
+    let log = build("3");
+    assert_contains!(log, "Restored cache layer 'test/cacher:deps'");
+    assert_contains!(log, "CACHE: 1");
+
+    // The blob is corrupt and nothing is kept: a warning, and the build goes on without it.
+    fs::remove_dir_all(record.join("layers")).unwrap();
+    let cache_file = fs::read_dir(env.path("home/cache/layers"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let cache: Value = serde_json::from_slice(&fs::read(&cache_file).unwrap()).unwrap();
+    let digest = cache["buildpacks"][0]["layers"]["deps"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob = env.path("home/store/blobs/sha256").join(digest);
+    let mut bytes = fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::write(&blob, &bytes).unwrap();
+    let log = build("4");
+    assert_contains!(
+        log,
+        "cache layer 'test/cacher:deps' is not restored: corrupt"
+    );
+    assert_contains!(log, "CACHE: none");
+
+    // Unreadable cache metadata: a warning, and a build without the cache.
+    fs::write(&cache_file, "{ not json").unwrap();
+    fs::remove_dir_all(record.join("layers")).unwrap();
+    let log = build("5");
+    assert_contains!(log, "is unreadable");
+    assert_contains!(log, "CACHE: none");
+    // The damaged blob is still there (no image uses it); verify finds it, --repair removes it.
+    let out = env.run(&["store", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_contains!(String::from_utf8_lossy(&out.stdout), "damaged:");
+    env.ok(&["store", "verify", "--repair"]);
+    verify_store(&env);
+}
+
+/// A tiny deterministic generator for kill points (the seed is printed on failure).
+fn next_random(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    *state >> 33
+}
+
+#[test]
+fn builds_killed_during_export_leave_the_store_and_previous_image_intact() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("app.txt", "x")]);
+    let bp = cacher(&env, "12M");
+    let run_image = env.run_image();
+    let args = |seed: u32| -> Vec<String> {
+        vec![
+            "build".into(),
+            "killed/app".into(),
+            "--path".into(),
+            app.display().to_string(),
+            "--run-image".into(),
+            run_image.clone(),
+            "-b".into(),
+            bp.display().to_string(),
+            "--env".into(),
+            format!("SEED={seed}"),
+            "--format".into(),
+            "json".into(),
+        ]
+    };
+    let first = env.kiln().args(args(1)).output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let digest = report["manifest_digest"].as_str().unwrap().to_string();
+    let export_secs = report["timings"]["exporting"].as_f64().unwrap().max(0.2);
+
+    let mut state = u64::from(std::process::id());
+    let seed_note = format!("random state seeded with {state}");
+    for round in 0..4u32 {
+        let delay = Duration::from_secs_f64(
+            export_secs * f64::from(u32::try_from(next_random(&mut state) % 100).unwrap()) / 100.0,
+        );
+        let mut child = env
+            .kiln()
+            .args(args(10 + round))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the export phase, then kill at a random point within it.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("===> EXPORTING") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let started = Instant::now();
+        rx.recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("round {round}: no export phase ({seed_note})"));
+        std::thread::sleep(delay);
+        let _ = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        eprintln!(
+            "round {round}: killed {:.2}s into the export ({seed_note})",
+            started.elapsed().as_secs_f64()
+        );
+        // Every blob intact, and the image still there and whole: the previous one, or the
+        // new one if the kill came after it was named (verify checks every blob it uses).
+        verify_store(&env);
+        let inspection = env.inspect("killed/app");
+        if inspection["manifest_digest"] != digest.as_str() {
+            eprintln!("round {round}: killed after the new image was named");
+        }
+    }
+    let again = env.kiln().args(args(2)).output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    verify_store(&env);
+    validate_layout(
+        &env.path("home/store"),
+        "killed/app:latest",
+        &env.path("final"),
+    );
+}
