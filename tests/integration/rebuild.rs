@@ -426,7 +426,7 @@ fn builds_killed_during_export_leave_the_store_and_previous_image_intact() {
             }
         });
         let started = Instant::now();
-        rx.recv_timeout(Duration::from_secs(120))
+        rx.recv_timeout(Duration::from_mins(2))
             .unwrap_or_else(|_| panic!("round {round}: no export phase ({seed_note})"));
         std::thread::sleep(delay);
         let _ = Command::new("kill")
