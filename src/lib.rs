@@ -13,6 +13,7 @@ mod error;
 pub mod event;
 pub mod export;
 pub mod fingerprint;
+pub mod gc;
 pub mod image;
 pub mod labels;
 pub mod launch;

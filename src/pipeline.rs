@@ -628,6 +628,9 @@ pub fn build(
     let destination = options.destination.clone().ok_or_else(|| {
         Error::InvalidOptions("no destination: give an image name or an output".to_string())
     })?;
+    // Held until the image is published, so that `kiln cache prune` never takes a blob
+    // this build wrote or reuses.
+    let _guard = crate::gc::BuildGuard::acquire(store)?;
     let record = BuildRecord::for_destination(store, &destination.to_string());
     let checking = Instant::now();
     let recorded = record.load();

@@ -43,6 +43,17 @@ pub(crate) struct BuildArgs {
     /// the README).
     #[arg(long)]
     rebuild: bool,
+    /// After the build, remove least recently used build caches (not images) while kiln's
+    /// store is larger than SIZE (500M, 10G; 0 for no limit), as `kiln cache prune
+    /// --max-size` does. Skipped while other kiln processes are running.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "KILN_CACHE_MAX_SIZE",
+        default_value = "10G",
+        value_parser = kiln::gc::parse_size
+    )]
+    cache_max_size: u64,
 }
 
 pub(crate) fn run(
@@ -100,6 +111,9 @@ pub(crate) fn run(
         }
         Err(e) => return Err(e.into()),
     };
+    if !report.up_to_date {
+        cap_store(&store, args.cache_max_size, printer);
+    }
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.report {
         std::fs::write(path, format!("{json}\n"))
@@ -142,4 +156,29 @@ pub(crate) fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prunes build caches while the store is over `max_size` (0: no limit), unless other kiln
+/// processes are running.
+fn cap_store(store: &kiln::Store, max_size: u64, printer: &Printer) {
+    if max_size > 0 {
+        let options = kiln::gc::PruneOptions {
+            max_size: Some(max_size),
+            no_wait: true,
+            ..kiln::gc::PruneOptions::default()
+        };
+        match kiln::gc::prune(store, options) {
+            Ok(Some(pruned)) if pruned.cache_entries > 0 => {
+                kiln::EventSink::event(
+                    printer,
+                    &kiln::Event::Info(super::store::describe_prune(&pruned, false)),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => kiln::EventSink::event(
+                printer,
+                &kiln::Event::Warning(format!("the store was not pruned to --cache-max-size: {e}")),
+            ),
+        }
+    }
 }

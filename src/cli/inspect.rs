@@ -11,7 +11,7 @@ use kiln::labels::{
 use serde::Serialize;
 
 use super::output::human_size;
-use super::{Format, Printer, TransportArgs, UsageError, open_store};
+use super::{Format, Printer, TransportArgs, UsageError, open_store_guarded};
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
@@ -84,7 +84,7 @@ pub(crate) fn run(
             .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?,
         None => kiln::TargetPlatform::host(),
     };
-    let store = open_store(home)?;
+    let (store, _guard) = open_store_guarded(home)?;
     // Like `docker inspect`, a registry image kiln's store already has is read from there.
     let transports = args
         .transport

@@ -71,6 +71,8 @@ pub(crate) enum Command {
     Pull(transfer::PullArgs),
     /// Check kiln's local store.
     Store(store::StoreArgs),
+    /// Manage the build caches in kiln's store.
+    Cache(store::CacheArgs),
 }
 
 /// Output format of results.
@@ -293,6 +295,16 @@ pub(crate) fn open_store(home: Option<&PathBuf>) -> anyhow::Result<kiln::Store> 
     Ok(kiln::Store::open(root)?)
 }
 
+/// Opens the store for a command that writes blobs to it (pulls, pushes, stack builds),
+/// holding the guard that keeps `kiln cache prune` away meanwhile.
+pub(crate) fn open_store_guarded(
+    home: Option<&PathBuf>,
+) -> anyhow::Result<(kiln::Store, kiln::gc::BuildGuard)> {
+    let store = open_store(home)?;
+    let guard = kiln::gc::BuildGuard::acquire(&store)?;
+    Ok((store, guard))
+}
+
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let printer = Printer::new(cli.quiet, cli.verbose);
@@ -313,6 +325,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(args) => transfer::run_push(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Pull(args) => transfer::run_pull(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Store(args) => store::run(&args, cli.home.as_ref()),
+        Command::Cache(args) => store::run_cache(&args, cli.home.as_ref()),
     }
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::output::human_size;
-use super::{Format, Printer, open_store};
+use super::{Format, Printer, open_store_guarded};
 
 #[derive(Debug, Args)]
 pub(crate) struct StackArgs {
@@ -136,7 +136,7 @@ fn build(
     options.use_lock = !args.no_lock;
     options.skip_signature = args.insecure_skip_signature;
     options.source_date_epoch = super::source_date_epoch()?;
-    let store = open_store(home)?;
+    let (store, _guard) = open_store_guarded(home)?;
     let image = kiln::stack::build(&store, &source, &options, printer, cancel)
         .map_err(kiln::Error::from)?;
     let report = BuildReport {

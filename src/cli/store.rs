@@ -1,4 +1,4 @@
-//! `kiln store verify`.
+//! `kiln store verify` and `kiln cache prune`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,4 +90,69 @@ pub(crate) fn run(args: &StoreArgs, home: Option<&PathBuf>) -> anyhow::Result<Ex
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    #[command(subcommand)]
+    command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Remove what builds no longer need: scratch directories of interrupted builds, blobs no
+    /// image or cache uses, and the least recently used build caches beyond a size (named
+    /// images are never removed; `kiln rmi` does that). Waits for running builds.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    /// Remove least recently used build caches until the store is at most SIZE (500M, 10G).
+    #[arg(long, value_name = "SIZE", value_parser = kiln::gc::parse_size)]
+    max_size: Option<u64>,
+    /// Remove every build cache (the next build of each image starts from scratch).
+    #[arg(long)]
+    all: bool,
+    /// Only report what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub(crate) fn run_cache(args: &CacheArgs, home: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let CacheCommand::Prune(args) = &args.command;
+    let store = open_store(home)?;
+    let report = kiln::gc::prune(
+        &store,
+        kiln::gc::PruneOptions {
+            max_size: args.max_size,
+            all: args.all,
+            dry_run: args.dry_run,
+            no_wait: false,
+        },
+    )?
+    .expect("a waiting prune always runs");
+    match args.format {
+        Format::Json => out!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => out!("{}", describe_prune(&report, args.dry_run)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line saying what a prune removed.
+pub(crate) fn describe_prune(report: &kiln::gc::PruneReport, dry_run: bool) -> String {
+    format!(
+        "{} {} build caches, {} blobs and {} interrupted builds' scratch directories, freeing {}; the store {} {} ({} of it named images)",
+        if dry_run { "would remove" } else { "removed" },
+        report.cache_entries,
+        report.blobs,
+        report.work_dirs,
+        human_size(report.bytes_freed),
+        if dry_run { "would hold" } else { "holds" },
+        human_size(report.bytes_after),
+        human_size(report.bytes_images),
+    )
 }

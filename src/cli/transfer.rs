@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::{Format, Printer, TransportArgs, UsageError, open_store};
+use super::{Format, Printer, TransportArgs, UsageError, open_store_guarded};
 
 #[derive(Debug, Args)]
 pub(crate) struct PushArgs {
@@ -84,7 +84,7 @@ pub(crate) fn run_push(
     let transports = args
         .transport
         .to_transports(kiln::registry::PullPolicy::Missing)?;
-    let store = open_store(home)?;
+    let (store, _guard) = open_store_guarded(home)?;
     let platform = platform(args.platform.as_deref())?;
     let image = kiln::transport::fetch(&source, &store, &platform, &transports, printer, cancel)
         .map_err(kiln::Error::from)?;
@@ -155,7 +155,7 @@ pub(crate) fn run_pull(
     let transports = args
         .transport
         .to_transports(kiln::registry::PullPolicy::Always)?;
-    let store = open_store(home)?;
+    let (store, _guard) = open_store_guarded(home)?;
     let platform = platform(args.platform.as_deref())?;
     let name = match &reference {
         kiln::ImageReference::Registry(name) | kiln::ImageReference::DockerDaemon(name) => {

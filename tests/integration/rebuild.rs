@@ -458,3 +458,69 @@ fn builds_killed_during_export_leave_the_store_and_previous_image_intact() {
         &env.path("final"),
     );
 }
+
+#[test]
+fn cache_prune_removes_garbage_and_least_recently_used_caches_never_images() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("app.txt", "x")]);
+    let bp = cacher(&env, "1M");
+    let run_image = env.run_image();
+    let build = |image: &str, seed: &str| -> String {
+        let out = env
+            .kiln()
+            .args(["build", image, "--path", app.to_str().unwrap()])
+            .args(["--run-image", &run_image, "-b", bp.to_str().unwrap()])
+            .args(["--env", &format!("SEED={seed}"), "--rebuild"])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    build("prune/a", "1");
+    std::thread::sleep(Duration::from_millis(20));
+    build("prune/b", "2");
+    let prune = |args: &[&str]| -> Value {
+        let mut all = vec!["cache", "prune", "--format", "json"];
+        all.extend(args);
+        serde_json::from_str(&env.ok(&all)).unwrap()
+    };
+
+    // Garbage: an interrupted build's scratch directory and a blob nothing uses.
+    fs::create_dir_all(env.path("home/work/build-interrupted/layers")).unwrap();
+    let stray = env.path(
+        "home/store/blobs/sha256/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+    );
+    fs::write(&stray, "hello").unwrap();
+    let dry = prune(&["--dry-run"]);
+    assert_eq!(dry["work_dirs"], 1, "{dry}");
+    assert_eq!(dry["blobs"], 1, "{dry}");
+    assert!(stray.exists(), "a dry run removes nothing");
+    let pruned = prune(&[]);
+    assert_eq!(
+        (pruned["work_dirs"].clone(), pruned["blobs"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(pruned["cache_entries"], 0, "no size given: caches stay");
+    assert!(!stray.exists());
+    assert!(!env.path("home/work/build-interrupted").exists());
+    verify_store(&env);
+
+    // One byte under the current size: only the least recently used cache (prune/a's) goes.
+    let before = pruned["bytes_after"].as_u64().unwrap();
+    let capped = prune(&["--max-size", &(before - 1).to_string()]);
+    assert_eq!(capped["cache_entries"], 1, "{capped}");
+    assert!(capped["bytes_after"].as_u64().unwrap() < before);
+    assert_contains!(build("prune/a", "1"), "CACHE: none");
+    assert_contains!(build("prune/b", "2"), "CACHE: 2");
+
+    // Everything: the images stay whole and usable.
+    let all = prune(&["--all"]);
+    assert_eq!(all["cache_entries"], 2, "{all}");
+    assert_eq!(all["bytes_after"], all["bytes_images"], "{all}");
+    verify_store(&env);
+    for image in ["prune/a:latest", "prune/b:latest"] {
+        validate_layout(&env.path("home/store"), image, &env.path(image));
+    }
+    assert_contains!(build("prune/b", "2"), "CACHE: none");
+}
