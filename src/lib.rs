@@ -20,6 +20,7 @@ pub mod launch;
 mod pipeline;
 pub mod plan;
 pub mod publish;
+pub mod rebase;
 pub mod rebuild;
 pub mod registry;
 pub mod reproducible;

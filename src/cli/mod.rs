@@ -18,6 +18,7 @@ mod detect;
 mod images;
 mod inspect;
 mod output;
+mod rebase;
 mod stack;
 mod store;
 mod transfer;
@@ -73,6 +74,8 @@ pub(crate) enum Command {
     Store(store::StoreArgs),
     /// Manage the build caches in kiln's store.
     Cache(store::CacheArgs),
+    /// Put an app image on a new run image without rebuilding it.
+    Rebase(rebase::RebaseArgs),
 }
 
 /// Output format of results.
@@ -326,6 +329,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(args) => transfer::run_pull(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Store(args) => store::run(&args, cli.home.as_ref()),
         Command::Cache(args) => store::run_cache(&args, cli.home.as_ref()),
+        Command::Rebase(args) => rebase::run(&args, cli.home.as_ref(), &printer, &cancel),
     }
 }
 
@@ -357,6 +361,16 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         .any(|e| e.is::<UsageError>() || e.is::<kiln::image::reference::ReferenceError>());
     if usage {
         return 2;
+    }
+    if let Some(error) = error.downcast_ref::<kiln::rebase::RebaseError>() {
+        use kiln::rebase::RebaseError as R;
+        return match error {
+            R::Image { .. } | R::RunImage(_) => 30,
+            R::NotRebasable { .. } | R::Incompatible { .. } => 31,
+            R::Write(_) => 62,
+            R::Publish(_) => 63,
+            _ => 1,
+        };
     }
     let Some(error) = error.downcast_ref::<kiln::Error>() else {
         return 1;

@@ -6,7 +6,7 @@ pub mod digest;
 mod docker_archive;
 pub mod layout;
 pub mod reference;
-mod write;
+pub(crate) mod write;
 
 use std::fmt;
 use std::path::PathBuf;

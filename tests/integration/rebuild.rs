@@ -524,3 +524,150 @@ fn cache_prune_removes_garbage_and_least_recently_used_caches_never_images() {
     }
     assert_contains!(build("prune/b", "2"), "CACHE: none");
 }
+
+#[test]
+fn rebase_swaps_the_run_image_reproducibly_and_refuses_incompatible_ones() {
+    use crate::util::{Podman, example_app, example_buildpack};
+    let env = TestEnv::new();
+    let app_ref = oci(&env.path("app"), "app");
+    env.build_ok(&example_app(), &[&example_buildpack()], &app_ref, &[]);
+    let original = env.inspect(&app_ref);
+
+    // A patched run image: the busybox run image plus one layer (built by kiln on it, so it
+    // keeps its distribution labels).
+    let patch_app = env.app("patch-app", &[("x", "x")]);
+    let patcher = write_buildpack(
+        &env.path("patcher"),
+        &BuildpackSpec {
+            id: "test/patch",
+            build: r#"mkdir -p "$CNB_LAYERS_DIR/os"; echo patched > "$CNB_LAYERS_DIR/os/PATCHED"
+printf '[types]\nlaunch = true\n' > "$CNB_LAYERS_DIR/os.toml""#,
+            ..BuildpackSpec::default()
+        },
+    );
+    let run2 = oci(&env.path("run2"), "run:2");
+    env.build_ok(&patch_app, &[&patcher], &run2, &[]);
+    let run2_top = env.inspect(&run2)["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["diff_id"]
+        .clone();
+
+    let rebase = |image: &str, run_image: &str, output: &str, extra: &[&str]| -> Value {
+        let mut args = vec![
+            "rebase",
+            image,
+            "--run-image",
+            run_image,
+            "--output",
+            output,
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        serde_json::from_str(&env.ok(&args)).unwrap()
+    };
+    let rebased_ref = oci(&env.path("rebased"), "app");
+    let report = rebase(&app_ref, &run2, &rebased_ref, &[]);
+    let app_layers = report["app_layers"].as_u64().unwrap();
+    assert!(app_layers >= 2, "{report}");
+    let rebased = env.inspect(&rebased_ref);
+    let meta: Value = serde_json::from_str(
+        rebased["labels"]["io.buildpacks.lifecycle.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["runImage"]["topLayer"], run2_top);
+    let layers = rebased["layers"].as_array().unwrap();
+    let original_layers = original["layers"].as_array().unwrap();
+    // The app's layers are the same blobs, on top of the new run image's.
+    assert_eq!(
+        layers[layers.len() - usize::try_from(app_layers).unwrap()..],
+        original_layers[original_layers.len() - usize::try_from(app_layers).unwrap()..]
+    );
+    assert_eq!(rebased["processes"], original["processes"]);
+    validate_layout(&env.path("rebased"), "app", &env.path("rebased-check"));
+
+    // Reproducible: the same rebase gives the same image, and rebasing back onto the
+    // original run image gives the original image.
+    let again = rebase(&app_ref, &run2, &oci(&env.path("again"), "app"), &[]);
+    assert_eq!(again["manifest_digest"], report["manifest_digest"]);
+    let back = rebase(
+        &rebased_ref,
+        &env.run_image(),
+        &oci(&env.path("back"), "app"),
+        &[],
+    );
+    assert_eq!(back["manifest_digest"], original["manifest_digest"]);
+
+    if let Some(podman) = Podman::new() {
+        let out = podman.run(&rebased_ref, &[], &[]);
+        assert_contains!(String::from_utf8_lossy(&out.stdout), "Hello from kiln!");
+        let out = podman.run(
+            &rebased_ref,
+            &["--entrypoint", "cat"],
+            &["/layers/test_patch/os/PATCHED"],
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "patched");
+    }
+
+    // A run image for another architecture: refused (exit 31) unless --force.
+    let arch = if cfg!(target_arch = "aarch64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let foreign = oci(&env.path("foreign"), "run:arm");
+    env.build_ok(
+        &patch_app,
+        &[&patcher],
+        &foreign,
+        &[
+            "--run-image",
+            "scratch",
+            "--platform",
+            &format!("linux/{arch}"),
+        ],
+    );
+    let out = env.run(&[
+        "rebase",
+        &app_ref,
+        "--run-image",
+        &foreign,
+        "--output",
+        &oci(&env.path("x"), "app"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(31),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_contains!(
+        String::from_utf8_lossy(&out.stderr),
+        "pass --force to rebase anyway"
+    );
+    rebase(
+        &app_ref,
+        &foreign,
+        &oci(&env.path("x"), "app"),
+        &["--force"],
+    );
+
+    // Not a buildpacks image.
+    let out = env.run(&[
+        "rebase",
+        &env.run_image(),
+        "--run-image",
+        &run2,
+        "--output",
+        &oci(&env.path("y"), "img"),
+    ]);
+    assert_eq!(out.status.code(), Some(31));
+    assert_contains!(
+        String::from_utf8_lossy(&out.stderr),
+        "it was not built with buildpacks"
+    );
+}

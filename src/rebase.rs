@@ -1,0 +1,450 @@
+//! `kiln rebase`: put an app image on another run image without rebuilding it.
+//!
+//! The image's `io.buildpacks.lifecycle.metadata` label records the run image it was built
+//! on (`runImage.topLayer`, the `diff_id` of that image's last layer). Everything up to that
+//! layer is the run image; everything after it is the app (buildpack and app layers). Rebase
+//! keeps the app layers and the app's configuration and replaces the run image layers, their
+//! history and the labels that describe the run image (distribution, stack, the recorded run
+//! image), per the CNB rebase rules: the new run image must be for the same OS, architecture
+//! and variant and the same distribution (name and version), and the app image must not be
+//! labelled `io.buildpacks.rebasable=false`; `--force` skips these checks. Nothing depends on
+//! time, so the result is reproducible: rebasing back onto the original run image gives the
+//! original image, byte for byte.
+
+use oci_spec::image::{Descriptor, ImageConfiguration, RootFsBuilder};
+
+use crate::analyze::{self, RunImage};
+use crate::event::{CancelToken, Event, EventSink};
+use crate::image::reference::ImageReference;
+use crate::image::write::write_image;
+use crate::image::{ImageError, TargetPlatform};
+use crate::labels::{self, LifecycleMetadata};
+use crate::publish::{self, Destination};
+use crate::store::Store;
+use crate::transport::Transports;
+
+/// Errors of [`rebase()`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RebaseError {
+    /// The app image could not be read.
+    #[error("cannot read the image {reference}")]
+    Image {
+        /// The image.
+        reference: String,
+        /// Why.
+        #[source]
+        source: ImageError,
+    },
+    /// The new run image could not be read.
+    #[error(transparent)]
+    RunImage(#[from] analyze::AnalyzeError),
+    /// The image is not a buildpacks image, or its metadata does not match its layers.
+    #[error("cannot rebase {reference}: {problem}")]
+    NotRebasable {
+        /// The image.
+        reference: String,
+        /// What is wrong and how to proceed.
+        problem: String,
+    },
+    /// The run images differ in a way that could break the app.
+    #[error("cannot rebase {reference} onto {run_image}: {problem}; pass --force to rebase anyway")]
+    Incompatible {
+        /// The image.
+        reference: String,
+        /// The new run image.
+        run_image: String,
+        /// How they differ.
+        problem: String,
+    },
+    /// Writing the rebased image failed.
+    #[error("cannot write the rebased image: {0}")]
+    Write(String),
+    /// Publishing the rebased image failed.
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
+}
+
+/// What to rebase.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RebaseOptions {
+    /// The app image.
+    pub image: ImageReference,
+    /// The new run image; `None` means the run image the app image records (for kiln's stack
+    /// images, the store name: the stack image as it is now, e.g. after `kiln stack build`
+    /// picked up security updates).
+    pub run_image: Option<ImageReference>,
+    /// Where the result goes (default: where the image came from).
+    pub destination: Option<Destination>,
+    /// Skip the compatibility checks.
+    pub force: bool,
+    /// Platform of a multi-platform app or run image (default: the host's).
+    pub platform: Option<TargetPlatform>,
+    /// How registries and the daemon are reached.
+    pub transports: Transports,
+}
+
+impl RebaseOptions {
+    /// Rebases `image` onto the run image it records, in place.
+    pub fn new(image: ImageReference) -> Self {
+        Self {
+            image,
+            run_image: None,
+            destination: None,
+            force: false,
+            platform: None,
+            transports: Transports::default(),
+        }
+    }
+}
+
+/// The result of [`rebase()`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct RebaseReport {
+    /// Where the rebased image went.
+    pub image: String,
+    /// Its manifest digest.
+    pub manifest_digest: String,
+    /// Its config digest.
+    pub config_digest: String,
+    /// The run image it was on (as recorded: name and manifest digest).
+    pub old_run_image: String,
+    /// The run image it is on now.
+    pub new_run_image: String,
+    /// Run image layers replaced, and how many replaced them.
+    pub run_layers: (usize, usize),
+    /// App layers kept.
+    pub app_layers: usize,
+    /// What publishing did.
+    pub published: publish::Published,
+}
+
+/// Rebases an app image (see the module docs).
+pub fn rebase(
+    store: &Store,
+    options: &RebaseOptions,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<RebaseReport, RebaseError> {
+    let _guard =
+        crate::gc::BuildGuard::acquire(store).map_err(|e| RebaseError::Write(e.to_string()))?;
+    let reference = options.image.to_string();
+    let platform = options
+        .platform
+        .clone()
+        .unwrap_or_else(TargetPlatform::host);
+    let not_rebasable = |problem: String| RebaseError::NotRebasable {
+        reference: reference.clone(),
+        problem,
+    };
+    let AppImage {
+        image: app,
+        labels: app_labels,
+        mut metadata,
+        base_count,
+    } = load_app(store, options, &platform, events, cancel)?;
+    let run_reference = match &options.run_image {
+        Some(r) => r.clone(),
+        None => recorded_run_image(&metadata).ok_or_else(|| {
+            not_rebasable(format!(
+                "it records its run image as {:?}, which kiln cannot find again; give --run-image",
+                metadata.run_image.image
+            ))
+        })?,
+    };
+    let run_image = analyze::analyze(
+        store,
+        &run_reference,
+        Some(&platform),
+        &options.transports,
+        events,
+        cancel,
+    )?;
+    if !options.force {
+        check_compatible(&app.config, &app_labels, &run_image).map_err(|problem| {
+            RebaseError::Incompatible {
+                reference: reference.clone(),
+                run_image: run_reference.to_string(),
+                problem,
+            }
+        })?;
+    }
+
+    let old_run_image = format!(
+        "{}@{}",
+        metadata.run_image.image, metadata.run_image.reference
+    );
+    let new_base_layers: Vec<Descriptor> = run_image
+        .image
+        .as_ref()
+        .map(|i| i.manifest.layers().clone())
+        .unwrap_or_default();
+    let app_layers: Vec<Descriptor> = app.manifest.layers()[base_count..].to_vec();
+    let config = rebased_config(
+        &app.config,
+        &app_labels,
+        &mut metadata,
+        &run_image,
+        base_count,
+    )
+    .map_err(RebaseError::Write)?;
+    let mut layers = new_base_layers.clone();
+    layers.extend(app_layers.iter().cloned());
+    let written = write_image(store.layout(), layers, &config)
+        .map_err(|e| RebaseError::Write(e.to_string()))?;
+    events.event(&Event::Step(format!(
+        "Rebased {reference}: {base_count} run image layers replaced by {} from {}",
+        new_base_layers.len(),
+        run_reference
+    )));
+
+    let destination = match &options.destination {
+        Some(d) => d.clone(),
+        None => Destination::from_reference(&options.image, None).map_err(not_rebasable)?,
+    };
+    let published = publish::publish(
+        store,
+        publish::Publishable {
+            descriptor: &written.descriptor,
+            manifest: &written.manifest,
+        },
+        &destination,
+        &options.transports,
+        events,
+        cancel,
+    )?;
+    Ok(RebaseReport {
+        image: destination.to_string(),
+        manifest_digest: written.descriptor.digest().to_string(),
+        config_digest: written.manifest.config().digest().to_string(),
+        old_run_image,
+        new_run_image: format!(
+            "{}@{}",
+            run_image.label_name(),
+            metadata.run_image.reference
+        ),
+        run_layers: (base_count, new_base_layers.len()),
+        app_layers: app_layers.len(),
+        published,
+    })
+}
+
+/// The app image, read and checked.
+struct AppImage {
+    image: crate::image::LoadedImage,
+    labels: std::collections::HashMap<String, String>,
+    metadata: LifecycleMetadata,
+    /// How many of its layers are the run image's.
+    base_count: usize,
+}
+
+/// Reads the app image (its layers copied into the store) and finds where its run image
+/// ends.
+fn load_app(
+    store: &Store,
+    options: &RebaseOptions,
+    platform: &TargetPlatform,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<AppImage, RebaseError> {
+    let reference = options.image.to_string();
+    let image_err = |source| RebaseError::Image {
+        reference: reference.clone(),
+        source,
+    };
+    let app = crate::transport::fetch(
+        &options.image,
+        store,
+        platform,
+        &options.transports,
+        events,
+        cancel,
+    )
+    .map_err(image_err)?;
+    for layer in app.manifest.layers() {
+        store
+            .layout()
+            .copy_blob_from(&app.layout, layer)
+            .map_err(|source| {
+                image_err(ImageError::Layout {
+                    reference: reference.clone(),
+                    source,
+                })
+            })?;
+    }
+    let not_rebasable = |problem: String| RebaseError::NotRebasable {
+        reference: reference.clone(),
+        problem,
+    };
+    let app_labels = app
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
+    let metadata: LifecycleMetadata = app_labels
+        .get(labels::LIFECYCLE_METADATA)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| {
+            not_rebasable(format!(
+                "it has no readable {} label (it was not built with buildpacks)",
+                labels::LIFECYCLE_METADATA
+            ))
+        })?;
+    let diff_ids = app.diff_ids().to_vec();
+    let base_count = if metadata.run_image.top_layer.is_empty() {
+        0
+    } else {
+        diff_ids
+            .iter()
+            .position(|d| *d == metadata.run_image.top_layer)
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                not_rebasable(format!(
+                    "its recorded run image top layer {} is not one of its layers",
+                    metadata.run_image.top_layer
+                ))
+            })?
+    };
+    if !options.force
+        && app_labels
+            .get("io.buildpacks.rebasable")
+            .map(String::as_str)
+            == Some("false")
+    {
+        return Err(not_rebasable(
+            "it is labelled io.buildpacks.rebasable=false (a buildpack wrote files that depend on the run image); rebuild it, or pass --force".to_string(),
+        ));
+    }
+
+    Ok(AppImage {
+        image: app,
+        labels: app_labels,
+        metadata,
+        base_count,
+    })
+}
+
+/// The run image an app image records, if kiln can name it: a store name (kiln's stacks,
+/// pulled images) or `scratch`.
+fn recorded_run_image(metadata: &LifecycleMetadata) -> Option<ImageReference> {
+    let name = &metadata.run_image.image;
+    if name == "scratch" {
+        return Some(ImageReference::Scratch);
+    }
+    match name.parse::<ImageReference>().ok()? {
+        reference @ (ImageReference::Named(_) | ImageReference::Registry(_)) => Some(reference),
+        _ => None,
+    }
+}
+
+/// Why the new run image may not carry the app (`Err` with the difference).
+fn check_compatible(
+    app: &ImageConfiguration,
+    app_labels: &std::collections::HashMap<String, String>,
+    run_image: &RunImage,
+) -> Result<(), String> {
+    let app_platform = TargetPlatform {
+        os: app.os().to_string(),
+        architecture: app.architecture().to_string(),
+        variant: app.variant().clone().filter(|v| !v.is_empty()),
+    };
+    if app_platform != run_image.platform {
+        return Err(format!(
+            "the image is for {app_platform}, the run image for {}",
+            run_image.platform
+        ));
+    }
+    let target = run_image.target();
+    for (label, new) in [
+        (labels::DISTRO_NAME, &target.distro_name),
+        (labels::DISTRO_VERSION, &target.distro_version),
+    ] {
+        let old = app_labels.get(label).filter(|v| !v.is_empty());
+        if old != new.as_ref() {
+            return Err(format!(
+                "{label} is {} on the image and {} on the run image",
+                old.map_or("unset", String::as_str),
+                new.as_deref().unwrap_or("unset")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The labels that describe the run image rather than the app.
+const RUN_IMAGE_LABELS: [&str; 4] = [
+    labels::DISTRO_NAME,
+    labels::DISTRO_VERSION,
+    labels::STACK,
+    labels::STACK_PACKAGES,
+];
+
+/// The app's configuration on `run_image`: base layers, history and run-image labels
+/// swapped, the lifecycle metadata's run image updated.
+fn rebased_config(
+    app: &ImageConfiguration,
+    app_labels: &std::collections::HashMap<String, String>,
+    metadata: &mut LifecycleMetadata,
+    run_image: &RunImage,
+    base_count: usize,
+) -> Result<ImageConfiguration, String> {
+    let base = run_image.image.as_ref().map(|i| &i.config);
+    let mut diff_ids: Vec<String> = base
+        .map(|c| c.rootfs().diff_ids().clone())
+        .unwrap_or_default();
+    diff_ids.extend(app.rootfs().diff_ids()[base_count..].iter().cloned());
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(diff_ids)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    // History: the run image's, then the entries of the app's own layers (one per layer,
+    // the last ones of the app's history).
+    let app_layer_count = app.rootfs().diff_ids().len() - base_count;
+    let app_history = app.history().clone().unwrap_or_default();
+    let mut history = base.and_then(|c| c.history().clone()).unwrap_or_default();
+    history.extend(
+        app_history[app_history.len().saturating_sub(app_layer_count)..]
+            .iter()
+            .cloned(),
+    );
+
+    metadata.run_image.top_layer = run_image.top_layer();
+    metadata.run_image.reference = run_image
+        .image
+        .as_ref()
+        .map(|i| i.manifest_descriptor.digest().to_string())
+        .unwrap_or_default();
+    metadata.run_image.image = run_image.label_name();
+    metadata.stack.run_image.image = run_image.label_name();
+    let mut new_labels = app_labels.clone();
+    let run_labels = base
+        .and_then(|c| c.config().as_ref())
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
+    for label in RUN_IMAGE_LABELS {
+        match run_labels.get(label) {
+            Some(value) => new_labels.insert(label.to_string(), value.clone()),
+            None => new_labels.remove(label),
+        };
+    }
+    new_labels.insert(
+        labels::LIFECYCLE_METADATA.to_string(),
+        String::from_utf8(
+            crate::reproducible::canonical_json(metadata).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?,
+    );
+
+    let mut config = app.clone();
+    let mut inner = app.config().clone().unwrap_or_default();
+    inner.set_labels(Some(new_labels));
+    config.set_config(Some(inner));
+    config.set_rootfs(rootfs);
+    config.set_history(Some(history));
+    Ok(config)
+}
