@@ -178,6 +178,17 @@ impl LayerCache {
         &self.file
     }
 
+    /// Replaces the metadata (atomically), e.g. with a cache image's.
+    pub fn replace(&self, metadata: &CacheMetadata) -> Result<(), crate::Error> {
+        let parent = self.file.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|source| crate::Error::Prepare {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+        let json = serde_json::to_vec_pretty(metadata).expect("cache metadata serializes");
+        write_atomic(&self.file, &json).map_err(|e| crate::Error::Store(e.into()))
+    }
+
     /// Reads the metadata; a missing or unreadable file is an empty cache (with a warning
     /// for the unreadable one).
     pub fn metadata(&self, events: &dyn EventSink) -> CacheMetadata {
@@ -365,13 +376,7 @@ impl LayerCache {
                 metadata.buildpacks.push(entry);
             }
         }
-        let parent = self.file.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|source| crate::Error::Prepare {
-            path: parent.to_path_buf(),
-            source,
-        })?;
-        let json = serde_json::to_vec_pretty(&metadata).expect("cache metadata serializes");
-        write_atomic(&self.file, &json).map_err(|e| crate::Error::Store(e.into()))?;
+        self.replace(&metadata)?;
         Ok(metadata)
     }
 }

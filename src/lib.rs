@@ -7,6 +7,7 @@ pub mod buildenv;
 pub mod buildpack;
 pub mod builtin;
 pub mod cache;
+pub mod cache_image;
 pub mod detect;
 pub mod env;
 mod error;

@@ -126,6 +126,8 @@ pub struct BuildOptions {
     pub clear_cache: bool,
     /// Run the buildpacks even when nothing changed since the last build of the destination.
     pub rebuild: bool,
+    /// A cache image (see [`crate::cache_image`]) read before and written after the build.
+    pub cache_image: Option<ImageReference>,
     /// How registries and the Docker daemon are reached (run images, destinations).
     pub transports: crate::transport::Transports,
 }
@@ -148,6 +150,7 @@ impl Default for BuildOptions {
             kiln_executable: None,
             clear_cache: false,
             rebuild: false,
+            cache_image: None,
             transports: crate::transport::Transports::default(),
         }
     }
@@ -692,21 +695,21 @@ fn build_image(
         Some(image) => image.clone(),
         None => default_run_image(store, options, &group, events, cancel)?,
     };
-
     let started = phase_start(events, Phase::Restore);
     let recorded_manifest = recorded.map(|r| r.manifest_digest.as_str());
     let previous =
         analyze::previous_image(store, destination, recorded_manifest, &run_image.platform);
-    let cache = LayerCache::for_destination(store, &destination.to_string());
-    restore(
+    let cache = restore(
         store,
         options,
         &prepared,
         &group,
-        &cache,
+        destination,
         record,
         previous.as_ref(),
+        &run_image.platform,
         events,
+        cancel,
     );
     phase_end(events, Phase::Restore, started, &mut timings);
 
@@ -748,7 +751,9 @@ fn build_image(
         "publish".to_string(),
         started_publish.elapsed().as_secs_f64(),
     );
-    let saved = save_caches(store, &cache, &memo, &output, &exported, &run_image, events);
+    let saved = save_caches(
+        store, options, &cache, &memo, &output, &exported, &run_image, events, cancel,
+    );
     phase_end(events, Phase::Export, started, &mut timings);
 
     let report = BuildReport {
@@ -782,19 +787,38 @@ fn build_image(
     Ok(report)
 }
 
-/// Restores the cache layers (from the directories kept by the last build, else from the
-/// store) and the previous image's layer metadata.
+/// Restores the cache layers (from the cache image if one is given, the directories kept by
+/// the last build, else the store) and the previous image's layer metadata; returns the
+/// destination's layer cache.
 #[allow(clippy::too_many_arguments)]
 fn restore(
     store: &Store,
     options: &BuildOptions,
     prepared: &Prepared,
     group: &[GroupMember],
-    cache: &LayerCache,
+    destination: &Destination,
     record: &BuildRecord,
     previous: Option<&analyze::PreviousImage>,
+    platform: &TargetPlatform,
     events: &dyn EventSink,
-) {
+    cancel: &CancelToken,
+) -> LayerCache {
+    let cache = LayerCache::for_destination(store, &destination.to_string());
+    if let Some(reference) = options
+        .cache_image
+        .as_ref()
+        .filter(|_| !options.clear_cache)
+    {
+        crate::cache_image::import(
+            store,
+            reference,
+            &cache,
+            platform,
+            &options.transports,
+            events,
+            cancel,
+        );
+    }
     let kept = if options.clear_cache {
         None
     } else {
@@ -811,19 +835,23 @@ fn restore(
         },
         events,
     );
+    cache
 }
 
 /// After publishing: records the cache layers and what the export wrote. The image is
 /// published; a cache that cannot be saved only makes the next build slower, so failures
 /// are warnings. Returns the cache metadata saved.
+#[allow(clippy::too_many_arguments)]
 fn save_caches(
     store: &Store,
+    options: &BuildOptions,
     cache: &LayerCache,
     memo: &export::memo::ExportMemo,
     output: &BuildOutput,
     exported: &export::ExportedImage,
     run_image: &RunImage,
     events: &dyn EventSink,
+    cancel: &CancelToken,
 ) -> Option<crate::cache::CacheMetadata> {
     let saved = cache
         .save(
@@ -843,6 +871,13 @@ fn save_caches(
         events.event(&Event::Warning(format!(
             "what this export wrote was not recorded ({e}); the next one compresses every layer again"
         )));
+    }
+    if let (Some(reference), Some(saved)) = (&options.cache_image, &saved) {
+        let platform = &run_image.platform;
+        let transports = &options.transports;
+        crate::cache_image::export(
+            store, saved, reference, platform, transports, events, cancel,
+        );
     }
     saved
 }

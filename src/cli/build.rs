@@ -43,6 +43,10 @@ pub(crate) struct BuildArgs {
     /// the README).
     #[arg(long)]
     rebuild: bool,
+    /// Keep the layer cache in this image too (a registry reference, oci:DIR:NAME, …): read
+    /// before the build, written after it, so CI runners without a shared disk share it.
+    #[arg(long, value_name = "REF")]
+    cache_image: Option<String>,
     /// After the build, remove least recently used build caches (not images) while kiln's
     /// store is larger than SIZE (500M, 10G; 0 for no limit), as `kiln cache prune
     /// --max-size` does. Skipped while other kiln processes are running.
@@ -95,6 +99,12 @@ pub(crate) fn run(
     });
     options.clear_cache = args.clear_cache;
     options.rebuild = args.rebuild;
+    options.cache_image = args
+        .cache_image
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .with_context(|| format!("invalid --cache-image {:?}", args.cache_image))?;
     options.process = args
         .process
         .as_deref()

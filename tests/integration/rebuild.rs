@@ -201,7 +201,7 @@ fn rebuilds_restore_and_reuse_layers_per_the_buildpack_api() {
 
 /// A buildpack with a cache-only layer of `size` pseudo-random bytes (`SEED` from the
 /// platform env) and a launch layer; it prints whether the cache came back.
-fn cacher(env: &TestEnv, size: &str) -> std::path::PathBuf {
+pub(crate) fn cacher(env: &TestEnv, size: &str) -> std::path::PathBuf {
     write_buildpack(
         &env.path("cacher"),
         &BuildpackSpec {

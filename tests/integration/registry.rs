@@ -1030,3 +1030,51 @@ fn a_push_killed_midway_then_run_again_completes_without_corruption() {
     assert_contains!(assert_ok(&out, "kiln pull"), digest.as_str());
     assert!(fresh.store().layout().verify().unwrap().is_ok());
 }
+
+#[test]
+fn a_cache_image_in_a_registry_carries_the_cache_to_a_fresh_machine() {
+    let Some(registry) = LocalRegistry::start(None) else {
+        return;
+    };
+    let cache_ref = format!("{}/demo/cache:app", registry.host());
+    // Each "runner" has its own kiln home: nothing is shared but the registry.
+    let build = |env: &TestEnv, seed: &str, cache: &str| -> String {
+        let app = env.app("app", &[("app.txt", "x")]);
+        let bp = crate::rebuild::cacher(env, "256k");
+        let mut command = isolated(env);
+        command
+            .args(["build", "ci/app", "--path", app.to_str().unwrap()])
+            .args(["--run-image", &env.run_image(), "-b", bp.to_str().unwrap()])
+            .args(["--env", &format!("SEED={seed}"), "--cache-image", cache]);
+        let out = command.output().unwrap();
+        assert_ok(&out, "kiln build --cache-image");
+        all_output(&out)
+    };
+    let first = TestEnv::new();
+    let log = build(&first, "1", &cache_ref);
+    assert_contains!(log, "is not used");
+    assert_contains!(log, &format!("Wrote cache image {cache_ref}"));
+    if require("skopeo") {
+        let out = sh(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                &format!("docker://{cache_ref}"),
+            ],
+        );
+        assert_contains!(out, "io.buildpacks.lifecycle.cache.metadata");
+    }
+
+    let second = TestEnv::new();
+    let log = build(&second, "2", &cache_ref);
+    assert_contains!(log, &format!("Using cache image {cache_ref}"));
+    assert_contains!(log, "Restored cache layer 'test/cacher:deps'");
+    assert_contains!(log, "CACHE: 1");
+
+    // A cache image that does not exist: a warning, and a build without cache.
+    let third = TestEnv::new();
+    let log = build(&third, "3", &format!("{}/demo/none:x", registry.host()));
+    assert_contains!(log, "is not used");
+    assert_contains!(log, "CACHE: none");
+}

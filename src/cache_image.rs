@@ -1,0 +1,166 @@
+//! A layer cache kept as an image (`kiln build --cache-image REF`), so that build machines
+//! without a shared disk — ephemeral CI runners — share cache layers through a registry.
+//!
+//! The cache image is an ordinary OCI image: its layers are the `cache = true` layer blobs
+//! of the last build (the same blobs the local cache records), and its configuration carries
+//! the cache metadata in the `io.buildpacks.lifecycle.cache.metadata` label, in the shape of
+//! `$KILN_HOME/cache/layers/<…>.json` (see [`crate::cache`]). Before the build kiln reads it
+//! (blobs it already has are not downloaded again) and uses its metadata instead of the local
+//! record; after a successful build it writes the new one. `REF` may be any reference kiln
+//! writes and reads — a registry, `oci:DIR:NAME`, an archive. A cache image that is missing,
+//! unreachable or unreadable only means a build without cache (with a warning); one that
+//! cannot be written only means the next build starts without it.
+
+use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder, MediaType, RootFsBuilder};
+
+use crate::cache::{CacheMetadata, LayerCache};
+use crate::event::{CancelToken, Event, EventSink};
+use crate::image::TargetPlatform;
+use crate::image::reference::ImageReference;
+use crate::image::write::{descriptor, write_image};
+use crate::publish::{self, Destination};
+use crate::registry::PullPolicy;
+use crate::store::Store;
+use crate::transport::Transports;
+
+/// The label holding the cache metadata (the lifecycle's name for it).
+pub const CACHE_METADATA_LABEL: &str = "io.buildpacks.lifecycle.cache.metadata";
+
+/// Reads the cache image `reference` into the store and makes its metadata the cache of
+/// this build. Returns whether it did; failures are warnings.
+pub fn import(
+    store: &Store,
+    reference: &ImageReference,
+    cache: &LayerCache,
+    platform: &TargetPlatform,
+    transports: &Transports,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> bool {
+    let mut transports = transports.clone();
+    // A registry's cache image is always asked for again: another runner may have
+    // written a newer one.
+    transports.pull_policy = PullPolicy::Always;
+    let result = crate::transport::fetch(reference, store, platform, &transports, events, cancel)
+        .map_err(|e| e.to_string())
+        .and_then(|image| {
+            for layer in image.manifest.layers() {
+                store
+                    .layout()
+                    .copy_blob_from(&image.layout, layer)
+                    .map_err(|e| e.to_string())?;
+            }
+            let metadata: CacheMetadata = image
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.labels().as_ref())
+                .and_then(|l| l.get(CACHE_METADATA_LABEL))
+                .ok_or_else(|| format!("it has no {CACHE_METADATA_LABEL} label"))
+                .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string()))?;
+            cache.replace(&metadata).map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => {
+            events.event(&Event::Step(format!("Using cache image {reference}")));
+            true
+        }
+        Err(e) => {
+            events.event(&Event::Warning(format!(
+                "cache image {reference} is not used ({e}); building without it"
+            )));
+            false
+        }
+    }
+}
+
+/// Writes the cache image of `metadata` (whose blobs are in the store) to `reference`.
+/// Failures are warnings.
+pub fn export(
+    store: &Store,
+    metadata: &CacheMetadata,
+    reference: &ImageReference,
+    platform: &TargetPlatform,
+    transports: &Transports,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) {
+    if let Err(e) = write(
+        store, metadata, reference, platform, transports, events, cancel,
+    ) {
+        events.event(&Event::Warning(format!(
+            "cache image {reference} was not written ({e}); the next build starts without it"
+        )));
+    }
+}
+
+fn write(
+    store: &Store,
+    metadata: &CacheMetadata,
+    reference: &ImageReference,
+    platform: &TargetPlatform,
+    transports: &Transports,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<(), String> {
+    let layout = store.layout();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for buildpack in &metadata.buildpacks {
+        for layer in buildpack.layers.values() {
+            let digest = layer
+                .digest
+                .parse()
+                .map_err(|_| "a cached digest is invalid")?;
+            let size = std::fs::metadata(layout.blob_path(&digest))
+                .map_err(|e| format!("cache blob {digest}: {e}"))?
+                .len();
+            layers.push(descriptor(MediaType::ImageLayerGzip, &digest, size));
+            diff_ids.push(layer.sha.clone());
+        }
+    }
+    let label = String::from_utf8(
+        crate::reproducible::canonical_json(metadata).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let config = ConfigBuilder::default()
+        .labels(
+            [(CACHE_METADATA_LABEL.to_string(), label)]
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut builder = ImageConfigurationBuilder::default()
+        .created(crate::reproducible::created_timestamp(None))
+        .architecture(platform.architecture.as_str())
+        .os(platform.os.as_str())
+        .config(config)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    if let Some(variant) = &platform.variant {
+        builder = builder.variant(variant.clone());
+    }
+    let config = builder.build().map_err(|e| e.to_string())?;
+    let written = write_image(layout, layers, &config).map_err(|e| e.to_string())?;
+    let destination = Destination::from_reference(reference, None)?;
+    publish::publish(
+        store,
+        publish::Publishable {
+            descriptor: &written.descriptor,
+            manifest: &written.manifest,
+        },
+        &destination,
+        transports,
+        events,
+        cancel,
+    )
+    .map_err(|e| e.to_string())?;
+    events.event(&Event::Step(format!("Wrote cache image {reference}")));
+    Ok(())
+}
