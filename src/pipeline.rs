@@ -1079,6 +1079,8 @@ pub fn detect(
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<DetectSummary, Error> {
+    // Its scratch directory is in the store: keep `kiln cache prune` away meanwhile.
+    let _guard = crate::gc::BuildGuard::acquire(store)?;
     let mut timings = BTreeMap::new();
     let prepared = prepare(store, options, events, cancel, &mut timings)?;
     let runner = prepared.runner(options, events, cancel);
