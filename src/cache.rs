@@ -49,6 +49,23 @@ pub struct CacheMetadata {
 }
 
 impl CacheMetadata {
+    /// `buildpack`'s cached layer `name`, if its blob is still in the store.
+    fn stored_layer(
+        &self,
+        buildpack: &str,
+        name: &str,
+        layout: &OciLayout,
+    ) -> Option<&CachedLayer> {
+        let layer = self
+            .buildpacks
+            .iter()
+            .find(|b| b.key == buildpack)?
+            .layers
+            .get(name)?;
+        let digest: Digest = layer.digest.parse().ok()?;
+        layout.has_blob(&digest).then_some(layer)
+    }
+
     /// The blob digest of `buildpack`'s layer `name` if it was cached with this `diff_id`
     /// and its blob is still in the store.
     fn unchanged(
@@ -58,18 +75,10 @@ impl CacheMetadata {
         diff_id: &str,
         layout: &OciLayout,
     ) -> Option<String> {
-        let layer = self
-            .buildpacks
-            .iter()
-            .find(|b| b.key == buildpack)?
-            .layers
-            .get(name)?;
-        let digest: Digest = layer.digest.parse().ok()?;
-        (layer.sha == diff_id && layout.has_blob(&digest)).then(|| layer.digest.clone())
+        let layer = self.stored_layer(buildpack, name, layout)?;
+        (layer.sha == diff_id).then(|| layer.digest.clone())
     }
-}
 
-impl CacheMetadata {
     /// The `diff_id` and blob digest of `buildpack`'s layer `name` if it was cached from a
     /// tree with this stat `fingerprint` and its blob is still in the store.
     fn same_source(
@@ -79,17 +88,9 @@ impl CacheMetadata {
         fingerprint: Option<&str>,
         layout: &OciLayout,
     ) -> Option<(String, String)> {
-        let layer = self
-            .buildpacks
-            .iter()
-            .find(|b| b.key == buildpack)?
-            .layers
-            .get(name)?;
-        let digest: Digest = layer.digest.parse().ok()?;
-        (fingerprint.is_some()
-            && layer.fingerprint.as_deref() == fingerprint
-            && layout.has_blob(&digest))
-        .then(|| (layer.sha.clone(), layer.digest.clone()))
+        let layer = self.stored_layer(buildpack, name, layout)?;
+        (fingerprint.is_some() && layer.fingerprint.as_deref() == fingerprint)
+            .then(|| (layer.sha.clone(), layer.digest.clone()))
     }
 }
 
