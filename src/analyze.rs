@@ -180,6 +180,9 @@ pub struct PreviousImage {
     pub config: oci_spec::image::ImageConfiguration,
     /// Its `io.buildpacks.lifecycle.metadata`.
     pub metadata: LifecycleMetadata,
+    /// Whether its blobs are at the destination (a registry) rather than necessarily in
+    /// the store: a layer reused from it is then referenced without being copied.
+    pub remote: bool,
 }
 
 impl PreviousImage {
@@ -210,16 +213,36 @@ impl PreviousImage {
 
 /// Finds the previous image of `destination` for `platform`: for a store name, the image it
 /// names; otherwise the image kiln last built for that destination (`recorded`, a manifest
-/// digest whose blobs are in the store). Registries, daemons and files are not read: a CI
-/// runner without a local record starts without a previous image. An image for another
-/// platform, or without lifecycle metadata, is no previous image.
+/// digest whose blobs are in the store); for a registry without such a record (a fresh CI
+/// runner), the image the registry has under that name (its manifest and configuration only).
+/// Daemons and files are not read back. An image for another platform, or without lifecycle
+/// metadata, is no previous image.
 pub fn previous_image(
     store: &Store,
     destination: &crate::publish::Destination,
     recorded: Option<&str>,
     platform: &TargetPlatform,
+    transports: &crate::transport::Transports,
+    events: &dyn crate::event::EventSink,
+    cancel: &crate::event::CancelToken,
 ) -> Option<PreviousImage> {
     let layout = store.layout();
+    let remote = matches!(destination, crate::publish::Destination::Registry(_));
+    let recorded = match (recorded, destination) {
+        (None, crate::publish::Destination::Registry(name)) => {
+            let registry = transports.registry(store).ok()?;
+            match registry.pull_config(name, platform, layout, events, cancel) {
+                Ok(descriptor) => Some(descriptor.digest().to_string()),
+                Err(e) => {
+                    events.event(&crate::event::Event::Info(format!(
+                        "no previous image of {name} in the registry ({e})"
+                    )));
+                    None
+                }
+            }
+        }
+        (recorded, _) => recorded.map(str::to_string),
+    };
     let (manifest_digest, manifest, config) =
         if let crate::publish::Destination::Store(name) = destination {
             let image =
@@ -254,5 +277,6 @@ pub fn previous_image(
         manifest,
         config,
         metadata,
+        remote,
     })
 }

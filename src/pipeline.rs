@@ -696,17 +696,14 @@ fn build_image(
         None => default_run_image(store, options, &group, events, cancel)?,
     };
     let started = phase_start(events, Phase::Restore);
-    let recorded_manifest = recorded.map(|r| r.manifest_digest.as_str());
-    let previous =
-        analyze::previous_image(store, destination, recorded_manifest, &run_image.platform);
-    let cache = restore(
+    let (cache, previous) = restore(
         store,
         options,
         &prepared,
         &group,
         destination,
         record,
-        previous.as_ref(),
+        recorded,
         &run_image.platform,
         events,
         cancel,
@@ -787,9 +784,9 @@ fn build_image(
     Ok(report)
 }
 
-/// Restores the cache layers (from the cache image if one is given, the directories kept by
-/// the last build, else the store) and the previous image's layer metadata; returns the
-/// destination's layer cache.
+/// Finds the previous image and restores the cache layers (from the cache image if one is
+/// given, the directories kept by the last build, else the store) and the previous image's
+/// layer metadata; returns the destination's layer cache and the previous image.
 #[allow(clippy::too_many_arguments)]
 fn restore(
     store: &Store,
@@ -798,11 +795,22 @@ fn restore(
     group: &[GroupMember],
     destination: &Destination,
     record: &BuildRecord,
-    previous: Option<&analyze::PreviousImage>,
+    recorded: Option<&Recorded>,
     platform: &TargetPlatform,
     events: &dyn EventSink,
     cancel: &CancelToken,
-) -> LayerCache {
+) -> (LayerCache, Option<analyze::PreviousImage>) {
+    let recorded_manifest = recorded.map(|r| r.manifest_digest.as_str());
+    let transports = &options.transports;
+    let previous = analyze::previous_image(
+        store,
+        destination,
+        recorded_manifest,
+        platform,
+        transports,
+        events,
+        cancel,
+    );
     let cache = LayerCache::for_destination(store, &destination.to_string());
     if let Some(reference) = options
         .cache_image
@@ -829,13 +837,13 @@ fn restore(
         group,
         &prepared.work.layers,
         &crate::cache::Sources {
-            previous: previous.map(|p| &p.metadata),
+            previous: previous.as_ref().map(|p| &p.metadata),
             kept: kept.as_ref(),
             use_cache: !options.clear_cache,
         },
         events,
     );
-    cache
+    (cache, previous)
 }
 
 /// After publishing: records the cache layers and what the export wrote. The image is

@@ -288,10 +288,11 @@ fn plan_launch_layers(
             let Some(dir) = &layer.dir else {
                 // Left without contents: reused from the previous image (spec "Launch
                 // Layers"); a cache layer must always have contents.
+                let remote = ctx.previous.is_some_and(|p| p.remote);
                 let reused = (!layer.types.cache)
                     .then(|| ctx.previous?.launch_layer(id.as_str(), &layer.name))
                     .flatten()
-                    .filter(|(_, d)| ctx.layout.has_blob(d.digest()));
+                    .filter(|(_, d)| remote || ctx.layout.has_blob(d.digest()));
                 let Some((previous, descriptor)) = reused else {
                     return Err(ExportError::MissingLayerContents {
                         buildpack: id.to_string(),

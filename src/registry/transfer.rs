@@ -86,6 +86,31 @@ impl Registry {
         events: &dyn EventSink,
         cancel: &CancelToken,
     ) -> Result<Descriptor, RegistryError> {
+        self.pull_blobs(name, platform, layout, true, events, cancel)
+    }
+
+    /// Like [`Registry::pull`], but brings only the manifest and the configuration (to read
+    /// an image's labels without its layers).
+    pub fn pull_config(
+        &self,
+        name: &ImageName,
+        platform: &TargetPlatform,
+        layout: &OciLayout,
+        events: &dyn EventSink,
+        cancel: &CancelToken,
+    ) -> Result<Descriptor, RegistryError> {
+        self.pull_blobs(name, platform, layout, false, events, cancel)
+    }
+
+    fn pull_blobs(
+        &self,
+        name: &ImageName,
+        platform: &TargetPlatform,
+        layout: &OciLayout,
+        with_layers: bool,
+        events: &dyn EventSink,
+        cancel: &CancelToken,
+    ) -> Result<Descriptor, RegistryError> {
         let reference = Self::reference(name)?;
         let host = reference.resolve_registry().to_string();
         let client = self.client(&host, true);
@@ -134,7 +159,9 @@ impl Registry {
         let mut sources = Sources::load(self.sources_file.as_deref());
         let repository = format!("{host}/{}", reference.repository());
         let mut blobs = vec![manifest.config().clone()];
-        blobs.extend(manifest.layers().iter().cloned());
+        if with_layers {
+            blobs.extend(manifest.layers().iter().cloned());
+        }
         for blob in &blobs {
             Self::check(cancel)?;
             if !layout.has_blob(blob.digest()) {

@@ -17,7 +17,7 @@ use crate::util::{BuildpackSpec, TestEnv, oci, validate_layout, write_buildpack}
 /// writes one layer per type combination holding `gen<GEN>` (GEN from the platform env), and
 /// a `store.toml`. The launch-only layer `l` is reused, when its metadata came back, by
 /// declaring it without contents.
-fn maker(env: &TestEnv) -> std::path::PathBuf {
+pub(crate) fn maker(env: &TestEnv) -> std::path::PathBuf {
     let mut script = String::from(
         r#"
 L="$CNB_LAYERS_DIR"; GEN=$(cat "$2/env/GEN")

@@ -1078,3 +1078,58 @@ fn a_cache_image_in_a_registry_carries_the_cache_to_a_fresh_machine() {
     assert_contains!(log, "is not used");
     assert_contains!(log, "CACHE: none");
 }
+
+#[test]
+fn a_fresh_machine_reuses_launch_layers_of_the_previous_image_in_the_registry() {
+    let Some(registry) = LocalRegistry::start(None) else {
+        return;
+    };
+    let image = format!("{}/demo/layers:1", registry.host());
+    let build = |env: &TestEnv, generation: &str| -> (serde_json::Value, String) {
+        let app = env.app("app", &[("app.txt", "x")]);
+        let bp = crate::rebuild::maker(env);
+        let mut command = isolated(env);
+        command
+            .args(["build", &image, "--publish", "--path", app.to_str().unwrap()])
+            .args(["--run-image", &env.run_image(), "-b", bp.to_str().unwrap()])
+            .args(["--env", &format!("GEN={generation}"), "--format", "json"]);
+        let out = command.output().unwrap();
+        assert_ok(&out, "kiln build --publish");
+        (
+            serde_json::from_slice(&out.stdout).unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (first, _) = build(&TestEnv::new(), "1");
+    // Another machine, nothing local: the previous image's metadata comes from the registry,
+    // and the launch layer the buildpack keeps is referenced there, not downloaded.
+    let (second, log) = build(&TestEnv::new(), "2");
+    assert_contains!(log, "Reusing layer 'test/maker:l' from the previous image");
+    let layer = |report: &serde_json::Value| {
+        report["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "test/maker:l")
+            .unwrap()["digest"]
+            .clone()
+    };
+    assert_eq!(layer(&first), layer(&second));
+    let existing = strings(&second["published"]["existing"]);
+    assert!(
+        existing.contains(&layer(&second).as_str().unwrap().to_string()),
+        "{second:#}"
+    );
+    if require("skopeo") {
+        let dir = TestEnv::new();
+        sh(
+            "skopeo",
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{image}"),
+                &format!("dir:{}", dir.path("copy").display()),
+            ],
+        );
+    }
+}
