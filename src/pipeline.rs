@@ -301,6 +301,9 @@ struct Prepared {
     sandbox: HostSandbox,
     base_env: Env,
     user_env: BTreeMap<String, String>,
+    /// The source's stat fingerprint (taken before copying it) and the copy's, to tell
+    /// whether the build left the app as the source has it.
+    app_fingerprints: Option<(String, String)>,
 }
 
 fn prepare(
@@ -336,7 +339,10 @@ fn prepare(
     };
     phase_end(events, Phase::Analyze, started, timings);
 
-    let app = app::copy_source(&options.app_dir, &work.app, &[store.root().to_path_buf()])?;
+    let skip = [store.root().to_path_buf()];
+    let source_fingerprint = app::fingerprint_source(&options.app_dir, &skip).ok();
+    let app = app::copy_source(&options.app_dir, &work.app, &skip)?;
+    let app_fingerprints = source_fingerprint.zip(crate::fingerprint::tree(&work.app).ok());
     events.event(&Event::Info(format!(
         "copied {} files ({} bytes) of source",
         app.files, app.bytes
@@ -374,6 +380,7 @@ fn prepare(
         sandbox,
         base_env: Env::for_build(host_env),
         user_env,
+        app_fingerprints,
     })
 }
 
@@ -530,6 +537,14 @@ fn run_build(
 }
 
 impl Prepared {
+    /// The source's fingerprint if the build left the app's copy untouched (so the app
+    /// layers depend on the source alone).
+    fn untouched_app_source(&self) -> Option<String> {
+        let (source, copy) = self.app_fingerprints.as_ref()?;
+        (crate::fingerprint::tree(&self.work.app).ok().as_ref() == Some(copy))
+            .then(|| source.clone())
+    }
+
     /// The runner for this build's buildpacks.
     fn runner<'a>(
         &'a self,
@@ -725,6 +740,7 @@ fn build_image(
         source_date_epoch: options.source_date_epoch,
         exec_env: &options.exec_env,
         memo: &memo,
+        app_source: prepared.untouched_app_source().as_deref(),
         previous: previous.as_ref(),
         events,
         cancel,

@@ -94,13 +94,22 @@ pub struct LayerBlob {
 /// its settings and its source tree's metadata. Equal fingerprints mean equal layers, so the
 /// layer's `diff_id` is known without reading a file.
 pub fn spec_fingerprint(spec: &LayerSpec) -> io::Result<String> {
+    spec_fingerprint_with(spec, None)
+}
+
+/// [`spec_fingerprint`] with `tree` standing for the source tree's fingerprint (the app
+/// source's, when the build left its copy untouched).
+pub fn spec_fingerprint_with(spec: &LayerSpec, tree: Option<&str>) -> io::Result<String> {
     let mut fingerprint = crate::fingerprint::Fingerprinter::new();
     fingerprint.add_str("parents", &spec.parents.join("\n"));
     fingerprint.add_str("target", &spec.target);
     fingerprint.add_str("only", &format!("{:?}", spec.only));
     fingerprint.add_str("owner", &format!("{}:{}", spec.uid, spec.gid));
     fingerprint.add_str("entries", &format!("{:?}", spec.entry_metadata));
-    fingerprint.add_tree(Path::new(""), &spec.source)?;
+    match tree {
+        Some(tree) => fingerprint.add_str("tree", tree),
+        None => fingerprint.add_tree(Path::new(""), &spec.source)?,
+    }
     Ok(fingerprint.finish())
 }
 

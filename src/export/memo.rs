@@ -30,7 +30,9 @@ use std::sync::Mutex;
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
-use super::layer::{LayerBlob, LayerError, LayerSpec, diff_id_of, spec_fingerprint, write_layer};
+use super::layer::{
+    LayerBlob, LayerError, LayerSpec, diff_id_of, spec_fingerprint_with, write_layer,
+};
 use crate::image::digest::{HashingReader, sha256_digest};
 use crate::image::layout::{LayoutError, OciLayout, write_atomic};
 use crate::store::Store;
@@ -85,18 +87,22 @@ impl ExportMemo {
 
     /// Writes the layer `name` described by `spec` into `layout`, or, if its content is what
     /// the last export recorded for `name`, returns the recorded blob without compressing.
+    ///
+    /// `tree` stands for the fingerprint of `spec`'s source tree when the caller knows it
+    /// better (the app's source, for an app layer the build did not touch).
     pub fn write_layer(
         &self,
         layout: &OciLayout,
         name: &str,
         spec: &LayerSpec,
+        tree: Option<&str>,
     ) -> Result<LayerBlob, LayerError> {
-        let blob = match self.unchanged(layout, name, spec)? {
+        let blob = match self.unchanged(layout, name, spec, tree)? {
             Some(blob) => blob,
             None => write_layer(layout, spec)?,
         };
         // Nothing writes to the source any more: its fingerprint now belongs to this diff_id.
-        let source = spec_fingerprint(spec).ok();
+        let source = spec_fingerprint_with(spec, tree).ok();
         self.current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -120,6 +126,7 @@ impl ExportMemo {
         layout: &OciLayout,
         name: &str,
         spec: &LayerSpec,
+        tree: Option<&str>,
     ) -> Result<Option<LayerBlob>, LayerError> {
         let Some(entry) = self.previous.get(name) else {
             return Ok(None);
@@ -136,7 +143,8 @@ impl ExportMemo {
             let _ = fs::remove_file(layout.blob_path(&digest));
             return Ok(None);
         }
-        let same_source = entry.source.is_some() && entry.source == spec_fingerprint(spec).ok();
+        let same_source =
+            entry.source.is_some() && entry.source == spec_fingerprint_with(spec, tree).ok();
         if !same_source && diff_id_of(spec)? != diff_id {
             return Ok(None);
         }
@@ -225,7 +233,7 @@ mod tests {
 
         let memo = ExportMemo::for_destination(&store, "app:1");
         let first = memo
-            .write_layer(store.layout(), "app", &spec(src.path()))
+            .write_layer(store.layout(), "app", &spec(src.path()), None)
             .unwrap();
         assert!(!first.existed);
         memo.save().unwrap();
@@ -234,7 +242,7 @@ mod tests {
         fs::write(src.path().join("a.txt"), "one").unwrap();
         let memo = ExportMemo::for_destination(&store, "app:1");
         let again = memo
-            .write_layer(store.layout(), "app", &spec(src.path()))
+            .write_layer(store.layout(), "app", &spec(src.path()), None)
             .unwrap();
         assert!(again.existed);
         assert_eq!(again.digest, first.digest);
@@ -249,10 +257,30 @@ mod tests {
         fs::write(src.path().join("a.txt"), "two").unwrap();
         let memo = ExportMemo::for_destination(&store, "app:1");
         let changed = memo
-            .write_layer(store.layout(), "app", &spec(src.path()))
+            .write_layer(store.layout(), "app", &spec(src.path()), None)
             .unwrap();
         assert_ne!(changed.digest, first.digest);
         memo.save().unwrap();
+
+        // A caller that vouches for the tree (the app source, untouched by the build) gets the
+        // recorded blob back without kiln reading the tree — the same vouching, the same blob.
+        let memo = ExportMemo::for_destination(&store, "vouched:1");
+        let vouched = memo
+            .write_layer(store.layout(), "app", &spec(src.path()), Some("tree-1"))
+            .unwrap();
+        memo.save().unwrap();
+        fs::write(src.path().join("a.txt"), "changed behind the vouching").unwrap();
+        let memo = ExportMemo::for_destination(&store, "vouched:1");
+        let again = memo
+            .write_layer(store.layout(), "app", &spec(src.path()), Some("tree-1"))
+            .unwrap();
+        assert_eq!(again.digest, vouched.digest);
+        let memo = ExportMemo::for_destination(&store, "vouched:1");
+        let other = memo
+            .write_layer(store.layout(), "app", &spec(src.path()), Some("tree-2"))
+            .unwrap();
+        assert_ne!(other.digest, vouched.digest, "another tree is read");
+        fs::write(src.path().join("a.txt"), "two").unwrap();
 
         // A damaged blob is not reused: the layer is written again, repairing it.
         let path = store.layout().blob_path(&changed.digest);
@@ -263,7 +291,7 @@ mod tests {
         fs::write(&path, b"garbage").unwrap();
         let memo = ExportMemo::for_destination(&store, "app:1");
         let repaired = memo
-            .write_layer(store.layout(), "app", &spec(src.path()))
+            .write_layer(store.layout(), "app", &spec(src.path()), None)
             .unwrap();
         assert_eq!(repaired.digest, changed.digest);
         assert!(blob_intact(store.layout(), &repaired.digest, repaired.size));

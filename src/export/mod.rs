@@ -139,6 +139,10 @@ pub struct ExportContext<'a> {
     /// What the last export of this image wrote (layers whose content did not change are
     /// not compressed again).
     pub memo: &'a memo::ExportMemo,
+    /// The stat fingerprint of the app's source, if the build left its copy in `app_dir`
+    /// untouched: app layers whose source and settings are as at the last export are then
+    /// reused without reading `app_dir`.
+    pub app_source: Option<&'a str>,
     /// The previous image of the destination: launch layers a buildpack left without
     /// contents are reused from it.
     pub previous: Option<&'a crate::analyze::PreviousImage>,
@@ -154,6 +158,8 @@ struct PlannedLayer {
     spec: LayerSpec,
     /// A launch layer its buildpack left without contents: the previous image's blob.
     reused: Option<LayerBlob>,
+    /// What stands for the source tree's fingerprint (see [`ExportContext::app_source`]).
+    tree: Option<String>,
 }
 
 /// Runs the export phase.
@@ -170,6 +176,9 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
         gid,
         ctx.events,
     ));
+    for plan in &mut planned[launch_layer_count..] {
+        plan.tree = ctx.app_source.map(str::to_string);
+    }
 
     let blobs = write_layers_parallel(ctx.layout, ctx.memo, &planned, ctx.cancel)?;
     let exported: Vec<ExportedLayer> = planned
@@ -322,6 +331,7 @@ fn plan_launch_layers(
                         uncompressed_size: 0,
                         existed: true,
                     }),
+                    tree: None,
                 });
                 entry.layers.insert(layer.name.clone(), metadata);
                 continue;
@@ -339,6 +349,7 @@ fn plan_launch_layers(
                 created_by,
                 spec: buildpack_layer_spec(&escaped, &layer.name, dir, uid, gid),
                 reused: None,
+                tree: None,
             });
             entry.layers.insert(layer.name.clone(), metadata);
         }
@@ -462,6 +473,7 @@ fn app_layers(
             created_by: "Application Layer".to_string(),
             spec: app_spec(None),
             reused: None,
+            tree: None,
         }];
     }
     let mut remaining: Vec<PathBuf> = walkdir::WalkDir::new(app_dir)
@@ -522,6 +534,7 @@ fn app_layers(
             created_by: format!("Application Slice: {}", i + 1),
             spec: app_spec(Some(taken)),
             reused: None,
+            tree: None,
         });
     }
     layers.push(PlannedLayer {
@@ -529,6 +542,7 @@ fn app_layers(
         created_by: "Application Layer".to_string(),
         spec: app_spec(Some(remaining)),
         reused: None,
+        tree: None,
     });
     layers
 }
@@ -561,7 +575,7 @@ fn write_layers_parallel(
                     } else if let Some(blob) = &plan.reused {
                         Ok(blob.clone())
                     } else {
-                        memo.write_layer(layout, &plan.name, &plan.spec)
+                        memo.write_layer(layout, &plan.name, &plan.spec, plan.tree.as_deref())
                             .map_err(|source| ExportError::Layer {
                                 name: plan.name.clone(),
                                 source,

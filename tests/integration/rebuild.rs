@@ -43,6 +43,7 @@ else
   make_layer l true false false
 fi
 printf '[metadata]\ngen = %s\n' "$GEN" > "$L/store.toml"
+if [ -f "$2/env/WRITE_APP" ]; then echo "gen$GEN" > generated.txt; fi
 "#,
     );
     for (name, l, b, c) in [
@@ -180,6 +181,20 @@ fn rebuilds_restore_and_reuse_layers_per_the_buildpack_api() {
         assert_contains!(report, "l toml=gen = 1 dir=no");
         assert_contains!(report, "c toml=no dir=no");
     }
+
+    // The app layer: written again when a buildpack changed the app, reused when the source
+    // and the build left it as it was.
+    let app_layer = |generation: u32, extra: &[&str]| -> Value {
+        let (report, _) = build_gen(&env, &app, &bp, &out, generation, extra);
+        layer(&report, "application")["digest"].clone()
+    };
+    let plain = layer(&first, "application")["digest"].clone();
+    let written4 = app_layer(4, &["--env", "WRITE_APP=1"]);
+    let written5 = app_layer(5, &["--env", "WRITE_APP=1"]);
+    assert_ne!(written4, plain);
+    assert_ne!(written5, written4, "the buildpack's change to the app is exported");
+    assert_eq!(app_layer(6, &[]), plain);
+    assert_eq!(app_layer(7, &[]), plain);
 
     // A launch layer declared without contents and no previous image to take it from.
     let fresh = oci(&env.path("fresh"), "img");

@@ -1090,7 +1090,13 @@ fn a_fresh_machine_reuses_launch_layers_of_the_previous_image_in_the_registry() 
         let bp = crate::rebuild::maker(env);
         let mut command = isolated(env);
         command
-            .args(["build", &image, "--publish", "--path", app.to_str().unwrap()])
+            .args([
+                "build",
+                &image,
+                "--publish",
+                "--path",
+                app.to_str().unwrap(),
+            ])
             .args(["--run-image", &env.run_image(), "-b", bp.to_str().unwrap()])
             .args(["--env", &format!("GEN={generation}"), "--format", "json"]);
         let out = command.output().unwrap();
