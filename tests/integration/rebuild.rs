@@ -192,7 +192,10 @@ fn rebuilds_restore_and_reuse_layers_per_the_buildpack_api() {
     let written4 = app_layer(4, &["--env", "WRITE_APP=1"]);
     let written5 = app_layer(5, &["--env", "WRITE_APP=1"]);
     assert_ne!(written4, plain);
-    assert_ne!(written5, written4, "the buildpack's change to the app is exported");
+    assert_ne!(
+        written5, written4,
+        "the buildpack's change to the app is exported"
+    );
     assert_eq!(app_layer(6, &[]), plain);
     assert_eq!(app_layer(7, &[]), plain);
 
@@ -240,6 +243,17 @@ printf '[types]\nlaunch = true\n' > "$L/run.toml"
     )
 }
 
+/// `kiln build IMAGE` of `app` with the `cacher` buildpack `bp` and `SEED=seed`, always
+/// running the buildpacks; returns the command (not run yet).
+fn cacher_build(env: &TestEnv, app: &Path, bp: &Path, image: &str, seed: &str) -> Command {
+    let mut command = env.kiln();
+    command
+        .args(["build", image, "--path", app.to_str().unwrap()])
+        .args(["--run-image", &env.run_image(), "-b", bp.to_str().unwrap()])
+        .args(["--env", &format!("SEED={seed}"), "--rebuild"]);
+    command
+}
+
 fn verify_store(env: &TestEnv) {
     let out = env.ok(&["store", "verify"]);
     assert_contains!(out, "store is intact");
@@ -250,7 +264,8 @@ fn concurrent_builds_share_one_store() {
     let env = TestEnv::new();
     let app = env.app("app", &[("app.txt", "x")]);
     let bp = cacher(&env, "2M");
-    let run_image = env.run_image();
+    // Made once, before the builds start at the same time.
+    env.run_image();
     // Three images, and two builds of a fourth at the same time, all at once.
     let jobs: Vec<(String, &str)> = vec![
         ("shared/a".to_string(), "1"),
@@ -262,10 +277,7 @@ fn concurrent_builds_share_one_store() {
     let children: Vec<_> = jobs
         .iter()
         .map(|(image, seed)| {
-            env.kiln()
-                .args(["build", image, "--path", app.to_str().unwrap()])
-                .args(["--run-image", &run_image, "-b", bp.to_str().unwrap()])
-                .args(["--env", &format!("SEED={seed}")])
+            cacher_build(&env, &app, &bp, image, seed)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -289,13 +301,7 @@ fn concurrent_builds_share_one_store() {
     }
     // Each image's next build finds its own cache.
     for (image, seed) in [("shared/a", "1"), ("shared/b", "2")] {
-        let out = env
-            .kiln()
-            .args(["build", image, "--path", app.to_str().unwrap()])
-            .args(["--run-image", &run_image, "-b", bp.to_str().unwrap()])
-            .args(["--env", &format!("SEED={seed}"), "--rebuild"])
-            .output()
-            .unwrap();
+        let out = cacher_build(&env, &app, &bp, image, seed).output().unwrap();
         assert!(out.status.success());
         assert_contains!(
             String::from_utf8_lossy(&out.stderr),
@@ -477,15 +483,8 @@ fn cache_prune_removes_garbage_and_least_recently_used_caches_never_images() {
     let env = TestEnv::new();
     let app = env.app("app", &[("app.txt", "x")]);
     let bp = cacher(&env, "1M");
-    let run_image = env.run_image();
     let build = |image: &str, seed: &str| -> String {
-        let out = env
-            .kiln()
-            .args(["build", image, "--path", app.to_str().unwrap()])
-            .args(["--run-image", &run_image, "-b", bp.to_str().unwrap()])
-            .args(["--env", &format!("SEED={seed}"), "--rebuild"])
-            .output()
-            .unwrap();
+        let out = cacher_build(&env, &app, &bp, image, seed).output().unwrap();
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{log}");
         log
