@@ -402,7 +402,7 @@ fn restore_layer(
         .open_blob(&digest)
         .map_err(|_| RestoreError::Missing)?;
     let compressed = HashingReader::new(file);
-    let uncompressed = HashingReader::new(flate2::read::GzDecoder::new(compressed));
+    let uncompressed = HashingReader::new(flate2::read::MultiGzDecoder::new(compressed));
     let prefix = format!("layers/{escaped}/{name}");
     let mut archive = tar::Archive::new(uncompressed);
     extract(&mut archive, &prefix, staging.path())?;

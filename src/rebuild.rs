@@ -258,6 +258,7 @@ pub fn inputs_of(store: &Store, options: &crate::BuildOptions) -> Option<String>
     }
     let mut inputs = Inputs::new();
     inputs.add("kiln", env!("CARGO_PKG_VERSION"));
+    inputs.add("compression", crate::reproducible::COMPRESSION);
     // The built-in buildpacks are in the executable.
     let exe = crate::builtin::executable(options.kiln_executable.as_deref()).ok()?;
     inputs.add_file("executable", &exe).ok()?;

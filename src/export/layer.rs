@@ -17,7 +17,7 @@ use oci_spec::image::Digest;
 
 use crate::image::digest::HashingWriter;
 use crate::image::layout::{LayoutError, OciLayout};
-use crate::reproducible::{EntryKind, NORMALIZED_MTIME, gzip_encoder, normalize_mode};
+use crate::reproducible::{EntryKind, LayerCompressor, NORMALIZED_MTIME, normalize_mode};
 
 /// Errors writing a layer.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,7 @@ pub fn spec_fingerprint_with(spec: &LayerSpec, tree: Option<&str>) -> io::Result
 /// Writes `spec` as a gzip-compressed layer blob into `layout`.
 pub fn write_layer(layout: &OciLayout, spec: &LayerSpec) -> Result<LayerBlob, LayerError> {
     let blob = layout.blob_writer()?;
-    let gz = gzip_encoder(blob);
+    let gz = LayerCompressor::new(blob);
     let mut tar = tar::Builder::new(HashingWriter::new(gz));
     tar.follow_symlinks(false);
     append_entries(&mut tar, spec)?;
@@ -328,7 +328,7 @@ mod tests {
 
     fn entries(layout: &OciLayout, blob: &LayerBlob) -> Vec<(String, u32, u64, u64, u64)> {
         let file = layout.open_blob(&blob.digest).unwrap();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
         archive
             .entries()
             .unwrap()

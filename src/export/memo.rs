@@ -35,6 +35,7 @@ use super::layer::{
 };
 use crate::image::digest::{HashingReader, sha256_digest};
 use crate::image::layout::{LayoutError, OciLayout, write_atomic};
+use crate::reproducible::COMPRESSION;
 use crate::store::Store;
 
 /// One exported layer, as remembered.
@@ -50,6 +51,10 @@ struct Entry {
     /// [`blob_stamp`] of the blob when it was last known intact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     blob: Option<String>,
+    /// [`COMPRESSION`] of the kiln that compressed the blob: a blob compressed otherwise is
+    /// not reused, so an image's digest never depends on which kiln filled the store.
+    #[serde(default)]
+    compression: String,
 }
 
 /// What the last export of one image wrote, and what this one writes.
@@ -115,6 +120,7 @@ impl ExportMemo {
                     uncompressed_size: blob.uncompressed_size,
                     source,
                     blob: blob_stamp(layout, &blob.digest),
+                    compression: COMPRESSION.to_string(),
                 },
             );
         Ok(blob)
@@ -131,6 +137,9 @@ impl ExportMemo {
         let Some(entry) = self.previous.get(name) else {
             return Ok(None);
         };
+        if entry.compression != COMPRESSION {
+            return Ok(None);
+        }
         let (Ok(diff_id), Ok(digest)) = (
             entry.diff_id.parse::<Digest>(),
             entry.digest.parse::<Digest>(),

@@ -391,7 +391,7 @@ fn append_layer<W: Write>(
     };
     if gzip {
         let length = io::copy(
-            &mut flate2::read::GzDecoder::new(BufReader::new(open()?)),
+            &mut flate2::read::MultiGzDecoder::new(BufReader::new(open()?)),
             &mut io::sink(),
         )
         .map_err(WriteLayerError::Io)?;
@@ -399,7 +399,7 @@ fn append_layer<W: Write>(
             builder,
             name,
             length,
-            flate2::read::GzDecoder::new(BufReader::new(open()?)),
+            flate2::read::MultiGzDecoder::new(BufReader::new(open()?)),
         )
         .map_err(WriteLayerError::Io)
     } else {

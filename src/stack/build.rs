@@ -213,7 +213,7 @@ fn decompress(bytes: &[u8], compression: &str, url: &str) -> Result<String, Stac
     let mut out = String::new();
     let result = match compression {
         "xz" => liblzma::read::XzDecoder::new(bytes).read_to_string(&mut out),
-        "gz" => flate2::read::GzDecoder::new(bytes).read_to_string(&mut out),
+        "gz" => flate2::read::MultiGzDecoder::new(bytes).read_to_string(&mut out),
         _ => std::io::Read::read_to_string(&mut &bytes[..], &mut out),
     };
     result.map_err(|source| StackError::Io {

@@ -284,7 +284,7 @@ fn remove_existing(path: &Path) -> io::Result<()> {
 fn decompressor<'a>(reader: &'a mut dyn Read, suffix: &str) -> Result<Box<dyn Read + 'a>, String> {
     Ok(match suffix {
         "" => Box::new(reader),
-        ".gz" => Box::new(flate2::read::GzDecoder::new(reader)),
+        ".gz" => Box::new(flate2::read::MultiGzDecoder::new(reader)),
         ".xz" => Box::new(liblzma::read::XzDecoder::new(reader)),
         ".zst" => Box::new(
             zstd::stream::read::Decoder::new(reader)

@@ -4,7 +4,7 @@ use std::fs;
 
 use crate::assert_contains;
 use crate::util::{
-    Podman, TestEnv, example_app, example_buildpack, layer_entries, oci, repo, validate_layout,
+    Podman, TestEnv, example_app, example_buildpack, layer_entries, oci, repo, sh, validate_layout,
     validate_schema,
 };
 
@@ -428,4 +428,64 @@ fn without_a_run_image_the_stack_flavour_the_buildpacks_need_is_built_and_used()
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// Layers over 4 MiB are a series of gzip members (README, "Layer compression"): GNU gzip,
+/// umoci (Go) and podman read all of them.
+#[test]
+fn a_large_layer_is_a_series_of_gzip_members_that_other_tools_read_whole() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[]);
+    for file in ["app.sh", "greeting.txt"] {
+        fs::copy(example_app().join(file), app.join(file)).unwrap();
+    }
+    // 12 MiB that barely compress, sorted before app.sh in the layer: the app runs only if
+    // its reader got past the first members.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..12 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    fs::write(app.join("a-data.bin"), &data).unwrap();
+    let layout = env.path("out");
+    env.build_ok(&app, &[&example_buildpack()], &oci(&layout, "big"), &[]);
+
+    let json = env.inspect(&oci(&layout, "big"));
+    let layer = json["layers"].as_array().unwrap().last().unwrap().clone();
+    let blob_path = layout.join("blobs/sha256").join(
+        layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let blob = fs::read(&blob_path).unwrap();
+    let members = blob
+        .windows(8)
+        .filter(|w| w == &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0])
+        .count();
+    assert!(members >= 3, "{members} gzip members in a 12 MiB layer");
+    // GNU gzip: the whole stream, with the layer's diff_id.
+    let unzipped = sh(
+        "sh",
+        &[
+            "-c",
+            &format!("gzip -dc '{}' | sha256sum", blob_path.display()),
+        ],
+    );
+    let diff_id = layer["diff_id"].as_str().unwrap();
+    assert_eq!(
+        format!("sha256:{}", unzipped.split_whitespace().next().unwrap()),
+        diff_id
+    );
+    if let Some(rootfs) = validate_layout(&layout, "big", &env.path("scratch")) {
+        assert!(fs::read(rootfs.join("workspace/a-data.bin")).unwrap() == data);
+        assert!(rootfs.join("workspace/app.sh").is_file());
+    }
+    let Some(podman) = Podman::new() else { return };
+    let out = podman.run(&oci(&layout, "big"), &[], &[]);
+    assert_contains!(String::from_utf8_lossy(&out.stdout), "Hello from kiln!");
 }

@@ -593,7 +593,7 @@ pub struct TarEntry {
 pub fn layer_entries(layout: &Path, digest: &str) -> Vec<TarEntry> {
     let layout = kiln::image::layout::OciLayout::open(layout).unwrap();
     let file = layout.open_blob(&digest.parse().unwrap()).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
     archive
         .entries()
         .unwrap()
