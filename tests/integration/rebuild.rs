@@ -537,6 +537,81 @@ fn cache_prune_removes_garbage_and_least_recently_used_caches_never_images() {
     assert_contains!(build("prune/b", "2"), "CACHE: none");
 }
 
+/// `kiln cache prune` waits for a running build (shared/exclusive `gc.lock`) instead of
+/// removing its scratch directory or the blobs it is writing.
+#[test]
+fn cache_prune_waits_for_a_running_build() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("app.txt", "x")]);
+    // Builds only once the test has started the prune: it waits for a platform env file.
+    let bp = write_buildpack(
+        &env.path("waiter"),
+        &BuildpackSpec {
+            id: "test/waiter",
+            build: r#"
+for _ in $(seq 600); do [ -f "$2/env/GO" ] && break; sleep 0.1; done
+[ -f "$2/env/GO" ]
+mkdir -p "$CNB_LAYERS_DIR/c" && head -c 1000000 /dev/urandom > "$CNB_LAYERS_DIR/c/data"
+printf '[types]
+cache = true
+launch = true
+' > "$CNB_LAYERS_DIR/c.toml"
+"#,
+            ..BuildpackSpec::default()
+        },
+    );
+    env.run_image();
+    let running = env
+        .kiln()
+        .args(["build", "waited", "--path", app.to_str().unwrap()])
+        .args(["--run-image", &env.run_image(), "-b", bp.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The build's platform env directory appears once it holds the lock and runs.
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let platform_env = loop {
+        let found = fs::read_dir(env.path("home/work")).ok().and_then(|dirs| {
+            dirs.filter_map(Result::ok)
+                .map(|d| d.path().join("platform/env"))
+                .find(|p| p.is_dir())
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the build did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let prune = env
+        .kiln()
+        .args(["cache", "prune", "--all", "--format", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the prune time to reach the lock, then let the build finish.
+    std::thread::sleep(Duration::from_millis(500));
+    fs::write(platform_env.join("GO"), "1").unwrap();
+    let built = running.wait_with_output().unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let pruned = prune.wait_with_output().unwrap();
+    assert!(pruned.status.success());
+    let report: Value = serde_json::from_slice(&pruned.stdout).unwrap();
+    // It ran after the build: no scratch directory left to remove, the image whole.
+    assert_eq!(report["work_dirs"], 0, "{report}");
+    assert_eq!(report["bytes_after"], report["bytes_images"], "{report}");
+    verify_store(&env);
+    validate_layout(
+        &env.path("home/store"),
+        "waited:latest",
+        &env.path("validate"),
+    );
+}
+
 #[test]
 fn rebase_swaps_the_run_image_reproducibly_and_refuses_incompatible_ones() {
     use crate::util::{Podman, example_app, example_buildpack};
