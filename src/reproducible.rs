@@ -155,20 +155,17 @@ impl<W: Write> LayerCompressor<W> {
     /// Writes the last member (an empty stream is one empty member), waits for all members
     /// and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        if !self.pending.is_empty() || self.handed_out == 0 {
-            let input = std::mem::take(&mut self.pending);
-            if self.handed_out == 0 {
-                // A layer of one member: no thread to wait for.
-                let member = compress_member(&input)?;
-                self.inner.write_all(&member)?;
-                self.handed_out = 1;
-                self.written = 1;
-            } else {
+        let input = std::mem::take(&mut self.pending);
+        if self.handed_out == 0 {
+            // A layer of one member: no thread to wait for.
+            self.inner.write_all(&compress_member(&input)?)?;
+        } else {
+            if !input.is_empty() {
                 self.hand_out(input)?;
             }
-        }
-        while self.written < self.handed_out {
-            self.write_next()?;
+            while self.written < self.handed_out {
+                self.write_next()?;
+            }
         }
         self.inner.flush()?;
         Ok(self.inner)

@@ -243,7 +243,7 @@ printf '[types]\nlaunch = true\n' > "$L/run.toml"
     )
 }
 
-/// `kiln build IMAGE` of `app` with the `cacher` buildpack `bp` and `SEED=seed`, always
+/// `kiln build IMAGE` of `app` with buildpack `bp` (the `cacher`, mostly) and `SEED=seed`, always
 /// running the buildpacks; returns the command (not run yet).
 fn cacher_build(env: &TestEnv, app: &Path, bp: &Path, image: &str, seed: &str) -> Command {
     let mut command = env.kiln();
@@ -561,10 +561,7 @@ launch = true
         },
     );
     env.run_image();
-    let running = env
-        .kiln()
-        .args(["build", "waited", "--path", app.to_str().unwrap()])
-        .args(["--run-image", &env.run_image(), "-b", bp.to_str().unwrap()])
+    let running = cacher_build(&env, &app, &bp, "waited", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
