@@ -28,6 +28,7 @@ pub mod reproducible;
 pub mod stack;
 pub mod store;
 pub mod transport;
+pub mod untrusted;
 
 pub use error::Error;
 pub use event::{CancelToken, Event, EventSink, NoEvents, Phase};
