@@ -13,6 +13,7 @@
 mod servers;
 mod util;
 
+mod attacks;
 mod build;
 mod builtin;
 mod cli;

@@ -1,0 +1,1 @@
+//! Hostile images, archives and registries.

@@ -1,0 +1,1 @@
+//! Hostile source trees and buildpack output.
