@@ -23,8 +23,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
@@ -39,6 +38,7 @@ use crate::image::layout::{OciLayout, write_atomic};
 use crate::labels::LifecycleMetadata;
 use crate::rebuild::KeptLayers;
 use crate::store::Store;
+use crate::untrusted::{self, Beneath, Links, ParentLinks};
 
 /// The cache metadata of one image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -193,16 +193,19 @@ impl LayerCache {
     /// Reads the metadata; a missing or unreadable file is an empty cache (with a warning
     /// for the unreadable one).
     pub fn metadata(&self, events: &dyn EventSink) -> CacheMetadata {
-        match fs::read(&self.file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                events.event(&Event::Warning(format!(
-                    "the layer cache {} is unreadable ({e}); building without it",
-                    self.file.display()
-                )));
-                CacheMetadata::default()
-            }),
-            Err(_) => CacheMetadata::default(),
-        }
+        let parsed = match untrusted::read_file(&self.file, untrusted::MAX_DOCUMENT, Links::Refuse)
+        {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+            Err(e) if e.is_not_found() => return CacheMetadata::default(),
+            Err(e) => Err(e.to_string()),
+        };
+        parsed.unwrap_or_else(|e| {
+            events.event(&Event::Warning(format!(
+                "the layer cache {} is unreadable ({e}); building without it",
+                self.file.display()
+            )));
+            CacheMetadata::default()
+        })
     }
 
     /// Restores what the group's buildpacks may reuse into `layers_dir`
@@ -250,6 +253,12 @@ impl LayerCache {
                     if !layer.launch || layer.build || layer.cache {
                         continue;
                     }
+                    if let Err(e) = untrusted::component(name, "layer name") {
+                        events.event(&Event::Warning(format!(
+                            "the previous image's metadata of {id} is not restored: {e}"
+                        )));
+                        continue;
+                    }
                     if let Err(e) =
                         write_metadata_toml(&bp_dir, &format!("{name}.toml"), &layer.data)
                     {
@@ -263,6 +272,14 @@ impl LayerCache {
                 continue;
             };
             for (name, layer) in cached.layers.iter().filter(|(_, l)| l.cache) {
+                // Names come from a cache file or a cache image anyone with push access to
+                // its tag could have written: one path component or nothing.
+                if let Err(e) = untrusted::component(name, "layer name") {
+                    events.event(&Event::Warning(format!(
+                        "a cache layer of {id} is not restored: {e}"
+                    )));
+                    continue;
+                }
                 // The image and the cache disagree about a cached launch layer: rebuild it.
                 let image_sha = in_image
                     .and_then(|b| b.layers.get(name))
@@ -443,73 +460,84 @@ fn write_metadata_toml(
     fs::write(bp_dir.join(file_name), text).map_err(|e| e.to_string())
 }
 
-/// Extracts the entries under `prefix/` into `dest`. Directory modes are applied last, so a
-/// read-only directory (Go's module cache) still receives its files.
+/// Extracts the entries under `prefix/` into `dest` with [`Beneath`]: no entry path with
+/// `..` or a root, no writing through a symbolic link (an archive that makes `link -> /x` and
+/// then `link/file` is refused), hard links only to entries beneath `dest`. Directory modes
+/// are applied last, so a read-only directory (Go's module cache) still receives its files.
+/// Kiln extracts into a fresh staging directory and renames it into place only after the
+/// blob's digests were checked, so a refused or corrupt layer leaves nothing behind.
 fn extract<R: Read>(
     archive: &mut tar::Archive<R>,
     prefix: &str,
     dest: &Path,
 ) -> Result<(), RestoreError> {
+    let mut dir = Beneath::open(dest, ParentLinks::Refuse)?;
+    let prefix = Path::new(prefix);
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
-        let path = path.trim_end_matches('/');
-        let Some(rel) = path.strip_prefix(prefix) else {
+        let path = entry.path()?.into_owned();
+        let Ok(rel) = path.strip_prefix(prefix) else {
             continue;
         };
-        let rel = rel.trim_start_matches('/');
-        if rel.is_empty() {
+        if rel.as_os_str().is_empty() {
             continue;
         }
         let rel = safe_relative(rel)?;
-        let target = dest.join(&rel);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
-        }
         let mode = entry.header().mode()?;
+        let unsafe_entry = |e: io::Error| {
+            if e.kind() == io::ErrorKind::InvalidInput {
+                RestoreError::UnsafePath(e.to_string())
+            } else {
+                RestoreError::Io(e)
+            }
+        };
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
-                fs::create_dir_all(&target)?;
-                dir_modes.push((target, mode));
+                dir.create_dir(&rel, 0o700).map_err(unsafe_entry)?;
+                dir_modes.push((rel, mode));
             }
             tar::EntryType::Link => {
-                let link = entry
-                    .link_name()?
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let link = entry.link_name()?.unwrap_or_default().into_owned();
                 let link_rel = link
                     .strip_prefix(prefix)
-                    .map(|r| r.trim_start_matches('/'))
-                    .ok_or_else(|| RestoreError::UnsafePath(link.clone()))?;
-                fs::hard_link(dest.join(safe_relative(link_rel)?), &target)?;
+                    .map_err(|_| RestoreError::UnsafePath(link.display().to_string()))?;
+                dir.hard_link(&safe_relative(link_rel)?, &rel)
+                    .map_err(unsafe_entry)?;
             }
-            _ => {
-                entry.set_preserve_permissions(true);
-                entry.set_preserve_mtime(false);
-                entry.unpack(&target)?;
+            tar::EntryType::Symlink => {
+                let target = entry.link_name()?.unwrap_or_default().into_owned();
+                dir.symlink(&rel, &target).map_err(unsafe_entry)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                dir.write_file(&rel, mode, &mut entry)
+                    .map_err(unsafe_entry)?;
+            }
+            // kiln's layer writer makes nothing else; a device or FIFO in a cache is hostile.
+            other => {
+                return Err(RestoreError::UnsafePath(format!(
+                    "{} (a {other:?} entry)",
+                    rel.display()
+                )));
             }
         }
     }
-    for (dir, mode) in dir_modes.into_iter().rev() {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode & 0o7777))?;
+    for (rel, mode) in dir_modes.into_iter().rev() {
+        dir.set_mode(&rel, mode).map_err(RestoreError::Io)?;
     }
     Ok(())
 }
 
-fn safe_relative(rel: &str) -> Result<PathBuf, RestoreError> {
-    let path = Path::new(rel);
-    if path.components().all(|c| matches!(c, Component::Normal(_))) {
-        Ok(path.to_path_buf())
-    } else {
-        Err(RestoreError::UnsafePath(rel.to_string()))
-    }
+fn safe_relative(rel: &Path) -> Result<PathBuf, RestoreError> {
+    untrusted::relative(rel, "cache layer entry")
+        .map_err(|e| RestoreError::UnsafePath(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::export::buildpack_layer_spec;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn layer_of(layout: &OciLayout, dir: &Path) -> CachedLayer {
         let blob = write_layer(
@@ -563,6 +591,46 @@ mod tests {
         assert!(!toml.contains("types"));
         // The restored tree exports to the same layer.
         assert_eq!(layer_of(&layout, &out).sha, layer.sha);
+    }
+
+    /// A hostile cache layer (S2 of issue 12): a link to a directory outside, then a file
+    /// through it. The digests match (the attacker wrote the metadata too).
+    #[test]
+    fn a_layer_writing_through_its_own_link_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = OciLayout::ensure(root.path().join("store")).unwrap();
+        let outside = root.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        tar.append_link(&mut link, "layers/kiln_x/deps/link", &outside)
+            .unwrap();
+        let mut file = tar::Header::new_gnu();
+        file.set_size(4);
+        file.set_mode(0o644);
+        tar.append_data(&mut file, "layers/kiln_x/deps/link/evil", &b"evil"[..])
+            .unwrap();
+        let raw = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &raw).unwrap();
+        let (digest, _) = layout.write_blob(&gz.finish().unwrap()).unwrap();
+        let layer = CachedLayer {
+            sha: sha256_digest(&raw).to_string(),
+            digest: digest.to_string(),
+            data: serde_json::Value::Null,
+            build: false,
+            launch: false,
+            cache: true,
+            fingerprint: None,
+        };
+        let bp = root.path().join("layers/kiln_x");
+        let err = restore_layer(&layout, &bp, "kiln_x", "deps", &layer).unwrap_err();
+        assert!(matches!(err, RestoreError::UnsafePath(_)), "{err}");
+        assert!(fs::read_dir(&outside).unwrap().next().is_none());
+        assert!(!bp.join("deps").exists());
     }
 
     #[test]

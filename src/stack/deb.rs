@@ -20,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::control::{Stanza, parse_stanzas};
 use crate::export::layer::EntryMetadata;
+use crate::untrusted::{Beneath, ParentLinks};
 
 /// Top-level directories that merged-`/usr` moves under `usr/`.
 pub const MERGED_USR_DIRS: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -53,6 +54,7 @@ pub enum DebError {
 #[derive(Debug)]
 pub struct Unpacker {
     root: PathBuf,
+    dir: Beneath,
     metadata: BTreeMap<String, EntryMetadata>,
 }
 
@@ -64,8 +66,14 @@ impl Unpacker {
             path: root.to_path_buf(),
             source,
         })?;
+        let dir = Beneath::open(root, ParentLinks::InRoot).map_err(|source| DebError::Io {
+            package: String::new(),
+            path: root.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
             root: root.to_path_buf(),
+            dir,
             metadata: BTreeMap::new(),
         })
     }
@@ -170,25 +178,30 @@ impl Unpacker {
                 path: path.clone(),
                 source,
             };
+            let rel_path = Path::new(&rel);
             match kind {
                 tar::EntryType::Directory => {
-                    fs::create_dir_all(&path).map_err(io_err)?;
+                    self.dir.create_dir(rel_path, 0o755).map_err(io_err)?;
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    self.prepare_parent(&path, package)?;
-                    remove_existing(&path).map_err(io_err)?;
-                    let mut file = fs::File::create(&path).map_err(io_err)?;
-                    io::copy(&mut entry, &mut file)
-                        .map_err(|e| invalid(format!("data.tar is truncated at {rel}: {e}")))?;
+                    self.record_parents(&rel);
+                    self.dir
+                        .write_file(rel_path, 0o644, &mut entry)
+                        .map_err(|e| {
+                            if e.kind() == io::ErrorKind::InvalidInput {
+                                io_err(e)
+                            } else {
+                                invalid(format!("data.tar is truncated at {rel}: {e}"))
+                            }
+                        })?;
                 }
                 tar::EntryType::Symlink => {
                     let target = entry
                         .link_name()
                         .map_err(|e| invalid(format!("bad link in data.tar: {e}")))?
                         .ok_or_else(|| invalid(format!("symlink {rel} has no target")))?;
-                    self.prepare_parent(&path, package)?;
-                    remove_existing(&path).map_err(io_err)?;
-                    std::os::unix::fs::symlink(&target, &path).map_err(io_err)?;
+                    self.record_parents(&rel);
+                    self.dir.symlink(rel_path, &target).map_err(io_err)?;
                 }
                 tar::EntryType::Link => {
                     let target = entry
@@ -198,9 +211,10 @@ impl Unpacker {
                     let target_rel = confine(&target)
                         .map_err(invalid)?
                         .ok_or_else(|| invalid(format!("hard link {rel} points at the root")))?;
-                    self.prepare_parent(&path, package)?;
-                    remove_existing(&path).map_err(io_err)?;
-                    fs::hard_link(self.root.join(&target_rel), &path).map_err(io_err)?;
+                    self.record_parents(&rel);
+                    self.dir
+                        .hard_link(Path::new(&target_rel), rel_path)
+                        .map_err(io_err)?;
                 }
                 _ => continue,
             }
@@ -209,38 +223,25 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Creates the parent directories of `path` (recording them as root-owned 0755 unless
-    /// a package declared them).
-    fn prepare_parent(&mut self, path: &Path, package: &str) -> Result<(), DebError> {
-        let Some(parent) = path.parent() else {
-            return Ok(());
-        };
-        if parent.is_dir() {
-            return Ok(());
+    /// Records the parent directories of `rel` as root-owned 0755 unless a package declared
+    /// them ([`Beneath`] creates missing ones with that mode).
+    /// Only a missing parent is recorded (as before [`Beneath`] did the writing, so stack
+    /// digests stay the same); this only looks, the writing never follows a link out.
+    fn record_parents(&mut self, rel: &str) {
+        let mut dir = Path::new(rel).parent();
+        if dir.is_some_and(|d| self.root.join(d).is_dir()) {
+            return;
         }
-        fs::create_dir_all(parent).map_err(|source| DebError::Io {
-            package: package.to_string(),
-            path: parent.to_path_buf(),
-            source,
-        })?;
-        let mut dir = parent;
-        while let Ok(rel) = dir.strip_prefix(&self.root) {
-            if rel.as_os_str().is_empty() {
-                break;
-            }
+        while let Some(parent) = dir.filter(|p| !p.as_os_str().is_empty()) {
             self.metadata
-                .entry(rel.to_string_lossy().into_owned())
+                .entry(parent.to_string_lossy().into_owned())
                 .or_insert(EntryMetadata {
                     mode: 0o755,
                     uid: 0,
                     gid: 0,
                 });
-            match dir.parent() {
-                Some(p) => dir = p,
-                None => break,
-            }
+            dir = parent.parent();
         }
-        Ok(())
     }
 }
 
@@ -269,18 +270,6 @@ fn confine(raw: &Path) -> Result<Option<String>, String> {
     Ok(Some(parts.join("/")))
 }
 
-fn remove_existing(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "a directory is in the way",
-        )),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 fn decompressor<'a>(reader: &'a mut dyn Read, suffix: &str) -> Result<Box<dyn Read + 'a>, String> {
     Ok(match suffix {
         "" => Box::new(reader),
@@ -303,10 +292,14 @@ fn read_control(reader: impl Read) -> Result<Stanza, String> {
         let mut entry = entry.map_err(|e| format!("control.tar is corrupt: {e}"))?;
         let path = entry.path().map_err(|e| e.to_string())?.into_owned();
         if path.file_name().is_some_and(|n| n == "control") {
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| format!("control file is unreadable: {e}"))?;
+            let bytes = crate::untrusted::read_limited(
+                &mut entry,
+                crate::untrusted::MAX_METADATA,
+                "the control file",
+            )
+            .map_err(|e| format!("control file is unreadable: {e}"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| "the control file is not UTF-8 text".to_string())?;
             return parse_stanzas(&text)?
                 .into_iter()
                 .next()
@@ -490,5 +483,31 @@ pub(crate) mod tests {
             assert!(err.to_string().contains("unsafe path"), "{err}");
             assert!(!root.path().join("escape").exists());
         }
+    }
+
+    #[test]
+    fn links_made_by_a_package_resolve_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        let outside = host.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let target = outside.to_str().unwrap();
+        let deb = make_deb(
+            CONTROL,
+            &[
+                TestEntry::Symlink("./etc/link", target),
+                TestEntry::File("./etc/link/evil", 0o644, b"x"),
+                TestEntry::Symlink("./etc/up", "../../../../.."),
+                TestEntry::File("./etc/up/evil2", 0o644, b"y"),
+            ],
+            "gz",
+        );
+        let root = host.path().join("r");
+        let mut unpacker = Unpacker::new(&root).unwrap();
+        unpacker.unpack(&deb[..], "evil").unwrap();
+        assert!(fs::read_dir(&outside).unwrap().next().is_none());
+        assert!(!host.path().join("evil2").exists());
+        let inside = root.join(target.trim_start_matches('/')).join("evil");
+        assert_eq!(fs::read(inside).unwrap(), b"x");
+        assert_eq!(fs::read(root.join("evil2")).unwrap(), b"y");
     }
 }
