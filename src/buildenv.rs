@@ -77,7 +77,7 @@ pub enum BuildEnvError {
 }
 
 /// A bind mount made inside the namespace.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Bind {
     source: CString,
     target: CString,
@@ -86,18 +86,55 @@ struct Bind {
     required: bool,
 }
 
+/// A host path covered inside the sandbox (see [`SandboxMounts::hidden`]).
+#[derive(Debug, Clone)]
+struct Hide {
+    /// The path inside the sandbox root, as seen before `chroot`.
+    target: CString,
+    /// A directory (covered by a tmpfs) or a file (covered by `/dev/null`).
+    dir: bool,
+}
+
 /// A prepared sandbox root; [`HostSandbox::command`] makes commands that run inside it.
 #[derive(Debug)]
 pub struct HostSandbox {
     root: CString,
     binds: Vec<Bind>,
+    hides: Vec<Hide>,
 }
 
-/// What the sandbox maps: `(host directory, guest path)` pairs.
+/// What the sandbox maps: `(host directory, guest path)` pairs, and what it hides.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxMounts {
     /// `(host, guest)` directory pairs; guests must be absolute.
     pub dirs: Vec<(PathBuf, PathBuf)>,
+    /// Host paths buildpacks must not see (kiln's home, registry credential files): each
+    /// directory is covered by an empty read-only tmpfs, each file by an empty one. Missing
+    /// paths are skipped.
+    pub hidden: Vec<PathBuf>,
+}
+
+impl SandboxMounts {
+    /// Hides kiln's home (`home`: the store, caches and records) and every registry
+    /// credential file kiln may read: `REGISTRY_AUTH_FILE`,
+    /// `$XDG_RUNTIME_DIR/containers`, `~/.config/containers`, `$DOCKER_CONFIG` and
+    /// `~/.docker`.
+    pub fn hide_kiln_state(&mut self, home: &Path) {
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        self.hidden.push(home.to_path_buf());
+        self.hidden.extend(var("REGISTRY_AUTH_FILE"));
+        self.hidden
+            .extend(var("XDG_RUNTIME_DIR").map(|d| d.join("containers")));
+        self.hidden.extend(var("DOCKER_CONFIG"));
+        if let Some(user_home) = var("HOME") {
+            self.hidden.push(user_home.join(".docker"));
+            self.hidden.push(user_home.join(".config/containers"));
+        }
+    }
 }
 
 impl HostSandbox {
@@ -170,9 +207,26 @@ impl HostSandbox {
                 required: true,
             });
         }
+        let mut hides = Vec::new();
+        for host in &mounts.hidden {
+            // Only what exists is covered; a path through a link is covered where it leads
+            // (the bind mounts show the host's tree, links and all).
+            let Ok(host) = fs::canonicalize(host) else {
+                continue;
+            };
+            let Ok(meta) = fs::metadata(&host) else {
+                continue;
+            };
+            let relative = host.strip_prefix("/").unwrap_or(&host);
+            hides.push(Hide {
+                target: cstring(&root.join(relative))?,
+                dir: meta.is_dir(),
+            });
+        }
         let sandbox = Self {
             root: cstring(root)?,
             binds,
+            hides,
         };
         sandbox.probe()?;
         Ok(sandbox)
@@ -209,17 +263,30 @@ impl HostSandbox {
     pub fn command(&self, program: &Path, cwd: &Path) -> Result<Command, BuildEnvError> {
         let mut command = Command::new(program);
         command.env_clear();
+        let is_root = nix::unistd::geteuid().is_root();
+        let own_map = |id: u32| format!("{id} {id} 1\n").into_bytes();
         let plan = NamespacePlan {
             root: self.root.clone(),
-            binds: self
-                .binds
-                .iter()
-                .map(|b| (b.source.clone(), b.target.clone(), b.required))
-                .collect(),
+            binds: self.binds.clone(),
+            hides: self.hides.clone(),
             cwd: cstring(cwd)?,
-            uid_map: format!("{0} {0} 1\n", nix::unistd::getuid()).into_bytes(),
-            gid_map: format!("{0} {0} 1\n", nix::unistd::getgid()).into_bytes(),
-            is_root: nix::unistd::geteuid().is_root(),
+            uid_map: own_map(nix::unistd::getuid().as_raw()),
+            gid_map: own_map(nix::unistd::getgid().as_raw()),
+            // As root, the inner user namespace maps every id to itself: buildpacks keep
+            // root's view of file ownership (tar may chown), but their capabilities stop at
+            // that namespace, so the mounts below are locked for them.
+            inner_uid_map: if is_root {
+                b"0 0 4294967295\n".to_vec()
+            } else {
+                own_map(nix::unistd::getuid().as_raw())
+            },
+            inner_gid_map: if is_root {
+                b"0 0 4294967295\n".to_vec()
+            } else {
+                own_map(nix::unistd::getgid().as_raw())
+            },
+            is_root,
+            tmpfs_options: c"mode=0755,size=4k,nr_inodes=2".to_owned(),
         };
         // SAFETY: the closure runs in the forked child before exec. It only makes system
         // calls on data prepared above (no allocation, no locks), which is what `pre_exec`
@@ -235,15 +302,31 @@ impl HostSandbox {
 /// Everything the child needs, prepared before `fork`.
 struct NamespacePlan {
     root: CString,
-    binds: Vec<(CString, CString, bool)>,
+    binds: Vec<Bind>,
+    hides: Vec<Hide>,
     cwd: CString,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
+    inner_uid_map: Vec<u8>,
+    inner_gid_map: Vec<u8>,
     is_root: bool,
+    tmpfs_options: CString,
 }
 
 impl NamespacePlan {
-    /// Runs in the child: new namespaces, the bind mounts, `chroot`, `chdir`.
+    /// Runs in the child (before `exec`), in three steps:
+    ///
+    /// 1. a mount namespace (in a user namespace unless kiln is root) where the sandbox root
+    ///    gets the host's tree, the CNB directories and the covers over kiln's state, then
+    ///    becomes the root (`pivot_root`, the host's root detached);
+    /// 2. a second user namespace with new mount and PID namespaces: mounts copied into a
+    ///    less privileged namespace are locked, so a buildpack cannot unmount the covers,
+    ///    and kiln's process is not in its PID namespace;
+    /// 3. a fork: the child becomes PID 1 of the new PID namespace, mounts a fresh `/proc`
+    ///    (only its own processes are there) and returns to `exec` the buildpack; this
+    ///    process waits for it and exits as it did. When PID 1 exits the kernel kills every
+    ///    process left in the namespace, so nothing a buildpack starts outlives it, and if
+    ///    this process is killed (cancellation), the child gets `SIGKILL`.
     fn enter(&self) -> io::Result<()> {
         use nix::mount::{MsFlags, mount};
         use nix::sched::{CloneFlags, unshare};
@@ -265,21 +348,225 @@ impl NamespacePlan {
             none,
         )
         .map_err(errno)?;
-        for (source, target, required) in &self.binds {
+        // The root becomes a mount point of its own, so that it can be pivoted to.
+        mount(
+            Some(self.root.as_c_str()),
+            self.root.as_c_str(),
+            none,
+            MsFlags::MS_BIND,
+            none,
+        )
+        .map_err(errno)?;
+        for bind in &self.binds {
             let bound = mount(
-                Some(source.as_c_str()),
-                target.as_c_str(),
+                Some(bind.source.as_c_str()),
+                bind.target.as_c_str(),
                 none,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 none,
             );
-            if *required {
+            if bind.required {
                 bound.map_err(errno)?;
             }
         }
-        nix::unistd::chroot(self.root.as_c_str()).map_err(errno)?;
+        for hide in &self.hides {
+            let covered = if hide.dir {
+                mount(
+                    Some(c"kiln-hidden"),
+                    hide.target.as_c_str(),
+                    Some(c"tmpfs"),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some(self.tmpfs_options.as_c_str()),
+                )
+            } else {
+                mount(
+                    Some(c"/dev/null"),
+                    hide.target.as_c_str(),
+                    none,
+                    MsFlags::MS_BIND,
+                    none,
+                )
+            };
+            // A cover that cannot be made must stop the build: buildpacks would see it.
+            covered.map_err(errno)?;
+        }
+        // pivot_root, not chroot: the host's root is detached from this namespace, so
+        // nothing (not even a process with CAP_SYS_CHROOT in its namespace) can walk back to
+        // the uncovered paths; and a user namespace can only be made outside a chroot.
+        nix::unistd::chdir(self.root.as_c_str()).map_err(errno)?;
+        nix::unistd::pivot_root(c".", c".").map_err(errno)?;
+        nix::mount::umount2(c".", nix::mount::MntFlags::MNT_DETACH).map_err(errno)?;
         nix::unistd::chdir(self.cwd.as_c_str()).map_err(errno)?;
-        Ok(())
+
+        self.enter_inner()
+    }
+
+    /// Steps 2 and 3: this process (C1) forks C2, which makes the inner namespaces and
+    /// waits while C1 writes its id maps from outside (mapping more than one's own id must
+    /// be done from the parent namespace); C2 then forks C3, PID 1 of the new PID
+    /// namespace, which returns to `exec` the buildpack. C1 and C2 close every descriptor
+    /// but the standard ones (among them the pipe `Command::spawn` waits on for `exec`),
+    /// wait for their child and exit as it did.
+    fn enter_inner(&self) -> io::Result<()> {
+        use nix::sched::{CloneFlags, unshare};
+        use nix::unistd::{ForkResult, fork, pipe2};
+
+        let errno = |e: nix::errno::Errno| io::Error::from_raw_os_error(e as i32);
+        let (unshared_r, unshared_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
+        let (mapped_r, mapped_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
+        // SAFETY: this process is the single-threaded child of `Command::spawn`; both sides
+        // of the fork only make system calls on data prepared before the first fork.
+        #[allow(unsafe_code)]
+        match unsafe { fork() }.map_err(errno)? {
+            ForkResult::Child => {
+                drop(unshared_r);
+                drop(mapped_w);
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(errno)?;
+                unshare(
+                    CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID,
+                )
+                .map_err(errno)?;
+                nix::unistd::write(&unshared_w, b"u").map_err(errno)?;
+                drop(unshared_w);
+                let mut byte = [0u8];
+                if nix::unistd::read(&mapped_r, &mut byte).map_err(errno)? != 1 {
+                    return Err(io::Error::other("the user namespace was not mapped"));
+                }
+                drop(mapped_r);
+                // SAFETY: as above.
+                #[allow(unsafe_code)]
+                match unsafe { fork() }.map_err(errno)? {
+                    ForkResult::Child => {
+                        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                            .map_err(errno)?;
+                        mount_fresh_proc();
+                        Ok(())
+                    }
+                    ForkResult::Parent { child } => wait_and_exit_as(child),
+                }
+            }
+            ForkResult::Parent { child } => {
+                drop(unshared_w);
+                drop(mapped_r);
+                let mut byte = [0u8];
+                if nix::unistd::read(&unshared_r, &mut byte) == Ok(1) {
+                    let mut path = ProcPath::new(child.as_raw());
+                    if !self.is_root {
+                        let _ = write_proc(path.file(b"setgroups"), b"deny");
+                    }
+                    if write_proc(path.file(b"uid_map"), &self.inner_uid_map).is_ok()
+                        && write_proc(path.file(b"gid_map"), &self.inner_gid_map).is_ok()
+                    {
+                        let _ = nix::unistd::write(&mapped_w, b"m");
+                    }
+                }
+                drop(mapped_w);
+                drop(unshared_r);
+                wait_and_exit_as(child)
+            }
+        }
+    }
+}
+
+/// `/proc/<pid>/<file>` built without allocating (the forked child must not).
+struct ProcPath {
+    buf: [u8; 64],
+    dir_len: usize,
+}
+
+impl ProcPath {
+    fn new(pid: i32) -> Self {
+        let mut buf = [0u8; 64];
+        buf[..6].copy_from_slice(b"/proc/");
+        let mut digits = [0u8; 12];
+        let mut n = pid.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            buf[6 + i] = digits[len - 1 - i];
+        }
+        buf[6 + len] = b'/';
+        Self {
+            buf,
+            dir_len: 7 + len,
+        }
+    }
+
+    /// The path of `file` (ASCII, short) in the process's directory, NUL-terminated.
+    fn file(&mut self, file: &[u8]) -> &std::ffi::CStr {
+        let end = self.dir_len + file.len();
+        self.buf[self.dir_len..end].copy_from_slice(file);
+        self.buf[end] = 0;
+        std::ffi::CStr::from_bytes_with_nul(&self.buf[..=end]).unwrap_or(c"/proc/self/none")
+    }
+}
+
+/// Mounts a `/proc` showing only the new PID namespace. Where that is refused (a container
+/// whose `/proc` has masked paths), an empty tmpfs covers the host's `/proc` instead, so
+/// kiln's process is still out of sight.
+fn mount_fresh_proc() {
+    use nix::mount::{MsFlags, mount};
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let none: Option<&std::ffi::CStr> = None;
+    if mount(Some(c"proc"), c"/proc", Some(c"proc"), flags, none).is_err() {
+        let _ = mount(
+            Some(c"kiln-hidden"),
+            c"/proc",
+            Some(c"tmpfs"),
+            flags | MsFlags::MS_RDONLY,
+            Some(c"mode=0555,size=4k"),
+        );
+    }
+}
+
+/// In the intermediate process: closes its copies of the output pipes, waits for the
+/// buildpack and exits with its status (re-raising the signal that killed it).
+fn wait_and_exit_as(child: nix::unistd::Pid) -> ! {
+    use nix::sys::signal::{SigHandler, kill, signal};
+    use nix::sys::wait::{WaitStatus, waitpid};
+    for fd in 0..3 {
+        let _ = nix::unistd::close(fd);
+    }
+    // SAFETY: close_range takes no pointers; it closes this process's descriptors from 3 on.
+    #[allow(unsafe_code)]
+    let closed = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if closed != 0 {
+        for fd in 3..1024 {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => exit_now(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                // SAFETY: restoring the default action is async-signal-safe.
+                #[allow(unsafe_code)]
+                let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+                let _ = kill(nix::unistd::getpid(), sig);
+                exit_now(128 + sig as i32);
+            }
+            Err(nix::errno::Errno::EINTR) | Ok(_) => {}
+            Err(_) => exit_now(127),
+        }
+    }
+}
+
+/// `_exit(2)`: ends the forked process without running the parent's exit handlers.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and takes no pointers.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::_exit(code)
     }
 }
 
@@ -324,6 +611,7 @@ mod tests {
             &work.path().join("root"),
             &SandboxMounts {
                 dirs: vec![(layers, PathBuf::from(LAYERS_DIR))],
+                ..SandboxMounts::default()
             },
         )
         .unwrap();
@@ -336,6 +624,90 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "here");
     }
 
+    /// S5 and B8 of issue 12: buildpacks see only their own processes, not kiln's state,
+    /// cannot uncover it, and leave nothing running behind them.
+    #[test]
+    fn commands_see_neither_kiln_nor_its_state_and_leave_nothing_behind() {
+        let work = tempfile::tempdir().unwrap();
+        let layers = work.path().join("layers");
+        let secret = work.path().join("home");
+        fs::create_dir_all(&layers).unwrap();
+        fs::create_dir_all(&secret).unwrap();
+        fs::write(secret.join("creds"), "secret-token").unwrap();
+        let sandbox = HostSandbox::prepare(
+            &work.path().join("root"),
+            &SandboxMounts {
+                dirs: vec![(layers.clone(), PathBuf::from(LAYERS_DIR))],
+                hidden: vec![secret.clone()],
+            },
+        )
+        .unwrap();
+        let script = format!(
+            "ls /proc | grep -c '^[0-9]'; cat {0}/creds; umount {0} 2>/dev/null || echo locked; \
+             cat /proc/1/cmdline | tr '\\0' ' '; echo; (sleep 1; touch /layers/late) & exit 0",
+            secret.display()
+        );
+        let start = std::time::Instant::now();
+        let out = sandbox
+            .command(Path::new("/bin/sh"), Path::new("/"))
+            .unwrap()
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(!stdout.contains("secret-token"), "{stdout}");
+        assert!(stdout.contains("locked"), "{stdout}");
+        let mut lines = stdout.lines();
+        let pids: usize = lines.next().unwrap().trim().parse().unwrap();
+        assert!(pids <= 4, "the sandbox sees {pids} processes:\n{stdout}");
+        assert!(
+            stdout.contains("/bin/sh -c"),
+            "PID 1 is the command: {stdout}"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_millis(900));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(
+            !layers.join("late").exists(),
+            "a background process outlived the command"
+        );
+        assert_eq!(
+            fs::read_to_string(secret.join("creds")).unwrap(),
+            "secret-token"
+        );
+    }
+
+    #[test]
+    fn exit_codes_and_signals_pass_through() {
+        let work = tempfile::tempdir().unwrap();
+        let sandbox =
+            HostSandbox::prepare(&work.path().join("root"), &SandboxMounts::default()).unwrap();
+        let run = |script: &str| {
+            sandbox
+                .command(Path::new("/bin/sh"), Path::new("/"))
+                .unwrap()
+                .args(["-c", script])
+                .status()
+                .unwrap()
+        };
+        assert_eq!(run("exit 7").code(), Some(7));
+        // Killing the process group (kiln's cancellation) ends the command at once.
+        let mut child = sandbox
+            .command(Path::new("/bin/sh"), Path::new("/"))
+            .unwrap()
+            .args(["-c", "sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let pgid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let start = std::time::Instant::now();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     #[test]
     fn an_unusable_sandbox_is_reported_when_prepared() {
         let work = tempfile::tempdir().unwrap();
@@ -343,6 +715,7 @@ mod tests {
             &work.path().join("root"),
             &SandboxMounts {
                 dirs: vec![(work.path().join("missing"), PathBuf::from(LAYERS_DIR))],
+                ..SandboxMounts::default()
             },
         )
         .unwrap_err();

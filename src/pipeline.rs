@@ -359,7 +359,9 @@ fn prepare(
             (work.app.clone(), PathBuf::from(APP_DIR)),
             (work.platform.clone(), PathBuf::from(PLATFORM_DIR)),
         ],
+        hidden: Vec::new(),
     };
+    mounts.hide_kiln_state(store.root());
     for buildpack in catalog.buildpacks() {
         mounts.dirs.push((
             buildpack.dir().to_path_buf(),
@@ -460,13 +462,25 @@ fn load_buildpacks(
                     "give either --buildpack or --order, not both".to_string(),
                 ));
             }
-            let text = fs::read_to_string(path).map_err(|source| Error::ReadOrder {
-                path: path.clone(),
-                source,
+            // Named by the user (links followed), but bounded, never blocking on a FIFO and
+            // never quoted in errors.
+            let text = crate::untrusted::read_text(
+                path,
+                crate::untrusted::MAX_METADATA,
+                crate::untrusted::Links::Follow,
+            )
+            .map_err(|e| match e {
+                crate::untrusted::ReadError::Io { path, source } => {
+                    Error::ReadOrder { path, source }
+                }
+                other => Error::ParseOrder {
+                    path: path.clone(),
+                    problem: crate::env::read_problem(&other),
+                },
             })?;
             let order: Order = toml::from_str(&text).map_err(|e| Error::ParseOrder {
                 path: path.clone(),
-                problem: e.to_string(),
+                problem: crate::untrusted::toml_problem(&text, &e),
             })?;
             if order.order.iter().all(|g| g.group.is_empty()) {
                 return Err(Error::ParseOrder {
