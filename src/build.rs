@@ -7,19 +7,30 @@
 //! `CPATH`, `pkgconfig` → `PKG_CONFIG_PATH`, then `env/` and `env.build/` files). A layer
 //! whose types are all false is renamed `<name>.ignore` as the lifecycle does.
 //!
+//! Everything a buildpack writes is untrusted: its metadata files are read with
+//! [`untrusted::read_text`] (at most [`MAX_METADATA`] bytes each, not through a symbolic
+//! link, never blocking on a FIFO); layer names must be single path components
+//! ([`untrusted::component`]) and layer directories real directories; env files are checked
+//! ([`crate::env::check_layer_env`]); labels in the namespaces kiln writes
+//! ([`crate::labels::is_reserved`]) are ignored with a warning. Anything invalid is
+//! [`BuildError::InvalidOutput`], naming the buildpack and the file.
+//!
 //! See [Phase #3: Build](https://github.com/buildpacks/spec/blob/main/buildpack.md#phase-3-build).
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::buildenv::{APP_DIR, LAYERS_DIR, PLATFORM_DIR};
 use crate::buildpack::{Buildpack, Runner, exec};
 use crate::detect::GroupMember;
-use crate::env::{BUILD_ROOT_DIRS, DefaultAction, Env, EnvDirError};
+use crate::env::{self, BUILD_ROOT_DIRS, DefaultAction, Env, EnvDirError};
 use crate::event::Event;
+use crate::labels;
 use crate::launch::{Label, LaunchContribution, Processes, Slice, parse_launch_toml};
 use crate::plan::{self, PlanEntry};
+use crate::untrusted::{self, Links, MAX_METADATA};
 
 /// Errors of the build phase.
 #[derive(Debug, thiserror::Error)]
@@ -186,14 +197,23 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         let started = Instant::now();
         run_bin_build(ctx, buildpack, &env, &guest_layers, &plan_path)?;
 
-        // Build layers extend the environment of every later buildpack.
         let layers = read_layers(&host_layers, &id)?;
+        // Every env file of a layer the image or later buildpacks use is checked now, so
+        // that invalid ones are this buildpack's invalid output, not an export failure.
+        for layer in layers.iter().filter(|l| l.types.build || l.types.launch) {
+            if let Some(dir) = &layer.dir {
+                env::check_layer_env(dir).map_err(|e| env_output_err(&id, e))?;
+            }
+        }
+        // Build layers extend the environment of every later buildpack.
         for layer in layers.iter().filter(|l| l.types.build) {
             if let Some(dir) = &layer.dir {
                 let guest = guest_layers.join(&layer.name);
                 env.add_root_dir(dir, &guest, &BUILD_ROOT_DIRS);
-                env.add_env_dir(&dir.join("env"), DefaultAction::Override)?;
-                env.add_env_dir(&dir.join("env.build"), DefaultAction::Override)?;
+                env.add_env_dir(&dir.join("env"), DefaultAction::Override)
+                    .map_err(|e| env_output_err(&id, e))?;
+                env.add_env_dir(&dir.join("env.build"), DefaultAction::Override)
+                    .map_err(|e| env_output_err(&id, e))?;
             }
         }
         let met = read_build_toml(&host_layers, &id, &bp_plan)?;
@@ -202,7 +222,17 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
             if let Some(warning) = output.processes.add(launch.processes) {
                 ctx.runner.events.event(&Event::Warning(warning));
             }
-            output.labels.extend(launch.labels);
+            for label in launch.labels {
+                if labels::is_reserved(&label.key) {
+                    ctx.runner.events.event(&Event::Warning(format!(
+                        "buildpack {id} sets the label {:?} in launch.toml; labels under {} are kiln's own, so it is ignored",
+                        label.key,
+                        labels::RESERVED_PREFIXES.join(" and ")
+                    )));
+                } else {
+                    output.labels.push(label);
+                }
+            }
             output.slices.extend(launch.slices);
         }
         let store = read_store_toml(&host_layers, &id)?;
@@ -218,6 +248,32 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
     }
     output.processes.retain_exec_env(ctx.runner.exec_env);
     Ok(output)
+}
+
+/// An env file error as the buildpack's invalid output (exit code 52) when it is about a
+/// file, or as an I/O failure.
+fn env_output_err(id: &str, error: EnvDirError) -> BuildError {
+    match error {
+        EnvDirError::Invalid { path, problem } => BuildError::InvalidOutput {
+            id: id.to_string(),
+            path,
+            problem,
+        },
+        other => BuildError::EnvFiles(other),
+    }
+}
+
+/// Reads a metadata file the buildpack wrote (see the module docs); `None` if it has none.
+fn read_output(path: &Path, id: &str) -> Result<Option<String>, BuildError> {
+    match untrusted::read_text(path, MAX_METADATA, Links::Refuse) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(BuildError::InvalidOutput {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            problem: env::read_problem(&e),
+        }),
+    }
 }
 
 fn prepare_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + use<> {
@@ -254,8 +310,11 @@ fn run_bin_build(
     command
         .arg(guest_layers)
         .arg(PLATFORM_DIR)
-        .arg(plan_path)
-        .env("CNB_BP_PLAN_PATH", plan_path)
+        .arg(crate::buildenv::guest_plan_path(&ctx.dirs.plans, plan_path))
+        .env(
+            "CNB_BP_PLAN_PATH",
+            crate::buildenv::guest_plan_path(&ctx.dirs.plans, plan_path),
+        )
         .env("CNB_LAYERS_DIR", guest_layers);
     let outcome = exec::run(command, ctx.runner.cancel, &mut |line| {
         ctx.runner.events.event(&Event::BuildpackOutput {
@@ -283,37 +342,62 @@ fn run_bin_build(
 
 fn read_launch_toml(bp_layers: &Path, id: &str) -> Result<Option<LaunchContribution>, BuildError> {
     let path = bp_layers.join("launch.toml");
-    match fs::read_to_string(&path) {
-        Ok(text) => parse_launch_toml(&text, id, Path::new(APP_DIR))
-            .map(Some)
-            .map_err(|problem| BuildError::InvalidOutput {
-                id: id.to_string(),
-                path,
-                problem,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(prepare_err(&path)(e)),
+    let Some(text) = read_output(&path, id)? else {
+        return Ok(None);
+    };
+    parse_launch_toml(&text, id, Path::new(APP_DIR))
+        .map(Some)
+        .map_err(|problem| BuildError::InvalidOutput {
+            id: id.to_string(),
+            path,
+            problem,
+        })
+}
+
+/// The names of the layers a buildpack declared (`<name>.toml` files), checked to be single
+/// path components, sorted.
+fn layer_names(bp_layers: &Path, id: &str) -> Result<Vec<String>, BuildError> {
+    let prep = |source| BuildError::Prepare {
+        path: bp_layers.to_path_buf(),
+        source,
+    };
+    let mut names: Vec<String> = Vec::new();
+    for entry in fs::read_dir(bp_layers).map_err(prep)? {
+        let entry = entry.map_err(prep)?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let file_name = entry.file_name();
+        let Some(name) = file_name.as_bytes().strip_suffix(b".toml") else {
+            continue;
+        };
+        let invalid = |problem: String| BuildError::InvalidOutput {
+            id: id.to_string(),
+            path: entry.path(),
+            problem,
+        };
+        let Ok(name) = std::str::from_utf8(name) else {
+            return Err(invalid(
+                "a layer name must be UTF-8; rename the layer".to_string(),
+            ));
+        };
+        if matches!(name, "launch" | "build" | "store") {
+            continue;
+        }
+        // `.toml` names the layer "", `..toml` the layer "." (the whole layers directory),
+        // `...toml` the layer "..": each must be one ordinary path component.
+        untrusted::component(name, "layer name")
+            .map_err(|e| invalid(format!("{e}; name layers with one plain file name")))?;
+        names.push(name.to_string());
     }
+    names.sort();
+    Ok(names)
 }
 
 /// Reads every `<name>.toml` layer file in a buildpack's layers directory, sorted by name,
 /// renaming the directories of layers with no types to `<name>.ignore`.
 fn read_layers(bp_layers: &Path, id: &str) -> Result<Vec<LayerInfo>, BuildError> {
-    let prep = |source| BuildError::Prepare {
-        path: bp_layers.to_path_buf(),
-        source,
-    };
-    let mut names: Vec<String> = fs::read_dir(bp_layers)
-        .map_err(prep)?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".toml").map(str::to_string)
-        })
-        .filter(|n| !matches!(n.as_str(), "launch" | "build" | "store"))
-        .collect();
-    names.sort();
+    let names = layer_names(bp_layers, id)?;
     let mut layers = Vec::new();
     for name in names {
         let path = bp_layers.join(format!("{name}.toml"));
@@ -322,8 +406,9 @@ fn read_layers(bp_layers: &Path, id: &str) -> Result<Vec<LayerInfo>, BuildError>
             path: path.clone(),
             problem,
         };
-        let text = fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let text = read_output(&path, id)?.ok_or_else(|| invalid("it disappeared".to_string()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| invalid(untrusted::toml_problem(&text, &e)))?;
         if ["build", "launch", "cache"]
             .iter()
             .any(|k| table.contains_key(*k))
@@ -340,7 +425,8 @@ fn read_layers(bp_layers: &Path, id: &str) -> Result<Vec<LayerInfo>, BuildError>
                         None => Ok(false),
                         Some(toml::Value::Boolean(b)) => Ok(*b),
                         Some(other) => Err(invalid(format!(
-                            "types.{k} must be a boolean, found {other}"
+                            "types.{k} must be a boolean, found a {}",
+                            other.type_str()
                         ))),
                     }
                 };
@@ -350,17 +436,44 @@ fn read_layers(bp_layers: &Path, id: &str) -> Result<Vec<LayerInfo>, BuildError>
                     cache: flag("cache")?,
                 }
             }
-            Some(other) => return Err(invalid(format!("types must be a table, found {other}"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "types must be a table, found a {}",
+                    other.type_str()
+                )));
+            }
         };
         let metadata = match table.remove("metadata") {
             None => toml::Table::new(),
             Some(toml::Value::Table(t)) => t,
             Some(other) => {
-                return Err(invalid(format!("metadata must be a table, found {other}")));
+                return Err(invalid(format!(
+                    "metadata must be a table, found a {}",
+                    other.type_str()
+                )));
             }
         };
         let mut dir = bp_layers.join(&name);
-        let exists = dir.is_dir();
+        // The layer's contents must be a directory of the layers directory itself: a link
+        // would make kiln export (or cache) whatever it points to.
+        let exists = match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => true,
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(BuildError::InvalidOutput {
+                    id: id.to_string(),
+                    path: dir,
+                    problem: "the layer directory is a symbolic link; write the layer's files into a directory".to_string(),
+                });
+            }
+            Ok(_) => {
+                return Err(BuildError::InvalidOutput {
+                    id: id.to_string(),
+                    path: dir,
+                    problem: "the layer is not a directory; a layer's contents go in a directory named like its .toml file".to_string(),
+                });
+            }
+            Err(_) => false,
+        };
         if exists && types == LayerTypes::default() {
             let ignored = bp_layers.join(format!("{name}.ignore"));
             let _ = fs::remove_dir_all(&ignored);
@@ -402,9 +515,10 @@ fn read_build_toml(
         path: path.clone(),
         problem,
     };
-    let unmet: Vec<String> = match fs::read_to_string(&path) {
-        Ok(text) => {
-            let parsed: BuildToml = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let unmet: Vec<String> = match read_output(&path, id)? {
+        Some(text) => {
+            let parsed: BuildToml =
+                toml::from_str(&text).map_err(|e| invalid(untrusted::toml_problem(&text, &e)))?;
             let mut names = Vec::new();
             for u in parsed.unmet {
                 if u.name.is_empty() {
@@ -420,8 +534,7 @@ fn read_build_toml(
             }
             names
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(invalid(e.to_string())),
+        None => Vec::new(),
     };
     Ok(bp_plan
         .entries
@@ -433,30 +546,23 @@ fn read_build_toml(
 
 fn read_store_toml(bp_layers: &Path, id: &str) -> Result<Option<toml::Table>, BuildError> {
     let path = bp_layers.join("store.toml");
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let mut table: toml::Table =
-                toml::from_str(&text).map_err(|e| BuildError::InvalidOutput {
-                    id: id.to_string(),
-                    path: path.clone(),
-                    problem: e.to_string(),
-                })?;
-            match table.remove("metadata") {
-                None => Ok(Some(toml::Table::new())),
-                Some(toml::Value::Table(t)) => Ok(Some(t)),
-                Some(other) => Err(BuildError::InvalidOutput {
-                    id: id.to_string(),
-                    path,
-                    problem: format!("metadata must be a table, found {other}"),
-                }),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BuildError::InvalidOutput {
-            id: id.to_string(),
-            path,
-            problem: e.to_string(),
-        }),
+    let Some(text) = read_output(&path, id)? else {
+        return Ok(None);
+    };
+    let invalid = |problem: String| BuildError::InvalidOutput {
+        id: id.to_string(),
+        path: path.clone(),
+        problem,
+    };
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| invalid(untrusted::toml_problem(&text, &e)))?;
+    match table.remove("metadata") {
+        None => Ok(Some(toml::Table::new())),
+        Some(toml::Value::Table(t)) => Ok(Some(t)),
+        Some(other) => Err(invalid(format!(
+            "metadata must be a table, found a {}",
+            other.type_str()
+        ))),
     }
 }
 

@@ -35,6 +35,15 @@ pub const APP_DIR: &str = "/workspace";
 pub const PLATFORM_DIR: &str = "/platform";
 /// Where buildpacks see buildpack directories.
 pub const BUILDPACKS_DIR: &str = "/cnb/buildpacks";
+/// Where buildpacks see the build's plan files (`plan.toml` of detect and build).
+pub const PLANS_DIR: &str = "/cnb/plans";
+
+/// The path inside the sandbox of `host`, a file under the build's plans directory
+/// `plans` (bound at [`PLANS_DIR`]).
+pub fn guest_plan_path(plans: &Path, host: &Path) -> PathBuf {
+    host.strip_prefix(plans)
+        .map_or_else(|_| host.to_path_buf(), |rel| Path::new(PLANS_DIR).join(rel))
+}
 
 /// How buildpack executables are run. See the module docs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -496,8 +496,11 @@ impl Detector<'_, '_> {
         };
         command
             .arg(PLATFORM_DIR)
-            .arg(&plan_path)
-            .env("CNB_BUILD_PLAN_PATH", &plan_path);
+            .arg(crate::buildenv::guest_plan_path(&ctx.dirs.plans, &plan_path))
+            .env(
+                "CNB_BUILD_PLAN_PATH",
+                crate::buildenv::guest_plan_path(&ctx.dirs.plans, &plan_path),
+            );
         let mut lines = Vec::new();
         let outcome = match exec::run(command, ctx.runner.cancel, &mut |l| lines.push(l)) {
             Ok(o) => o,
@@ -524,11 +527,21 @@ impl Detector<'_, '_> {
                 ));
             }
         }
-        let text = match fs::read_to_string(&plan_path) {
+        // Buildpack output: bounded, not through a link, never blocking on a FIFO, and
+        // described by line and column, never quoted.
+        let text = match crate::untrusted::read_text(
+            &plan_path,
+            crate::untrusted::MAX_METADATA,
+            crate::untrusted::Links::Refuse,
+        ) {
             Ok(t) => t,
             Err(e) => {
                 return Ok((
-                    DetectStatus::Error(format!("could not read its build plan: {e}")),
+                    DetectStatus::Error(format!(
+                        "could not read its build plan: {} ({})",
+                        crate::env::read_problem(&e),
+                        plan_path.display()
+                    )),
                     output,
                     None,
                 ));
@@ -538,7 +551,11 @@ impl Detector<'_, '_> {
             Ok(p) => p,
             Err(e) => {
                 return Ok((
-                    DetectStatus::Error(format!("its build plan is not valid TOML: {e}")),
+                    DetectStatus::Error(format!(
+                        "its build plan is not valid TOML: {} ({})",
+                        crate::untrusted::toml_problem(&text, &e),
+                        plan_path.display()
+                    )),
                     output,
                     None,
                 ));

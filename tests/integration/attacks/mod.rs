@@ -8,7 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+mod caches;
 mod images;
+mod sandbox;
 mod sources;
 
 /// A tree outside kiln's directories that an attack tries to change: files, a directory
@@ -51,9 +53,18 @@ impl Canary {
     /// Panics if anything under the tree changed, or appeared beside it under `dir`'s parent
     /// named like an attack's target.
     pub fn assert_intact(&self) {
-        assert!(self.root.exists(), "the canary tree {} was removed", self.root.display());
+        assert!(
+            self.root.exists(),
+            "the canary tree {} was removed",
+            self.root.display()
+        );
         let after = Self::snapshot(&self.root);
-        assert_eq!(self.before, after, "the canary tree {} changed", self.root.display());
+        assert_eq!(
+            self.before,
+            after,
+            "the canary tree {} changed",
+            self.root.display()
+        );
     }
 }
 
