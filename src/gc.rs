@@ -256,8 +256,11 @@ fn cache_entries(store: &Store) -> BTreeMap<String, Entry> {
             };
             note(key.clone(), file.clone(), &mut entries);
             let entry = entries.get_mut(&key).expect("just noted");
-            if let Ok(bytes) = fs::read(&file)
-                && let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            if let Ok(bytes) = crate::untrusted::read_file(
+                &file,
+                crate::untrusted::MAX_DOCUMENT,
+                crate::untrusted::Links::Refuse,
+            ) && let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
             {
                 collect_digests(&value, &mut entry.blobs);
             }
@@ -274,10 +277,14 @@ fn cache_entries(store: &Store) -> BTreeMap<String, Entry> {
             entry.last_used = entry.last_used.max(Some(modified));
         }
         entry.kept_bytes = tree_size(&dir.join("layers"));
-        if let Some(digest) = fs::read(&record)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["manifest_digest"].as_str()?.parse::<Digest>().ok())
+        if let Some(digest) = crate::untrusted::read_file(
+            &record,
+            crate::untrusted::MAX_DOCUMENT,
+            crate::untrusted::Links::Refuse,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["manifest_digest"].as_str()?.parse::<Digest>().ok())
         {
             reachable(store, &digest, &mut entry.blobs);
         }

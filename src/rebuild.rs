@@ -121,7 +121,12 @@ impl BuildRecord {
 
     /// The last successful build, if recorded and readable.
     pub fn load(&self) -> Option<Recorded> {
-        let bytes = fs::read(self.dir.join("record.json")).ok()?;
+        let bytes = crate::untrusted::read_file(
+            &self.dir.join("record.json"),
+            crate::untrusted::MAX_DOCUMENT,
+            crate::untrusted::Links::Refuse,
+        )
+        .ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -141,10 +146,14 @@ impl BuildRecord {
     /// Claims the kept layer directories by moving them to `into` (which must not exist).
     /// `None` if there are none, or another build claimed them first.
     pub fn claim_layers(&self, into: &Path) -> Option<KeptLayers> {
-        let layers: BTreeMap<String, KeptLayer> = fs::read(self.dir.join("layers.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let layers: BTreeMap<String, KeptLayer> = crate::untrusted::read_file(
+            &self.dir.join("layers.json"),
+            crate::untrusted::MAX_DOCUMENT,
+            crate::untrusted::Links::Refuse,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
         fs::rename(self.dir.join("layers"), into).ok()?;
         Some(KeptLayers {
             dir: into.to_path_buf(),

@@ -74,10 +74,14 @@ impl ExportMemo {
             .join("cache")
             .join("exports")
             .join(format!("{}.json", key.digest()));
-        let previous = fs::read(&file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let previous = crate::untrusted::read_file(
+            &file,
+            crate::untrusted::MAX_DOCUMENT,
+            crate::untrusted::Links::Refuse,
+        )
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
         Self {
             file: Some(file),
             previous,
