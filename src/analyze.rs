@@ -28,6 +28,18 @@ pub enum AnalyzeError {
         #[source]
         source: ImageError,
     },
+    /// A platform was asked for and the run image is for another one.
+    #[error(
+        "run image {reference} is for {found}, not {wanted} as asked; give a run image for {wanted} (or a multi-platform one), or drop --platform"
+    )]
+    PlatformMismatch {
+        /// The run image.
+        reference: String,
+        /// Its platform.
+        found: TargetPlatform,
+        /// The platform asked for.
+        wanted: TargetPlatform,
+    },
 }
 
 /// The run image, resolved.
@@ -146,6 +158,15 @@ pub fn analyze(
     };
     let mut image = crate::transport::fetch(reference, store, &wanted, transports, events, cancel)
         .map_err(run_image_err)?;
+    if let Some(wanted) = platform
+        && !platform_matches(wanted, &image.platform())
+    {
+        return Err(AnalyzeError::PlatformMismatch {
+            reference: reference.to_string(),
+            found: image.platform(),
+            wanted: wanted.clone(),
+        });
+    }
     // Bring the layers into the store now, verifying each, so that a missing or corrupt run
     // image fails before any buildpack runs; export then only references them.
     for layer in image.manifest.layers() {
@@ -160,11 +181,27 @@ pub fn analyze(
             })?;
     }
     image.layout = store.layout().clone();
+    // Check each layer's diff_id once per blob (see crate::image::diff_ids): a run image
+    // whose configuration misdescribes its layers would give an image others refuse.
+    crate::image::diff_ids::DiffIds::in_home(store.root())
+        .verify(&image)
+        .map_err(run_image_err)?;
     Ok(RunImage {
         reference: reference.clone(),
         platform: image.platform(),
         image: Some(image),
     })
+}
+
+/// Whether an image for `found` serves a request for `wanted`: the same OS and architecture,
+/// and the same variant when both name one.
+fn platform_matches(wanted: &TargetPlatform, found: &TargetPlatform) -> bool {
+    wanted.os == found.os
+        && wanted.architecture == found.architecture
+        && match (&wanted.variant, &found.variant) {
+            (Some(w), Some(f)) => w == f,
+            _ => true,
+        }
 }
 
 /// The image the last build of the same destination produced: the source of the metadata of

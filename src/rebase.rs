@@ -154,10 +154,11 @@ pub fn rebase(
             ))
         })?,
     };
+    // Only an explicit --platform must match the run image's (else check_compatible).
     let run_image = analyze::analyze(
         store,
         &run_reference,
-        Some(&platform),
+        options.platform.as_ref(),
         &options.transports,
         events,
         cancel,
@@ -181,7 +182,8 @@ pub fn rebase(
         .as_ref()
         .map(|i| i.manifest.layers().clone())
         .unwrap_or_default();
-    let app_layers: Vec<Descriptor> = app.manifest.layers()[base_count..].to_vec();
+    // load_app checked that base_count is within the layers.
+    let app_layers = app.manifest.layers().get(base_count..).unwrap_or_default();
     let config = rebased_config(
         &app.config,
         &app_labels,
@@ -191,7 +193,7 @@ pub fn rebase(
     )
     .map_err(RebaseError::Write)?;
     let mut layers = new_base_layers.clone();
-    layers.extend(app_layers.iter().cloned());
+    layers.extend_from_slice(app_layers);
     let written = write_image(store.layout(), layers, &config)
         .map_err(|e| RebaseError::Write(e.to_string()))?;
     events.event(&Event::Step(format!(
@@ -263,6 +265,8 @@ fn load_app(
         cancel,
     )
     .map_err(image_err)?;
+    // Every layer must have its diff_id (and no more): the split below relies on it.
+    crate::image::diff_ids::check_layer_count(&app).map_err(image_err)?;
     for layer in app.manifest.layers() {
         store
             .layout()
@@ -392,10 +396,15 @@ fn rebased_config(
     base_count: usize,
 ) -> Result<ImageConfiguration, String> {
     let base = run_image.image.as_ref().map(|i| &i.config);
+    let app_diff_ids = app
+        .rootfs()
+        .diff_ids()
+        .get(base_count..)
+        .ok_or_else(|| format!("the image has fewer than {base_count} diff_ids"))?;
     let mut diff_ids: Vec<String> = base
         .map(|c| c.rootfs().diff_ids().clone())
         .unwrap_or_default();
-    diff_ids.extend(app.rootfs().diff_ids()[base_count..].iter().cloned());
+    diff_ids.extend(app_diff_ids.iter().cloned());
     let rootfs = RootFsBuilder::default()
         .typ("layers")
         .diff_ids(diff_ids)
@@ -404,7 +413,7 @@ fn rebased_config(
 
     // History: the run image's, then the entries of the app's own layers (one per layer,
     // the last ones of the app's history).
-    let app_layer_count = app.rootfs().diff_ids().len() - base_count;
+    let app_layer_count = app_diff_ids.len();
     let app_history = app.history().clone().unwrap_or_default();
     let mut history = base.and_then(|c| c.history().clone()).unwrap_or_default();
     history.extend(

@@ -3,6 +3,7 @@
 
 use crate::event::{CancelToken, Event, EventSink};
 use crate::image::daemon::Daemon;
+use crate::image::diff_ids::DiffIds;
 use crate::image::reference::{ImageName, ImageReference};
 use crate::image::{self, ImageError, LoadedImage, TargetPlatform};
 use crate::registry::{PullPolicy, Registry, RegistryError, RegistryOptions};
@@ -22,12 +23,14 @@ pub struct Transports {
 }
 
 impl Transports {
-    /// A registry client that remembers blob locations in `store`.
+    /// A registry client that remembers blob locations in `store`, and the `diff_ids` of
+    /// the layers it downloads (see [`crate::image::diff_ids`]).
     pub fn registry(&self, store: &Store) -> Result<Registry, RegistryError> {
         Registry::new(
             self.registry.clone(),
             Some(store.root().join("cache").join("blob-sources.json")),
         )
+        .map(|r| r.with_diff_ids(DiffIds::in_home(store.root())))
     }
 
     /// The Docker daemon.

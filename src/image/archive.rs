@@ -1,14 +1,19 @@
 //! `oci-archive:` files: a tar of an OCI image layout.
 
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
 
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest};
 
 use super::ImageError;
-use super::layout::{LayoutError, OciLayout, REF_NAME_ANNOTATION, empty_index};
+use super::layout::{LayoutError, OciLayout, REF_NAME_ANNOTATION, empty_index, open_regular};
 use crate::reproducible::{NORMALIZED_MTIME, canonical_json};
+use crate::untrusted::{MAX_DOCUMENT, read_limited};
 
 /// Reads an OCI archive, importing (and verifying) each blob into `into`, and returns the
 /// archive's `index.json`.
@@ -17,7 +22,13 @@ pub(super) fn import(path: &Path, into: &OciLayout) -> Result<ImageIndex, ImageE
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(archive_err)?;
+    let file = open_regular(path).map_err(|e| match e {
+        LayoutError::Read { source, .. } => archive_err(source),
+        other => ImageError::Layout {
+            reference: format!("oci-archive:{}", path.display()),
+            source: other,
+        },
+    })?;
     let mut archive = tar::Archive::new(BufReader::new(file));
     let mut index_bytes = None;
     for entry in archive.entries().map_err(archive_err)? {
@@ -28,13 +39,10 @@ pub(super) fn import(path: &Path, into: &OciLayout) -> Result<ImageIndex, ImageE
             .trim_start_matches("./")
             .to_string();
         if name == "index.json" {
-            let mut bytes = Vec::new();
-            entry
-                .by_ref()
-                .take(16 * 1024 * 1024)
-                .read_to_end(&mut bytes)
-                .map_err(archive_err)?;
-            index_bytes = Some(bytes);
+            index_bytes = Some(
+                read_limited(&mut entry, MAX_DOCUMENT, "the archive's index.json")
+                    .map_err(archive_err)?,
+            );
         } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
             if hex.is_empty() || !entry.header().entry_type().is_file() {
                 continue;
@@ -82,7 +90,7 @@ pub fn write_archive(
         path: path.to_path_buf(),
         source,
     };
-    let temp = crate::image::layout::publishable_temp(&dir).map_err(write_err)?;
+    let temp = destination_temp(path, &dir).map_err(write_err)?;
     let mut builder = tar::Builder::new(BufWriter::new(temp));
     builder.mode(tar::HeaderMode::Deterministic);
 
@@ -126,6 +134,58 @@ pub fn write_archive(
     Ok(())
 }
 
+/// What temporary files of an archive being written are called: `.<name>.kiln-tmp-<pid>-…`,
+/// beside the destination (so the rename that publishes the archive stays in one file system).
+fn temp_prefix(name: &OsStr) -> OsString {
+    let mut prefix = OsString::from(".");
+    prefix.push(name);
+    prefix.push(".kiln-tmp-");
+    prefix
+}
+
+/// A temporary file for the archive `path` in `dir`, named after the destination and this
+/// process. Temporary files of the same destination left by processes that are gone (a
+/// killed push) are removed first.
+pub(super) fn destination_temp(path: &Path, dir: &Path) -> io::Result<NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path.file_name().unwrap_or_else(|| OsStr::new("archive"));
+    let prefix = temp_prefix(name);
+    remove_stale_temps(dir, &prefix);
+    let mut own = prefix;
+    own.push(format!("{}-", std::process::id()));
+    tempfile::Builder::new()
+        .prefix(&own)
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+}
+
+/// Removes `dir/<prefix><pid>-…` files whose process no longer exists.
+fn remove_stale_temps(dir: &Path, prefix: &OsStr) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.as_bytes().strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        let pid = rest
+            .split(|b| *b == b'-')
+            .next()
+            .and_then(|pid| std::str::from_utf8(pid).ok())
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .filter(|pid| *pid > 0);
+        let Some(pid) = pid else { continue };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// A tar header with kiln's fixed time and owner (root), for archives kiln writes.
 fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     let mut header = tar::Header::new_ustar();
@@ -167,4 +227,38 @@ pub(super) fn append_dir<W: Write>(builder: &mut tar::Builder<W>, name: &str) ->
         name,
         io::empty(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_files_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("app.tar");
+        // A pid that cannot be running: above the kernel's pid_max limit.
+        let stale = dir.path().join(".app.tar.kiln-tmp-99999999-abc");
+        let alive = dir
+            .path()
+            .join(format!(".app.tar.kiln-tmp-{}-abc", std::process::id()));
+        let other = dir.path().join(".other.tar.kiln-tmp-99999999-abc");
+        for file in [&stale, &alive, &other] {
+            fs::write(file, "partial").unwrap();
+        }
+        let temp = destination_temp(&archive, dir.path()).unwrap();
+        let name = temp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with(&format!(".app.tar.kiln-tmp-{}-", std::process::id())),
+            "{name}"
+        );
+        assert!(!stale.exists(), "a dead writer's file is removed");
+        assert!(alive.exists(), "a running writer's file is kept");
+        assert!(other.exists(), "another destination's file is kept");
+    }
 }

@@ -8,7 +8,7 @@
 //! use its unix socket, or an SSH tunnel to it.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -115,7 +115,10 @@ impl Daemon {
 
     fn api_error(&self, operation: &str, response: reqwest::blocking::Response) -> DaemonError {
         let status = response.status();
-        let body = response.text().unwrap_or_default();
+        // Only the start of an error body is read: a daemon's message is short.
+        let body = crate::untrusted::read_limited(response.take(64 * 1024), 64 * 1024, "")
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {
@@ -162,9 +165,19 @@ impl Daemon {
         if !response.status().is_success() {
             return Err(self.api_error("load the image", response));
         }
-        // A stream of JSON messages; an error arrives as {"error": …} with status 200.
+        // A stream of JSON messages; an error arrives as {"error": …} with status 200. Read
+        // with a bound: a daemon has a few lines to say, not gigabytes.
+        let body = crate::untrusted::read_limited(
+            response,
+            crate::untrusted::MAX_DOCUMENT,
+            "the daemon's answer to the load",
+        )
+        .map_err(|e| DaemonError::Unreachable {
+            host: self.host.clone(),
+            message: e.to_string(),
+        })?;
         let mut messages = Vec::new();
-        for line in BufReader::new(response).lines() {
+        for line in body.lines() {
             let line = line.map_err(|e| DaemonError::Unreachable {
                 host: self.host.clone(),
                 message: e.to_string(),

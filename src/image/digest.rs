@@ -1,6 +1,6 @@
 //! Hashing while writing and reading.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::{self, Read, Write};
 use std::str::FromStr;
 
@@ -97,6 +97,74 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Hashes the uncompressed content of a gzip stream given to it piece by piece — a layer
+/// being downloaded or copied — so that its `diff_id` is known when the copy ends, without a
+/// second pass over the blob and without holding it in memory. Content that is not gzip
+/// (told by its first bytes), or that does not decompress, gives no `diff_id`.
+pub struct GzipContentHasher {
+    state: GzipState,
+}
+
+enum GzipState {
+    /// Nothing seen yet.
+    Start,
+    /// Decompressing.
+    Gzip(Box<flate2::write::MultiGzDecoder<HashingWriter<io::Sink>>>),
+    /// Not gzip, or it failed to decompress.
+    Unknown,
+}
+
+impl fmt::Debug for GzipContentHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GzipContentHasher").finish_non_exhaustive()
+    }
+}
+
+impl Default for GzipContentHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GzipContentHasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Self {
+        Self {
+            state: GzipState::Start,
+        }
+    }
+
+    /// Feeds the next bytes of the blob.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if matches!(self.state, GzipState::Start) {
+            // A gzip magic split across two pieces is not worth handling: no diff_id then.
+            self.state = if bytes.starts_with(&[0x1f, 0x8b]) {
+                GzipState::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+                    HashingWriter::new(io::sink()),
+                )))
+            } else {
+                GzipState::Unknown
+            };
+        }
+        if let GzipState::Gzip(decoder) = &mut self.state
+            && decoder.write_all(bytes).is_err()
+        {
+            self.state = GzipState::Unknown;
+        }
+    }
+
+    /// The digest of the uncompressed content, if the blob was gzip and decompressed whole.
+    pub fn finish(self) -> Option<Digest> {
+        match self.state {
+            GzipState::Gzip(decoder) => decoder.finish().ok().map(|w| w.finish().1),
+            GzipState::Start | GzipState::Unknown => None,
+        }
+    }
+}
+
 /// The SHA-256 digest of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> Digest {
     let mut hasher = Sha256::new();
@@ -136,6 +204,27 @@ mod tests {
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(sha256_digest(b"abc"), digest);
+    }
+
+    #[test]
+    fn gzip_content_is_hashed_piece_by_piece() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&b"layer content ".repeat(1000)).unwrap();
+        let gzip = encoder.finish().unwrap();
+        let mut hasher = GzipContentHasher::new();
+        for piece in gzip.chunks(7) {
+            hasher.update(piece);
+        }
+        assert_eq!(
+            hasher.finish(),
+            Some(sha256_digest(&b"layer content ".repeat(1000)))
+        );
+        let mut plain = GzipContentHasher::new();
+        plain.update(b"{\"not\": \"gzip\"}");
+        assert_eq!(plain.finish(), None);
+        let mut broken = GzipContentHasher::new();
+        broken.update(&gzip[..gzip.len() / 2]);
+        assert_eq!(broken.finish(), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::image::{
@@ -19,10 +19,13 @@ use oci_spec::image::{
 };
 
 use super::archive::{append_dir, append_file};
-use super::layout::{LayoutError, OciLayout, publishable_temp};
+use super::diff_ids::mismatch;
+use super::digest::{GzipContentHasher, HashingWriter};
+use super::layout::{LayoutError, OciLayout, open_regular};
 use super::{ImageError, LoadedImage, descriptor};
 use crate::image::reference::ImageReference;
 use crate::reproducible::canonical_json;
+use crate::untrusted::{MAX_DOCUMENT, read_limited};
 
 /// One image of `manifest.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -34,9 +37,6 @@ struct Entry {
     #[serde(rename = "Layers", default)]
     layers: Vec<String>,
 }
-
-/// The largest `manifest.json` or config kiln reads.
-const MAX_JSON: u64 = 16 * 1024 * 1024;
 
 fn normalize(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -63,7 +63,7 @@ impl ArchiveIndex {
     fn read(path: &Path) -> io::Result<Self> {
         let mut manifest_bytes = None;
         let mut links = BTreeMap::new();
-        let mut archive = tar::Archive::new(BufReader::new(File::open(path)?));
+        let mut archive = tar::Archive::new(BufReader::new(open_archive(path)?));
         for entry in archive.entries()? {
             let mut entry = entry?;
             let entry_path = normalize(&entry.path()?.to_string_lossy());
@@ -74,9 +74,11 @@ impl ArchiveIndex {
                     links.insert(entry_path, resolved);
                 }
             } else if entry_path == "manifest.json" {
-                let mut bytes = Vec::new();
-                entry.by_ref().take(MAX_JSON).read_to_end(&mut bytes)?;
-                manifest_bytes = Some(bytes);
+                manifest_bytes = Some(read_limited(
+                    &mut entry,
+                    MAX_DOCUMENT,
+                    "the archive's manifest.json",
+                )?);
             }
         }
         let manifest_bytes = manifest_bytes.ok_or_else(|| {
@@ -156,8 +158,13 @@ impl From<LayoutError> for StreamError {
     }
 }
 
-/// The config's bytes (if found) and each layer's descriptor by its path in the archive.
-type StreamedBlobs = (Option<Vec<u8>>, BTreeMap<String, Descriptor>);
+/// The config's bytes (if found) and each layer's descriptor and `diff_id` (when known: an
+/// uncompressed layer's digest, a gzip layer's uncompressed digest) by its path in the
+/// archive.
+type StreamedBlobs = (
+    Option<Vec<u8>>,
+    BTreeMap<String, (Descriptor, Option<oci_spec::image::Digest>)>,
+);
 
 /// Pass 2: reads the config at `config_path` and streams the layers at `layer_paths` into
 /// `into`, returning the config's bytes and each layer's descriptor by path.
@@ -168,8 +175,8 @@ fn stream_blobs(
     into: &OciLayout,
 ) -> Result<StreamedBlobs, StreamError> {
     let mut config_bytes = None;
-    let mut layers: BTreeMap<String, Descriptor> = BTreeMap::new();
-    let mut archive = tar::Archive::new(BufReader::new(File::open(path)?));
+    let mut layers = BTreeMap::new();
+    let mut archive = tar::Archive::new(BufReader::new(open_archive(path)?));
     for tar_entry in archive.entries()? {
         let mut tar_entry = tar_entry?;
         if !tar_entry.header().entry_type().is_file() {
@@ -177,21 +184,37 @@ fn stream_blobs(
         }
         let entry_path = normalize(&tar_entry.path()?.to_string_lossy());
         if entry_path == config_path {
-            let mut bytes = Vec::new();
-            tar_entry.by_ref().take(MAX_JSON).read_to_end(&mut bytes)?;
-            config_bytes = Some(bytes);
+            config_bytes = Some(read_limited(
+                &mut tar_entry,
+                MAX_DOCUMENT,
+                &format!("the image configuration {config_path} in the archive"),
+            )?);
         } else if layer_paths.contains(&entry_path) && !layers.contains_key(&entry_path) {
             let mut reader = BufReader::new(&mut tar_entry);
             let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
             let mut writer = into.blob_writer()?;
-            io::copy(&mut reader, &mut writer)?;
+            // A gzip layer's diff_id is hashed as it streams in (checked once the config
+            // is read); an uncompressed layer's is its digest.
+            let mut content = GzipContentHasher::new();
+            loop {
+                let chunk = reader.fill_buf()?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len();
+                if gzip {
+                    content.update(chunk);
+                }
+                writer.write_all(chunk)?;
+                reader.consume(n);
+            }
             let (digest, size) = writer.finish()?;
-            let media_type = if gzip {
-                MediaType::ImageLayerGzip
+            let (media_type, diff_id) = if gzip {
+                (MediaType::ImageLayerGzip, content.finish())
             } else {
-                MediaType::ImageLayer
+                (MediaType::ImageLayer, Some(digest.clone()))
             };
-            layers.insert(entry_path, descriptor(media_type, &digest, size));
+            layers.insert(entry_path, (descriptor(media_type, &digest, size), diff_id));
         }
     }
     Ok((config_bytes, layers))
@@ -239,23 +262,24 @@ pub(super) fn import(
         })?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != layer_paths.len() {
-        return Err(invalid(format!(
-            "manifest.json lists {} layers but the config {}",
-            layer_paths.len(),
-            diff_ids.len()
-        )));
+        return Err(ImageError::LayerCount {
+            reference: display.clone(),
+            layers: layer_paths.len(),
+            diff_ids: diff_ids.len(),
+        });
     }
     let mut layer_descriptors = Vec::new();
     for (layer_path, diff_id) in layer_paths.iter().zip(diff_ids) {
-        let layer = layers
+        let (layer, found) = layers
             .get(layer_path)
             .ok_or_else(|| invalid(format!("the archive lacks the layer {layer_path}")))?;
-        // An uncompressed layer's digest is its diff_id.
-        if *layer.media_type() == MediaType::ImageLayer && layer.digest().to_string() != *diff_id {
-            return Err(invalid(format!(
-                "layer {layer_path} does not match its diff_id {diff_id} (found {})",
-                layer.digest()
-            )));
+        let found = match found {
+            Some(found) => found.clone(),
+            // Not decompressed on the way in (not gzip as far as the stream showed): read it.
+            None => into.diff_id(layer.digest()).map_err(layout_err)?,
+        };
+        if found.to_string() != *diff_id {
+            return Err(archive_err(mismatch(layer_path, diff_id, &found)));
         }
         layer_descriptors.push(layer.clone());
     }
@@ -309,7 +333,7 @@ pub fn write_docker_archive(
             "the image's config and manifest list different numbers of layers",
         )));
     }
-    let temp = publishable_temp(&dir).map_err(write_err)?;
+    let temp = super::archive::destination_temp(path, &dir).map_err(write_err)?;
     let mut builder = tar::Builder::new(BufWriter::new(temp));
     builder.mode(tar::HeaderMode::Deterministic);
 
@@ -328,7 +352,7 @@ pub fn write_docker_archive(
         let layer_name = format!("{hex}/layer.tar");
         if !written.contains(&hex) {
             append_dir(&mut builder, &format!("{hex}/")).map_err(write_err)?;
-            append_layer(&mut builder, &layer_name, from, layer).map_err(|e| match e {
+            append_layer(&mut builder, &layer_name, from, layer, diff_id).map_err(|e| match e {
                 WriteLayerError::Io(e) => write_err(e),
                 WriteLayerError::Layout(e) => e,
             })?;
@@ -377,12 +401,14 @@ enum WriteLayerError {
     Layout(LayoutError),
 }
 
-/// Appends a layer blob uncompressed: gzip layers are read twice, once to learn their length.
+/// Appends a layer blob uncompressed: gzip layers are read twice, once to learn their length
+/// (and check their `diff_id`, which names the entry), once to write them.
 fn append_layer<W: Write>(
     builder: &mut tar::Builder<W>,
     name: &str,
     from: &OciLayout,
     layer: &Descriptor,
+    diff_id: &str,
 ) -> Result<(), WriteLayerError> {
     let gzip = layer.media_type().to_string().ends_with("gzip");
     let open = || {
@@ -390,11 +416,20 @@ fn append_layer<W: Write>(
             .map_err(WriteLayerError::Layout)
     };
     if gzip {
-        let length = io::copy(
+        let mut counted = HashingWriter::new(io::sink());
+        io::copy(
             &mut flate2::read::MultiGzDecoder::new(BufReader::new(open()?)),
-            &mut io::sink(),
+            &mut counted,
         )
         .map_err(WriteLayerError::Io)?;
+        let (_, found, length) = counted.finish();
+        if found.to_string() != diff_id {
+            return Err(WriteLayerError::Io(mismatch(
+                layer.digest().as_ref(),
+                diff_id,
+                &found,
+            )));
+        }
         append_file(
             builder,
             name,
@@ -403,9 +438,24 @@ fn append_layer<W: Write>(
         )
         .map_err(WriteLayerError::Io)
     } else {
+        if layer.digest().to_string() != diff_id {
+            return Err(WriteLayerError::Io(mismatch(
+                layer.digest().as_ref(),
+                diff_id,
+                layer.digest(),
+            )));
+        }
         append_file(builder, name, layer.size(), BufReader::new(open()?))
             .map_err(WriteLayerError::Io)
     }
+}
+
+/// Opens an archive to read, refusing (without blocking) what is not a regular file.
+fn open_archive(path: &Path) -> io::Result<File> {
+    open_regular(path).map_err(|e| match e {
+        LayoutError::Read { source, .. } => source,
+        other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -18,12 +18,10 @@ use tempfile::NamedTempFile;
 
 use super::digest::{HashingReader, HashingWriter, hex};
 use crate::reproducible::canonical_json;
+use crate::untrusted::{Links, MAX_DOCUMENT, ReadError, read_file};
 
 /// Annotation naming an image inside a layout's `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
-
-/// Largest JSON document (manifest, config, index) kiln reads into memory.
-const MAX_JSON_BLOB: u64 = 16 * 1024 * 1024;
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -100,7 +98,9 @@ pub enum LayoutError {
         digest: Digest,
     },
     /// A JSON blob is larger than kiln is willing to read into memory.
-    #[error("blob {digest} in {layout} is {size} bytes, too large for a manifest or config")]
+    #[error(
+        "blob {digest} in {layout} is {size} bytes, too large for a manifest or config (kiln reads at most {MAX_DOCUMENT} bytes)"
+    )]
     BlobTooLarge {
         /// The layout.
         layout: PathBuf,
@@ -115,6 +115,25 @@ pub enum LayoutError {
         /// The digest.
         digest: Digest,
     },
+    /// A file of the layout is not a regular file of a sensible size (a FIFO, a device, a
+    /// huge `index.json`), so kiln refused to read it.
+    #[error(transparent)]
+    File(#[from] ReadError),
+    /// A layer's uncompressed content does not match the `diff_id` the image's
+    /// configuration gives it.
+    #[error(
+        "layer {digest} in {layout} does not match its diff_id: the configuration says {expected}, its uncompressed content hashes to {found}; the image is damaged or forged, rebuild or re-pull it"
+    )]
+    DiffIdMismatch {
+        /// The layout (or archive) holding the layer.
+        layout: PathBuf,
+        /// The layer blob.
+        digest: Digest,
+        /// The `diff_id` from the configuration.
+        expected: String,
+        /// The digest of the layer's uncompressed content.
+        found: Digest,
+    },
 }
 
 /// An OCI image layout on disk.
@@ -124,13 +143,18 @@ pub struct OciLayout {
 }
 
 impl OciLayout {
-    /// Opens an existing layout.
+    /// Opens an existing layout. Its `oci-layout` file must be a regular file (read without
+    /// blocking and with a size bound: a FIFO or a device there is refused, not waited on).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
         let root = root.into();
-        if !root.join(OCI_LAYOUT_FILE).is_file() {
-            return Err(LayoutError::NotALayout { path: root });
+        match read_file(&root.join(OCI_LAYOUT_FILE), MAX_LAYOUT_FILE, Links::Follow) {
+            Ok(_) => Ok(Self { root }),
+            Err(e) if e.is_not_found() => Err(LayoutError::NotALayout { path: root }),
+            Err(ReadError::Io { source, .. }) if source.kind() == io::ErrorKind::NotADirectory => {
+                Err(LayoutError::NotALayout { path: root })
+            }
+            Err(e) => Err(e.into()),
         }
-        Ok(Self { root })
     }
 
     /// Opens the layout at `root`, creating it if the directory is missing or empty.
@@ -244,23 +268,24 @@ impl OciLayout {
         Ok(())
     }
 
-    /// Opens a blob for streaming. The caller verifies what it reads if it must.
+    /// Opens a blob for streaming. The caller verifies what it reads if it must. A blob that
+    /// is not a regular file (a FIFO, a device) is refused without blocking.
     pub fn open_blob(&self, digest: &Digest) -> Result<File, LayoutError> {
         check_algorithm(digest)?;
         let path = self.blob_path(digest);
-        File::open(&path).map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
+        open_regular(&path).map_err(|e| match e {
+            LayoutError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 LayoutError::BlobMissing {
                     layout: self.root.clone(),
                     digest: digest.clone(),
                 }
-            } else {
-                LayoutError::Read { path, source }
             }
+            other => other,
         })
     }
 
     /// Reads a small blob (manifest, config, index) into memory and verifies its digest.
+    /// At most [`MAX_DOCUMENT`] bytes are read.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, LayoutError> {
         let file = self.open_blob(digest)?;
         let path = self.blob_path(digest);
@@ -271,18 +296,22 @@ impl OciLayout {
                 source,
             })?
             .len();
-        if size > MAX_JSON_BLOB {
-            return Err(LayoutError::BlobTooLarge {
-                layout: self.root.clone(),
-                digest: digest.clone(),
-                size,
-            });
+        let too_large = |size| LayoutError::BlobTooLarge {
+            layout: self.root.clone(),
+            digest: digest.clone(),
+            size,
+        };
+        if size > MAX_DOCUMENT {
+            return Err(too_large(size));
         }
-        let mut reader = HashingReader::new(file);
-        let mut bytes = Vec::new();
+        let mut reader = HashingReader::new(file.take(MAX_DOCUMENT + 1));
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         reader
             .read_to_end(&mut bytes)
             .map_err(|source| LayoutError::Read { path, source })?;
+        if bytes.len() as u64 > MAX_DOCUMENT {
+            return Err(too_large(bytes.len() as u64));
+        }
         let (found, _) = reader.finish();
         if &found != digest {
             return Err(LayoutError::DigestMismatch {
@@ -294,13 +323,63 @@ impl OciLayout {
         Ok(bytes)
     }
 
-    /// Reads `index.json`.
-    pub fn read_index(&self) -> Result<ImageIndex, LayoutError> {
-        let path = self.root.join("index.json");
-        let bytes = fs::read(&path).map_err(|source| LayoutError::Read {
+    /// The `diff_id` of the layer blob `digest`: the SHA-256 of its uncompressed content.
+    /// The blob is streamed through a decompressor (gzip or zstd, told by its first bytes;
+    /// anything else is an uncompressed tar whose `diff_id` is its digest) and hashed on the
+    /// way, never held in memory; its own digest is checked on the same pass.
+    pub fn diff_id(&self, digest: &Digest) -> Result<Digest, LayoutError> {
+        let path = self.blob_path(digest);
+        let read_err = |source| LayoutError::Read {
             path: path.clone(),
             source,
-        })?;
+        };
+        let mut compressed =
+            io::BufReader::with_capacity(256 * 1024, HashingReader::new(self.open_blob(digest)?));
+        let magic = io::BufRead::fill_buf(&mut compressed).map_err(read_err)?;
+        let kind = if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        };
+        let mut uncompressed = HashingWriter::new(io::sink());
+        match kind {
+            Compression::Gzip => {
+                io::copy(
+                    &mut flate2::bufread::MultiGzDecoder::new(&mut compressed),
+                    &mut uncompressed,
+                )
+                .map_err(read_err)?;
+            }
+            Compression::Zstd => {
+                let mut decoder =
+                    zstd::stream::read::Decoder::with_buffer(&mut compressed).map_err(read_err)?;
+                io::copy(&mut decoder, &mut uncompressed).map_err(read_err)?;
+            }
+            Compression::None => {}
+        }
+        // Whatever the decompressor left (trailing bytes) still counts for the blob's digest.
+        io::copy(&mut compressed, &mut io::sink()).map_err(read_err)?;
+        let (found, _) = compressed.into_inner().finish();
+        if &found != digest {
+            return Err(LayoutError::DigestMismatch {
+                layout: self.root.clone(),
+                expected: digest.clone(),
+                found,
+            });
+        }
+        Ok(match kind {
+            Compression::None => found,
+            Compression::Gzip | Compression::Zstd => uncompressed.finish().1,
+        })
+    }
+
+    /// Reads `index.json` (a regular file of at most [`MAX_DOCUMENT`] bytes, opened without
+    /// blocking).
+    pub fn read_index(&self) -> Result<ImageIndex, LayoutError> {
+        let path = self.root.join("index.json");
+        let bytes = read_file(&path, MAX_DOCUMENT, Links::Follow)?;
         ImageIndex::from_reader(&bytes[..]).map_err(|source| LayoutError::Parse {
             path,
             what: "image index",
@@ -384,10 +463,14 @@ impl OciLayout {
                 continue;
             };
             let path = self.blob_path(&digest);
-            let file = File::open(&path).map_err(|source| LayoutError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let file = match open_regular(&path) {
+                Ok(file) => file,
+                Err(LayoutError::File(_)) => {
+                    report.stray_files.push(path);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut reader = HashingReader::new(file);
             io::copy(&mut reader, &mut io::sink())
                 .map_err(|source| LayoutError::Read { path, source })?;
@@ -595,6 +678,73 @@ pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy)]
+enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// The largest `oci-layout` file kiln accepts (it is 30 bytes).
+const MAX_LAYOUT_FILE: u64 = 64 * 1024;
+
+/// Opens `path` for reading without blocking (a FIFO is refused, not waited on) and only if
+/// it is a regular file.
+pub(crate) fn open_regular(path: &Path) -> Result<File, LayoutError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| LayoutError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let meta = file.metadata().map_err(|source| LayoutError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(LayoutError::File(ReadError::NotAFile {
+            path: path.to_path_buf(),
+            kind: kind_name(meta.file_type()),
+        }));
+    }
+    // O_NONBLOCK means nothing for a regular file; clear it all the same.
+    let fd = std::os::fd::AsFd::as_fd(&file);
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+        .map(nix::fcntl::OFlag::from_bits_truncate)
+        .map_err(|e| LayoutError::Read {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFL(flags - nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| LayoutError::Read {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(file)
+}
+
+fn kind_name(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
 /// An empty image index.
 pub fn empty_index() -> ImageIndex {
     ImageIndexBuilder::default()
@@ -698,6 +848,69 @@ mod tests {
             .unwrap()
             .collect();
         assert!(leftovers.is_empty(), "temp file must be cleaned up");
+    }
+
+    #[test]
+    fn fifos_devices_and_huge_indexes_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::ensure(dir.path()).unwrap();
+        let index = dir.path().join("index.json");
+        fs::remove_file(&index).unwrap();
+        nix::unistd::mkfifo(&index, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let err = layout.read_index().unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        fs::remove_file(&index).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &index).unwrap();
+        let err = layout.read_index().unwrap_err();
+        assert!(err.to_string().contains("device"), "{err}");
+        fs::remove_file(&index).unwrap();
+        let big = fs::File::create(&index).unwrap();
+        big.set_len(MAX_DOCUMENT + 1).unwrap();
+        let err = layout.read_index().unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+
+        let digest = crate::image::digest::sha256_digest(b"x");
+        let blob = layout.blob_path(&digest);
+        nix::unistd::mkfifo(&blob, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        for err in [
+            layout.read_blob(&digest).unwrap_err(),
+            layout.open_blob(&digest).unwrap_err(),
+            layout.diff_id(&digest).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("FIFO"), "{err}");
+        }
+        fs::remove_file(dir.path().join("oci-layout")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("oci-layout"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        assert!(matches!(
+            OciLayout::open(dir.path()),
+            Err(LayoutError::File(ReadError::NotAFile { .. }))
+        ));
+    }
+
+    #[test]
+    fn diff_ids_are_the_digests_of_uncompressed_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::ensure(dir.path()).unwrap();
+        let content = b"a tar, say".repeat(100);
+        let (plain, _) = layout.write_blob(&content).unwrap();
+        assert_eq!(layout.diff_id(&plain).unwrap(), sha256_digest(&content));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&content).unwrap();
+        let (gzip, _) = layout.write_blob(&gz.finish().unwrap()).unwrap();
+        assert_eq!(layout.diff_id(&gzip).unwrap(), sha256_digest(&content));
+        let (zstd, _) = layout
+            .write_blob(&zstd::encode_all(&content[..], 3).unwrap())
+            .unwrap();
+        assert_eq!(layout.diff_id(&zstd).unwrap(), sha256_digest(&content));
+        fs::write(layout.blob_path(&gzip), b"changed").unwrap();
+        assert!(matches!(
+            layout.diff_id(&gzip),
+            Err(LayoutError::DigestMismatch { .. })
+        ));
     }
 
     #[test]

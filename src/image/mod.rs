@@ -2,6 +2,7 @@
 
 mod archive;
 pub mod daemon;
+pub mod diff_ids;
 pub mod digest;
 mod docker_archive;
 pub mod layout;
@@ -81,6 +82,18 @@ pub enum ImageError {
         /// The parse error.
         #[source]
         source: oci_spec::OciSpecError,
+    },
+    /// The configuration lists another number of `diff_ids` than the manifest lists layers.
+    #[error(
+        "image {reference} is inconsistent: its manifest lists {layers} layers but its configuration {diff_ids} diff_ids; the image is damaged or forged (rebuild or re-pull it)"
+    )]
+    LayerCount {
+        /// The image.
+        reference: String,
+        /// Layers in the manifest.
+        layers: usize,
+        /// `diff_ids` in the configuration.
+        diff_ids: usize,
     },
     /// A descriptor points at something kiln cannot use as an image.
     #[error("image {reference}: unsupported media type {media_type}")]
@@ -281,13 +294,15 @@ fn resolve(
         let manifest: ImageManifest = read_json(&layout, &descriptor, &display, "image manifest")?;
         let config: ImageConfiguration =
             read_json(&layout, manifest.config(), &display, "image configuration")?;
-        return Ok(LoadedImage {
+        let image = LoadedImage {
             reference: reference.clone(),
             layout,
             manifest_descriptor: descriptor,
             manifest,
             config,
-        });
+        };
+        diff_ids::check_layer_count(&image)?;
+        return Ok(image);
     }
     Err(ImageError::UnsupportedMediaType {
         reference: display,

@@ -163,7 +163,17 @@ impl fmt::Display for ImageReference {
                 name.as_ref().map_or(Ok(()), |n| write!(f, ":{n}"))
             }
             Self::DockerDaemon(name) => write!(f, "docker-daemon:{name}"),
-            Self::Registry(name) | Self::Named(name) => write!(f, "{name}"),
+            Self::Registry(name) => {
+                // A host that reads as a transport (`oci:5000/app`) is written the
+                // `docker://` way, so the text parses back to this registry image.
+                let plain = name.to_string();
+                if plain.parse::<Self>().is_ok_and(|r| r == *self) {
+                    f.write_str(&plain)
+                } else {
+                    write!(f, "docker://{plain}")
+                }
+            }
+            Self::Named(name) => write!(f, "{name}"),
         }
     }
 }
@@ -457,6 +467,12 @@ mod tests {
         );
         let n: ImageName = "127.0.0.1:5000/demo:1".parse().unwrap();
         assert_eq!(n.registry(), Some("127.0.0.1:5000"));
+        let r = parse("[::1]:5000/team/demo:1");
+        assert!(matches!(r, ImageReference::Registry(_)), "{r}");
+        assert_eq!(r.to_string(), "[::1]:5000/team/demo:1");
+        let v6: ImageName = "[::1]:5000/demo".parse().unwrap();
+        assert_eq!(v6.registry(), Some("[::1]:5000"));
+        assert_eq!(v6.tag(), Some("latest"));
         assert_eq!(n.with_tag("2").to_string(), "127.0.0.1:5000/demo:2");
     }
 

@@ -14,9 +14,7 @@
 //! [`Credentials`] shows only the user name.
 
 use std::fmt;
-use std::fs::File;
-use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 use oci_client::secrets::RegistryAuth;
@@ -77,11 +75,19 @@ fn config_key(host: &str) -> &str {
     }
 }
 
-fn from_file(path: &PathBuf, host: &str) -> Result<Option<Resolved>, String> {
-    let Ok(file) = File::open(path) else {
-        return Ok(None);
+fn from_file(path: &Path, host: &str) -> Result<Option<Resolved>, String> {
+    // Bounded, and never waiting on a FIFO; a file that cannot be read holds nothing.
+    let bytes = match crate::untrusted::read_file(
+        path,
+        crate::untrusted::MAX_DOCUMENT,
+        crate::untrusted::Links::Follow,
+    ) {
+        Ok(bytes) => bytes,
+        // Missing or unreadable: no credentials there (as before bounded reads).
+        Err(crate::untrusted::ReadError::Io { .. }) => return Ok(None),
+        Err(e) => return Err(format!("cannot read credentials for {host}: {e}")),
     };
-    match docker_credential::get_credential_from_reader(BufReader::new(file), config_key(host)) {
+    match docker_credential::get_credential_from_reader(&bytes[..], config_key(host)) {
         Ok(credential) => to_resolved(credential, &path.display().to_string()).map(Some),
         Err(
             CredentialRetrievalError::NoCredentialConfigured

@@ -197,6 +197,11 @@ pub struct Registry {
     sources_file: Option<PathBuf>,
     clients: Mutex<HashMap<(String, bool), Arc<Client>>>,
     auths: Mutex<HashMap<String, auth::Resolved>>,
+    /// The plain HTTP client manifests are fetched with (oci-client reads them whole, with
+    /// no bound).
+    http: Mutex<Option<reqwest::Client>>,
+    /// Where the `diff_ids` of downloaded layers are recorded, if anywhere.
+    diff_ids: Option<crate::image::diff_ids::DiffIds>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -241,11 +246,69 @@ impl Registry {
             sources_file,
             clients: Mutex::new(HashMap::new()),
             auths: Mutex::new(HashMap::new()),
+            http: Mutex::new(None),
+            diff_ids: None,
         })
+    }
+
+    /// Records the `diff_id` of every gzip layer downloaded (hashed as it streams in) in
+    /// `records`, so that checking the image's `diff_ids` later reads no layer again.
+    #[must_use]
+    pub fn with_diff_ids(mut self, records: crate::image::diff_ids::DiffIds) -> Self {
+        self.diff_ids = Some(records);
+        self
+    }
+
+    /// Whether kiln speaks plain HTTP to `host`.
+    fn plain_http(&self, host: &str) -> bool {
+        is_loopback(host) || self.options.insecure.iter().any(|h| h == host)
+    }
+
+    /// The HTTP client for requests kiln makes itself.
+    fn http(&self) -> Result<reqwest::Client, RegistryError> {
+        let mut http = self
+            .http
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = &*http {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_mins(2))
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::Unreachable {
+                registry: String::new(),
+                message: format!("cannot set up HTTP: {e}"),
+            })?;
+        *http = Some(client.clone());
+        Ok(client)
     }
 
     /// The registry reference for `name` (Docker Hub names get `docker.io`).
     pub(crate) fn reference(name: &ImageName) -> Result<Reference, RegistryError> {
+        // An IPv6 literal host (`[::1]:5000/app`) is valid but beyond oci-client's parser:
+        // the name is split by kiln's own rules instead.
+        if let Some(host) = name.registry().filter(|h| h.starts_with('['))
+            && let Some(repository) = name.repository().get(host.len() + 1..)
+        {
+            let (host, repository) = (host.to_string(), repository.to_string());
+            return Ok(match (name.tag(), name.digest()) {
+                (Some(tag), Some(digest)) => Reference::with_tag_and_digest(
+                    host,
+                    repository,
+                    tag.to_string(),
+                    digest.to_string(),
+                ),
+                (None, Some(digest)) => {
+                    Reference::with_digest(host, repository, digest.to_string())
+                }
+                (tag, None) => {
+                    Reference::with_tag(host, repository, tag.unwrap_or("latest").to_string())
+                }
+            });
+        }
         name.to_string()
             .parse::<Reference>()
             .map_err(|e| RegistryError::BadReference {
@@ -265,8 +328,7 @@ impl Registry {
             clients
                 .entry((host.to_string(), monolithic))
                 .or_insert_with(|| {
-                    let plain =
-                        is_loopback(host) || self.options.insecure.iter().any(|h| h == host);
+                    let plain = self.plain_http(host);
                     Arc::new(Client::new(ClientConfig {
                         protocol: if plain {
                             ClientProtocol::Http
@@ -298,18 +360,17 @@ impl Registry {
     }
 
     /// Authenticates `client` for `operation` on `reference` (fetching a token when the
-    /// registry wants one).
+    /// registry wants one); returns the bearer token, if the registry gave one.
     fn authenticate(
         &self,
         client: &Client,
         reference: &Reference,
         operation: RegistryOperation,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Option<String>, RegistryError> {
         let resolved = self.resolved_auth(reference.resolve_registry())?;
         self.retry(reference, "authenticate", || {
             client.auth(reference, &resolved.auth, operation)
         })
-        .map(|_| ())
     }
 
     /// Runs the request `make()` builds, again after a backoff while it fails transiently.
@@ -514,6 +575,26 @@ mod tests {
         for host in ["registry.example", "10.0.0.1:5000", "ghcr.io"] {
             assert!(!is_loopback(host), "{host}");
         }
+    }
+
+    #[test]
+    fn ipv6_literal_hosts_make_references() {
+        let name: ImageName = "[::1]:5000/team/app:1".parse().unwrap();
+        let reference = Registry::reference(&name).unwrap();
+        assert_eq!(reference.resolve_registry(), "[::1]:5000");
+        assert_eq!(reference.repository(), "team/app");
+        assert_eq!(reference.tag(), Some("1"));
+        assert!(is_loopback(reference.resolve_registry()));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let name: ImageName = format!("[::1]:5000/app@{digest}").parse().unwrap();
+        let reference = Registry::reference(&name).unwrap();
+        assert_eq!(reference.digest(), Some(digest.as_str()));
+        // Other names still go through the usual parser (Docker Hub's library/ prefix).
+        let name: ImageName = "docker.io/ubuntu:22.04".parse().unwrap();
+        assert_eq!(
+            Registry::reference(&name).unwrap().repository(),
+            "library/ubuntu"
+        );
     }
 
     #[test]

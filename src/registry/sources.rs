@@ -20,9 +20,16 @@ const MAX_BLOBS: usize = 20_000;
 impl Sources {
     /// Reads `path`; missing or unreadable means nothing is known.
     pub(crate) fn load(path: Option<&Path>) -> Self {
-        path.and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+        path.and_then(|p| {
+            crate::untrusted::read_file(
+                p,
+                crate::untrusted::MAX_DOCUMENT,
+                crate::untrusted::Links::Refuse,
+            )
+            .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
     }
 
     /// Notes that `repository` (`host/repo`) holds `digest`.

@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use oci_client::client::BlobResponse;
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciEnvelope};
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use super::sources::Sources;
 use super::{Registry, RegistryError};
 use crate::event::{CancelToken, EventSink};
-use crate::image::digest::sha256_digest;
+use crate::image::digest::{GzipContentHasher, sha256_digest};
 use crate::image::layout::OciLayout;
 use crate::image::reference::ImageName;
 use crate::image::{TargetPlatform, docker_media, select_platform};
+use crate::untrusted::MAX_DOCUMENT;
 
 /// The manifest media types kiln asks for (registries answer OCI manifests only to clients
 /// that accept them).
@@ -114,11 +116,9 @@ impl Registry {
         let reference = Self::reference(name)?;
         let host = reference.resolve_registry().to_string();
         let client = self.client(&host, true);
-        self.authenticate(&client, &reference, RegistryOperation::Pull)?;
+        let token = self.authenticate(&client, &reference, RegistryOperation::Pull)?;
         let auth = self.resolved_auth(&host)?.auth;
-        let (bytes, _) = self.retry(&reference, "fetch the manifest", || {
-            client.pull_manifest_raw(&reference, &auth, ACCEPT)
-        })?;
+        let bytes = self.fetch_manifest(&reference, &reference, token.as_deref(), &auth)?;
         let mut descriptor = store_manifest(layout, &reference, name.digest(), &bytes)?;
         let mut bytes = bytes;
         if is_index(descriptor.media_type().as_ref()) {
@@ -136,9 +136,8 @@ impl Registry {
                     ),
                 })?;
             let child_reference = reference.clone_with_digest(child.digest().to_string());
-            let (child_bytes, _) = self.retry(&reference, "fetch the manifest", || {
-                client.pull_manifest_raw(&child_reference, &auth, ACCEPT)
-            })?;
+            let child_bytes =
+                self.fetch_manifest(&reference, &child_reference, token.as_deref(), &auth)?;
             let stored = store_manifest(
                 layout,
                 &child_reference,
@@ -173,6 +172,63 @@ impl Registry {
         Ok(descriptor)
     }
 
+    /// Fetches the manifest or index `target` (of the image `reference`) with kiln's own
+    /// request, reading at most [`MAX_DOCUMENT`] bytes: oci-client reads a manifest whole,
+    /// however large, and a hostile registry could send gigabytes. Authenticates with
+    /// `token` (from [`Registry::authenticate`]) or, without one, the basic credentials in
+    /// `auth`; redirects to another host carry no credentials (reqwest drops them).
+    fn fetch_manifest(
+        &self,
+        reference: &Reference,
+        target: &Reference,
+        token: Option<&str>,
+        auth: &RegistryAuth,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let host = target.resolve_registry();
+        let url = format!(
+            "{scheme}://{host}/v2/{repository}/manifests/{tag}",
+            scheme = if self.plain_http(host) {
+                "http"
+            } else {
+                "https"
+            },
+            repository = target.repository(),
+            tag = target.digest().or_else(|| target.tag()).unwrap_or("latest"),
+        );
+        let http = self.http()?;
+        let outcome = self.retry(reference, "fetch the manifest", || {
+            let mut request = http.get(&url).header("Accept", ACCEPT.join(", "));
+            request = match (token, auth) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password))
+                }
+                (None, _) => request,
+            };
+            let url = url.clone();
+            async move {
+                let mut response = request.send().await?;
+                let status = response.status();
+                if !status.is_success() {
+                    let body = read_bounded(&mut response, 64 * 1024)
+                        .await?
+                        .unwrap_or_default();
+                    return Err(status_error(status, &body, &url));
+                }
+                if response.content_length().is_some_and(|n| n > MAX_DOCUMENT) {
+                    return Ok(None);
+                }
+                read_bounded(&mut response, MAX_DOCUMENT).await
+            }
+        })?;
+        outcome.ok_or_else(|| RegistryError::Unsupported {
+            reference: target.whole(),
+            problem: format!(
+                "the registry sent a manifest larger than {MAX_DOCUMENT} bytes, kiln's limit (and more than registries accept); it is not an image kiln reads"
+            ),
+        })
+    }
+
     /// Streams one blob into `layout`, hashing it on the way; resumes after interruptions
     /// with a range request. The blob is published only if its digest and size match.
     fn download(
@@ -188,6 +244,8 @@ impl Registry {
         let size = blob.size();
         let label = format!("Pulling {}", short(&digest));
         let mut writer = layout.blob_writer()?;
+        // A gzip layer's diff_id is hashed on the way in, so checking it later reads nothing.
+        let mut content = GzipContentHasher::new();
         let mut delay = self.options.backoff;
         let attempts = self.options.attempts.max(1);
         for attempt in 1..=attempts {
@@ -216,6 +274,7 @@ impl Registry {
                     let skipped = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
                     skip -= skipped as u64;
                     writer.write_all(&chunk[skipped..])?;
+                    content.update(&chunk[skipped..]);
                     Self::progress(events, &label, writer.len(), size);
                     if cancel.is_cancelled() {
                         return Err(std::io::Error::other("cancelled").into());
@@ -276,6 +335,9 @@ impl Registry {
                 }
                 other => other.into(),
             })?;
+        if let (Some(records), Some(diff_id)) = (&self.diff_ids, content.finish()) {
+            records.record(blob.digest(), &diff_id);
+        }
         Ok(())
     }
 
@@ -438,6 +500,44 @@ impl Registry {
         Self::check(cancel)?;
         Self::progress(events, &label, size, size);
         Ok(())
+    }
+}
+
+/// Reads the body of `response`, at most `max` bytes: `None` when it is longer.
+async fn read_bounded(
+    response: &mut reqwest::Response,
+    max: u64,
+) -> Result<Option<Vec<u8>>, OciDistributionError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
+
+/// The oci-client error for a registry's refusal (as oci-client reports it, so that retries
+/// and messages treat it alike).
+fn status_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError {
+            url: url.to_string(),
+        };
+    }
+    if status.is_client_error()
+        && let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(body)
+    {
+        return OciDistributionError::RegistryError {
+            envelope,
+            url: url.to_string(),
+        };
+    }
+    OciDistributionError::ServerError {
+        code: status.as_u16(),
+        url: url.to_string(),
+        message: String::from_utf8_lossy(body).into_owned(),
     }
 }
 
