@@ -332,8 +332,10 @@ fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, String> {
     }
     let (name_part, constraint) = match rest.find('(') {
         Some(open) => {
-            let close = rest
+            // The last ')' after the '(' (one before it, as in `a ) (`, is no closing one).
+            let close = rest[open..]
                 .rfind(')')
+                .map(|c| open + c)
                 .ok_or_else(|| format!("unclosed '(' in {text:?}"))?;
             let inner = rest[open + 1..close].trim();
             let split = inner
@@ -352,7 +354,7 @@ fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, String> {
         None => (rest, None),
     };
     let name = name_part.trim();
-    let name = name.split_once(':').map_or(name, |(n, _)| n);
+    let name = name.split_once(':').map_or(name, |(n, _)| n.trim_end());
     if name.is_empty() {
         return Err(format!("relation {text:?} names no package"));
     }
