@@ -712,8 +712,10 @@ mod tests {
         let pgid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
         nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
         let start = std::time::Instant::now();
-        use std::os::unix::process::ExitStatusExt as _;
-        assert_eq!(child.wait().unwrap().signal(), Some(9));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&child.wait().unwrap()),
+            Some(9)
+        );
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 

@@ -279,8 +279,12 @@ pub fn toml_problem(text: &str, error: &toml::de::Error) -> String {
     match error.span() {
         Some(span) => {
             let before = &text.as_bytes()[..span.start.min(text.len())];
-            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            let line = before.split(|b| *b == b'\n').count();
+            let line_start = before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = before.len() - line_start + 1;
             format!("line {line}, column {column}: {message}")
         }
         None => message,
@@ -654,6 +658,12 @@ mod tests {
         assert!(read_limited(io::repeat(0), 100, "x").is_err());
     }
 
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct T {
+        flag: bool,
+    }
+
     #[test]
     fn toml_problems_never_quote_values() {
         let text = "a = 1\nsecret = \"KILN_REGISTRY_AUTH=u:p\" x\n";
@@ -661,11 +671,6 @@ mod tests {
         let problem = toml_problem(text, &err);
         assert!(problem.starts_with("line 2,"), "{problem}");
         assert!(!problem.contains("u:p"), "{problem}");
-        #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
-        struct T {
-            flag: bool,
-        }
         let text = "flag = \"hunter2\"\n";
         let problem = toml_problem(text, &toml::from_str::<T>(text).unwrap_err());
         assert!(!problem.contains("hunter2"), "{problem}");

@@ -31,7 +31,7 @@ fn read_json(dir: &Path, digest: &str) -> Value {
 }
 
 /// Rewrites the image tagged `name` in the layout `dir`: `edit` gets its config and its
-/// manifest (to change labels, layers and diff_ids); the new manifest replaces the old one
+/// manifest (to change labels, layers and `diff_ids`); the new manifest replaces the old one
 /// under the same name.
 fn rewrite_image(dir: &Path, name: &str, edit: impl FnOnce(&mut Value, &mut Value)) {
     let index_path = dir.join("index.json");
@@ -99,7 +99,11 @@ fn build_with_poisoned_cache(
     let cache_dir = env.path("cache-image");
     let cache = oci(&cache_dir, "cache");
     let out = env.build(&app, &[&bp], "first", &["--cache-image", &cache]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     rewrite_image(&cache_dir, "cache", |config, manifest| {
         poison(&cache_dir, config, manifest);
     });
@@ -115,7 +119,10 @@ fn build_with_poisoned_cache(
         .unwrap();
     assert_clean_output(&out, &[]);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "a poisoned cache must only be skipped:\n{log}");
+    assert!(
+        out.status.success(),
+        "a poisoned cache must only be skipped:\n{log}"
+    );
     log
 }
 
@@ -153,8 +160,12 @@ fn cache_image_archives_cannot_write_through_their_links() {
         let mut file = tar::Header::new_gnu();
         file.set_mode(0o644);
         file.set_size(4);
-        tar.append_data(&mut file, "layers/test_cacher/deps/link/planted", &b"evil"[..])
-            .unwrap();
+        tar.append_data(
+            &mut file,
+            "layers/test_cacher/deps/link/planted",
+            &b"evil"[..],
+        )
+        .unwrap();
         let raw = tar.into_inner().unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&raw).unwrap();
@@ -184,7 +195,11 @@ fn previous_image_layer_names_cannot_reach_outside() {
     let app = env.app("app", &[("f", "x")]);
     let bp = cacher(&env);
     let out = env.build(&app, &[&bp], "prev", &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The store's image of that name, as if pulled from a tag someone else pushed.
     let target = climbing_to(&canary.path().join("planted"));
     rewrite_image(&env.home().join("store"), "prev:latest", |config, _| {

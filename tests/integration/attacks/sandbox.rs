@@ -68,7 +68,10 @@ fn assert_unseen(out: &Output, home: &Path) {
     assert_clean_output(out, &SECRETS);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(!home.join("store/planted").exists(), "a buildpack wrote to the store:\n{log}");
+    assert!(
+        !home.join("store/planted").exists(),
+        "a buildpack wrote to the store:\n{log}"
+    );
     // The buildpack saw its own processes only: itself and what it started.
     let processes = log
         .lines()
