@@ -4,6 +4,11 @@
 //! $KILN_HOME/            (default: $XDG_DATA_HOME/kiln, else ~/.local/share/kiln)
 //!   store/               an OCI image layout: the default build destination and layer cache
 //!   work/                per-build scratch directories, removed when a build ends
+//!   cache/layers/        layer cache metadata per destination (see crate::cache)
+//!   cache/builds/        build records and kept cache layers (see crate::rebuild)
+//!   cache/exports/       export memos (see crate::export)
+//!   cache/diff-ids/      verified diff_ids of layer blobs, one small file per blob
+//!                        (see crate::image::diff_ids)
 //!   lock                 taken exclusively while index.json is rewritten
 //! ```
 //!

@@ -527,6 +527,8 @@ fn build_layer(
             entry_metadata: Some(metadata),
         },
     )?;
+    // kiln hashed the tar it wrote: the run image check need not read the layer again.
+    crate::image::diff_ids::DiffIds::in_home(store.root()).record(&blob.digest, &blob.diff_id);
     events.event(&Event::Layer {
         name: format!("{}/{level}", def.stack.name),
         diff_id: blob.diff_id.to_string(),
