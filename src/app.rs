@@ -12,6 +12,12 @@
 //!
 //! `project.toml` may also set build-time environment variables with
 //! `[[io.buildpacks.build.env]]` (or `[[build.env]]`) `name = …`, `value = …`; `--env` wins.
+//!
+//! The source tree is untrusted (a pull request can put anything there): `project.toml` and
+//! `.kilnignore` are read with [`crate::untrusted::read_text`] — at most
+//! [`MAX_METADATA`](crate::untrusted::MAX_METADATA) bytes, never through a symbolic link,
+//! never blocking on a FIFO — and their errors give line numbers, never an excerpt. The
+//! walk follows no links and is at most [`MAX_SOURCE_DEPTH`] levels deep.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,8 +28,25 @@ use std::path::{Path, PathBuf};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::Deserialize;
 
+use crate::untrusted::{self, Links, MAX_METADATA, ReadError};
+
 /// Name of kiln's ignore file.
 pub const IGNORE_FILE: &str = ".kilnignore";
+
+/// Name of the CNB project descriptor.
+pub const PROJECT_FILE: &str = "project.toml";
+
+/// How many directory levels below the source's top kiln walks.
+///
+/// A limit rather than "whatever the file system allows": every path of the copy lives
+/// under kiln's work directory, and Linux refuses paths longer than `PATH_MAX` (4096 bytes)
+/// — a tree deeper than 1024 levels needs at least 2048 bytes for its relative path alone,
+/// so it would fail anyway, late and with an unreadable error. kiln stops at the first
+/// directory this deep instead, naming the top-level directory that holds it and the limit,
+/// without descending further (what was copied so far is kiln's scratch). Walking is
+/// linear in the number of entries (no per-directory `canonicalize`), so a tree just under
+/// the limit is copied as fast as a flat one of the same size.
+pub const MAX_SOURCE_DEPTH: usize = 1024;
 
 /// Errors reading the source tree.
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +85,47 @@ pub enum AppError {
         problem: String,
     },
     /// A pattern of `.kilnignore` or `project.toml` is invalid.
-    #[error("{path}: invalid pattern")]
+    #[error("{path}: {location}: invalid pattern ({problem}); fix or remove it")]
     Pattern {
         /// The file.
         path: PathBuf,
-        /// The pattern error.
-        #[source]
-        source: ignore::Error,
+        /// Where in the file: `line 3`, `exclude entry 2`.
+        location: String,
+        /// What is wrong (the pattern itself is not quoted).
+        problem: String,
     },
+    /// `project.toml` or `.kilnignore` is not a regular file of at most
+    /// [`MAX_METADATA`] bytes in the source tree (a symbolic link, a FIFO, a device, too
+    /// large, not UTF-8).
+    #[error(
+        "{error}; {} in a source tree must be a regular file of at most {MAX_METADATA} bytes, or absent",
+        file_name(.error)
+    )]
+    Steering {
+        /// Why it could not be read (names the file; shown in the message, not as a source,
+        /// so that it is not printed twice).
+        error: ReadError,
+    },
+    /// The source tree is deeper than [`MAX_SOURCE_DEPTH`].
+    #[error(
+        "the source tree is more than {MAX_SOURCE_DEPTH} directories deep under {top}; kiln's limit is {MAX_SOURCE_DEPTH} levels (list the directory in {IGNORE_FILE} or flatten it)"
+    )]
+    TooDeep {
+        /// The top-level directory of the source that holds the deep path.
+        top: PathBuf,
+    },
+}
+
+fn file_name(error: &ReadError) -> String {
+    let path = match error {
+        ReadError::Io { path, .. }
+        | ReadError::Symlink { path }
+        | ReadError::NotAFile { path, .. }
+        | ReadError::TooLarge { path, .. }
+        | ReadError::NotUtf8 { path } => path,
+    };
+    path.file_name()
+        .map_or_else(|| "it".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// What the source contributes besides files.
@@ -202,7 +258,7 @@ pub fn fingerprint_source(source: &Path, skip: &[PathBuf]) -> Result<String, App
         let path = path.to_path_buf();
         move |source| AppError::Read { path, source }
     };
-    for steering in ["project.toml", IGNORE_FILE] {
+    for steering in [PROJECT_FILE, IGNORE_FILE] {
         let path = source.join(steering);
         if let Ok(meta) = fs::symlink_metadata(&path) {
             fingerprint
@@ -232,11 +288,24 @@ fn walk_selected(
 ) -> Result<BTreeMap<String, String>, AppError> {
     let (selection, build_env) = read_project_toml(source)?;
     let ignore = read_ignore_file(source)?;
-    // Canonical forms, so they match however the walk reaches them.
-    let skip: Vec<PathBuf> = skip
-        .iter()
-        .filter_map(|p| fs::canonicalize(p).ok())
-        .collect();
+    // The walk follows no link, so the directory at `rel` is `canonical(source)/rel`: a
+    // directory to skip is found by its path relative to the source, computed once, instead
+    // of canonicalizing every directory (which costs one `readlink` per path component and
+    // made deep trees quadratic).
+    let skip: Vec<PathBuf> = match fs::canonicalize(source) {
+        Ok(root) => skip
+            .iter()
+            .filter_map(|p| fs::canonicalize(p).ok())
+            .filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .collect(),
+        Err(source_err) => {
+            return Err(AppError::Read {
+                path: source.to_path_buf(),
+                source: source_err,
+            });
+        }
+    };
     let mut walker = walkdir::WalkDir::new(source)
         .min_depth(1)
         .follow_links(false)
@@ -252,13 +321,11 @@ fn walk_selected(
                     .unwrap_or_else(|| io::Error::other("loop in the file system")),
             }
         })?;
-        let rel = entry
-            .path()
-            .strip_prefix(source)
-            .expect("walkdir yields paths under its root");
+        let Ok(rel) = entry.path().strip_prefix(source) else {
+            continue;
+        };
         let is_dir = entry.file_type().is_dir();
-        if is_dir && fs::canonicalize(entry.path()).is_ok_and(|canonical| skip.contains(&canonical))
-        {
+        if is_dir && skip.iter().any(|s| s == rel) {
             walker.skip_current_dir();
             continue;
         }
@@ -279,6 +346,14 @@ fn walk_selected(
             }
             continue;
         }
+        if is_dir && entry.depth() > MAX_SOURCE_DEPTH {
+            return Err(AppError::TooDeep {
+                top: rel
+                    .components()
+                    .next()
+                    .map_or_else(|| source.to_path_buf(), |top| source.join(top.as_os_str())),
+            });
+        }
         visit(&entry, rel)?;
     }
     Ok(build_env)
@@ -294,35 +369,65 @@ fn ensure_parent(path: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Reads a file that steers the copy (`project.toml`, `.kilnignore`): a regular file of at
+/// most [`MAX_METADATA`] bytes, not through a link. `None` if there is none.
+fn read_steering(path: &Path) -> Result<Option<String>, AppError> {
+    match untrusted::read_text(path, MAX_METADATA, Links::Refuse) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(ReadError::Io { path, source }) => Err(AppError::Read { path, source }),
+        Err(error) => Err(AppError::Steering { error }),
+    }
+}
+
+/// The problem of an invalid gitignore pattern, without the pattern itself.
+fn pattern_problem(error: &ignore::Error) -> String {
+    match error {
+        ignore::Error::WithLineNumber { err, .. }
+        | ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithDepth { err, .. } => pattern_problem(err),
+        ignore::Error::Glob { err, .. } => err.clone(),
+        _ => "it cannot be parsed".to_string(),
+    }
+}
+
 fn read_ignore_file(source: &Path) -> Result<Option<Gitignore>, AppError> {
     let path = source.join(IGNORE_FILE);
-    if !path.is_file() {
+    let Some(text) = read_steering(&path)? else {
         return Ok(None);
-    }
+    };
     let mut builder = GitignoreBuilder::new(source);
-    if let Some(err) = builder.add(&path) {
-        return Err(AppError::Pattern { path, source: err });
+    // Like git (and `GitignoreBuilder::add`), a leading byte-order mark is not a pattern.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    for (index, line) in text.lines().enumerate() {
+        builder
+            .add_line(Some(path.clone()), line)
+            .map_err(|e| AppError::Pattern {
+                path: path.clone(),
+                location: format!("line {}", index + 1),
+                problem: pattern_problem(&e),
+            })?;
     }
-    builder
-        .build()
-        .map(Some)
-        .map_err(|source| AppError::Pattern { path, source })
+    builder.build().map(Some).map_err(|e| AppError::Pattern {
+        path: path.clone(),
+        location: "a line".to_string(),
+        problem: pattern_problem(&e),
+    })
 }
 
 fn read_project_toml(
     source: &Path,
 ) -> Result<(Option<Selection>, BTreeMap<String, String>), AppError> {
-    let path = source.join("project.toml");
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, BTreeMap::new())),
-        Err(source) => return Err(AppError::Read { path, source }),
+    let path = source.join(PROJECT_FILE);
+    let Some(text) = read_steering(&path)? else {
+        return Ok((None, BTreeMap::new()));
     };
     let invalid = |problem: String| AppError::ProjectDescriptor {
         path: path.clone(),
         problem,
     };
-    let parsed: ProjectToml = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let parsed: ProjectToml =
+        toml::from_str(&text).map_err(|e| invalid(untrusted::toml_problem(&text, &e)))?;
     // Schema 0.2 keeps the settings under [io.buildpacks]; schema 0.1 under [build].
     let table = parsed
         .io
@@ -340,19 +445,21 @@ fn read_project_toml(
         }
         env.insert(entry.name, entry.value);
     }
-    let build = |patterns: &[String]| -> Result<Gitignore, AppError> {
+    let build = |key: &str, patterns: &[String]| -> Result<Gitignore, AppError> {
         let mut builder = GitignoreBuilder::new(source);
-        for pattern in patterns {
+        for (index, pattern) in patterns.iter().enumerate() {
             builder
                 .add_line(None, pattern)
                 .map_err(|e| AppError::Pattern {
                     path: path.clone(),
-                    source: e,
+                    location: format!("{key} entry {}", index + 1),
+                    problem: pattern_problem(&e),
                 })?;
         }
         builder.build().map_err(|e| AppError::Pattern {
             path: path.clone(),
-            source: e,
+            location: key.to_string(),
+            problem: pattern_problem(&e),
         })
     };
     let selection = match (table.include, table.exclude) {
@@ -361,8 +468,8 @@ fn read_project_toml(
                 "include and exclude cannot both be set; keep one of them".to_string(),
             ));
         }
-        (Some(include), None) => Some(Selection::Include(build(&include)?)),
-        (None, Some(exclude)) => Some(Selection::Exclude(build(&exclude)?)),
+        (Some(include), None) => Some(Selection::Include(build("include", &include)?)),
+        (None, Some(exclude)) => Some(Selection::Exclude(build("exclude", &exclude)?)),
         (None, None) => None,
     };
     Ok((selection, env))
@@ -476,6 +583,135 @@ mod tests {
             !out.join("deep/ws").exists(),
             "the copy must not copy itself"
         );
+    }
+
+    fn copy_err(src: &Path) -> AppError {
+        let out = tempfile::tempdir().unwrap();
+        copy_source(src, &out.path().join("ws"), &[]).unwrap_err()
+    }
+
+    #[test]
+    fn linked_steering_files_are_refused_unread() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        fs::write(&secret, "password = \"hunter2\"\n[x\n").unwrap();
+        for name in [PROJECT_FILE, IGNORE_FILE] {
+            let src = tree(&["a.txt"]);
+            std::os::unix::fs::symlink(&secret, src.path().join(name)).unwrap();
+            let err = copy_err(src.path());
+            let text = format!("{:#}", anyhow::Error::from(err));
+            assert!(text.contains(name), "{text}");
+            assert!(text.contains("symbolic link"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(fingerprint_source(src.path(), &[]).is_err());
+        }
+    }
+
+    #[test]
+    fn fifo_and_huge_steering_files_are_refused_at_once() {
+        let src = tree(&["a.txt"]);
+        nix::unistd::mkfifo(
+            &src.path().join(PROJECT_FILE),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        let err = copy_err(src.path()).to_string();
+        assert!(err.contains("FIFO"), "{err}");
+
+        let src = tree(&["a.txt"]);
+        let huge = "#".repeat(usize::try_from(MAX_METADATA).unwrap() + 1);
+        fs::write(src.path().join(IGNORE_FILE), huge).unwrap();
+        let err = copy_err(src.path()).to_string();
+        assert!(err.contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn toml_errors_give_the_line_not_the_text() {
+        let src = tree(&["a.txt"]);
+        fs::write(
+            src.path().join(PROJECT_FILE),
+            "[build]\nexclude = [\"x\"]\nKILN_REGISTRY_AUTH=secret-user:secret-pass\n",
+        )
+        .unwrap();
+        let err = copy_err(src.path()).to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn invalid_ignore_patterns_name_the_line_not_the_pattern() {
+        let src = tree(&["a.txt"]);
+        fs::write(src.path().join(IGNORE_FILE), "*.log\nsecret[z-a]\n").unwrap();
+        let err = copy_err(src.path()).to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_copied_as_they_are() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let src = tree(&[]);
+        for name in [&b"caf\xe9"[..], b"caf\xff"] {
+            fs::write(src.path().join(std::ffi::OsStr::from_bytes(name)), name).unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let app = copy_source(src.path(), &out.path().join("ws"), &[]).unwrap();
+        assert_eq!(app.files, 2);
+        for name in [&b"caf\xe9"[..], b"caf\xff"] {
+            let copy = out
+                .path()
+                .join("ws")
+                .join(std::ffi::OsStr::from_bytes(name));
+            assert_eq!(fs::read(copy).unwrap(), name);
+        }
+    }
+
+    #[test]
+    fn trees_deeper_than_the_limit_fail_at_the_limit() {
+        let src = tree(&["a.txt"]);
+        let mut deep = src.path().join("top");
+        for _ in 0..MAX_SOURCE_DEPTH {
+            deep.push("d");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("ws");
+        let err = copy_source(src.path(), &dest, &[]).unwrap_err();
+        assert!(matches!(err, AppError::TooDeep { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("1024") && text.contains("top"), "{text}");
+
+        // One level less is fine.
+        let src = tree(&[]);
+        let mut deep = src.path().join("top");
+        for _ in 1..MAX_SOURCE_DEPTH {
+            deep.push("d");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("f"), "deep").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        assert_eq!(
+            copy_source(src.path(), &out.path().join("ws"), &[])
+                .unwrap()
+                .files,
+            1
+        );
+    }
+
+    #[test]
+    fn skipped_directories_are_found_through_a_linked_source() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        fs::create_dir_all(real.join(".kiln/store")).unwrap();
+        fs::write(real.join(".kiln/store/blob"), "x").unwrap();
+        fs::write(real.join("app.py"), "y").unwrap();
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("ws");
+        copy_source(&link, &dest, &[real.join(".kiln")]).unwrap();
+        assert!(dest.join("app.py").is_file());
+        assert!(!dest.join(".kiln").exists());
     }
 
     #[test]

@@ -196,6 +196,15 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         });
         let started = Instant::now();
         run_bin_build(ctx, buildpack, &env, &guest_layers, &plan_path)?;
+        // kiln reads the buildpack's output outside the sandbox: its layers directory must
+        // still be the directory kiln made, not a link the buildpack put in its place.
+        if !fs::symlink_metadata(&host_layers).is_ok_and(|m| m.is_dir()) {
+            return Err(BuildError::InvalidOutput {
+                id,
+                path: guest_layers,
+                problem: "the buildpack replaced its layers directory (with a link or a file); write layers into it instead".to_string(),
+            });
+        }
 
         let layers = read_layers(&host_layers, &id)?;
         // Every env file of a layer the image or later buildpacks use is checked now, so

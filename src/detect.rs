@@ -496,7 +496,10 @@ impl Detector<'_, '_> {
         };
         command
             .arg(PLATFORM_DIR)
-            .arg(crate::buildenv::guest_plan_path(&ctx.dirs.plans, &plan_path))
+            .arg(crate::buildenv::guest_plan_path(
+                &ctx.dirs.plans,
+                &plan_path,
+            ))
             .env(
                 "CNB_BUILD_PLAN_PATH",
                 crate::buildenv::guest_plan_path(&ctx.dirs.plans, &plan_path),

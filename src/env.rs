@@ -12,11 +12,24 @@
 //! - unknown suffixes (including `.delim` itself) are ignored; directories, and symlinks to
 //!   directories, are skipped;
 //! - a name ending in a bare `.` (`PATH.`) prepends with the `.delim` or `:`.
+//!
+//! Env files are buildpack output, so untrusted: each is read with
+//! [`untrusted::read_file`] (at most [`MAX_METADATA`] bytes, not through a symbolic link —
+//! a link to a directory is skipped like a directory — never blocking on a FIFO), and the
+//! one directory's files together may hold at most [`MAX_METADATA`] bytes. The variable
+//! name of every file that sets a variable (no suffix, `.override`, `.default`, `.append`,
+//! `.prepend`, the bare `.`) must be a name the image config can carry: UTF-8, not empty,
+//! without `=` or NUL ([`check_var_name`]); its value must not contain NUL. `.delim` files
+//! and files with unknown suffixes set nothing, so their names are not checked (the
+//! lifecycle ignores them too); a file name that is not UTF-8 is refused whatever its
+//! suffix, since kiln cannot tell what it would set.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::untrusted::{self, Links, MAX_METADATA, ReadError};
 
 /// Variables passed through from kiln's own environment to buildpacks, besides the path
 /// variables below (the lifecycle's `BuildEnvIncludelist`).
@@ -98,13 +111,82 @@ pub enum DefaultAction {
 
 /// Errors reading env files.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to apply env files from {dir}")]
-pub struct EnvDirError {
-    /// The directory.
-    pub dir: PathBuf,
-    /// The I/O error.
-    #[source]
-    pub source: io::Error,
+#[non_exhaustive]
+pub enum EnvDirError {
+    /// The directory could not be listed.
+    #[error("failed to apply env files from {dir}")]
+    Io {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// An env file is not one kiln accepts (a buildpack wrote invalid output).
+    #[error("invalid env file {path}: {problem}")]
+    Invalid {
+        /// The file (or the directory, when the directory as a whole is too large).
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// Checks an environment variable name taken from outside kiln (an env file's name): not
+/// empty, no `=`, no NUL. Returns what is wrong.
+pub fn check_var_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("the variable name (the file name up to its first '.') is empty")
+    } else if name.contains('=') {
+        Err("the variable name contains '=', which no environment variable name can")
+    } else if name.contains('\0') {
+        Err("the variable name contains a NUL byte")
+    } else {
+        Ok(())
+    }
+}
+
+/// What a file that could not be read by [`untrusted::read_text`] is, without its path.
+pub(crate) fn read_problem(error: &ReadError) -> String {
+    match error {
+        ReadError::Io { source, .. } => format!("it cannot be read ({source})"),
+        ReadError::Symlink { .. } => {
+            "it is a symbolic link; kiln does not follow links in buildpack output (write the file itself)".to_string()
+        }
+        ReadError::NotAFile { kind, .. } => format!("it is a {kind}, not a regular file"),
+        ReadError::TooLarge { max, .. } => format!(
+            "it is larger than {max} bytes, kiln's limit for buildpack metadata files (keep large data in a layer's files)"
+        ),
+        ReadError::NotUtf8 { .. } => "it is not UTF-8 text".to_string(),
+    }
+}
+
+/// Checks every env directory of a layer (`env/`, `env.build/`, `env.launch/` and
+/// `env.launch/<process>/`) as [`Env::add_env_dir`] would read it, without applying it.
+pub fn check_layer_env(layer_dir: &Path) -> Result<(), EnvDirError> {
+    for sub in ["env", "env.build"] {
+        read_env_files(&layer_dir.join(sub))?;
+    }
+    let launch = layer_dir.join("env.launch");
+    read_env_files(&launch)?;
+    if !launch.is_dir() {
+        return Ok(());
+    }
+    let entries = fs::read_dir(&launch).map_err(|source| EnvDirError::Io {
+        dir: launch.clone(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| EnvDirError::Io {
+            dir: launch.clone(),
+            source,
+        })?;
+        // Process directories, and links to directories (which the read refuses).
+        if entry.path().is_dir() {
+            read_env_files(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// A set of environment variables, ordered by name so that everything derived from it is
@@ -207,11 +289,15 @@ impl Env {
 
     /// Applies the env files in `dir` (see the module docs). A missing directory is fine.
     pub fn add_env_dir(&mut self, dir: &Path, default: DefaultAction) -> Result<(), EnvDirError> {
-        let err = |source| EnvDirError {
-            dir: dir.to_path_buf(),
-            source,
+        let files = read_env_files(dir)?;
+        let delim = |name: &str| -> Option<String> {
+            files
+                .iter()
+                .find(|(file, _)| file.strip_suffix(".delim") == Some(name))
+                .map(|(_, value)| value.clone())
         };
-        for (file_name, value) in read_env_files(dir).map_err(err)? {
+        for (file_name, value) in &files {
+            let value = value.clone();
             let (name, action) = match file_name.split_once('.') {
                 Some((name, action)) => (name, Some(action)),
                 None => (file_name.as_str(), None),
@@ -223,21 +309,19 @@ impl Env {
             };
             match action {
                 "prepend" => {
-                    let delim = read_delim(dir, name).map_err(err)?.unwrap_or_default();
+                    let delim = delim(name).unwrap_or_default();
                     let v = join_prefix(&value, &delim, self.get(name));
                     self.set(name, v);
                 }
                 "append" => {
-                    let delim = read_delim(dir, name).map_err(err)?.unwrap_or_default();
+                    let delim = delim(name).unwrap_or_default();
                     let v = join_suffix(self.get(name), &delim, &value);
                     self.set(name, v);
                 }
                 "override" => self.set(name, value),
                 "default" if self.get(name).is_empty() => self.set(name, value),
                 "" => {
-                    let delim = read_delim(dir, name)
-                        .map_err(err)?
-                        .unwrap_or_else(|| ":".to_string());
+                    let delim = delim(name).unwrap_or_else(|| ":".to_string());
                     let v = join_prefix(&value, &delim, self.get(name));
                     self.set(name, v);
                 }
@@ -283,39 +367,92 @@ fn join_suffix(existing: &str, delim: &str, value: &str) -> String {
     }
 }
 
-fn read_delim(dir: &Path, name: &str) -> io::Result<Option<String>> {
-    match fs::read(dir.join(format!("{name}.delim"))) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
+/// Whether an env file with this suffix (the part after the variable name's first `.`)
+/// sets a variable.
+fn sets_variable(action: Option<&str>) -> bool {
+    matches!(
+        action,
+        None | Some("" | "override" | "default" | "append" | "prepend")
+    )
 }
 
 /// Reads the files of an env directory in file-name order, skipping directories and
-/// symlinks to directories. A missing directory yields nothing.
-fn read_env_files(dir: &Path) -> io::Result<Vec<(String, String)>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+/// symlinks to directories, checking names and sizes (see the module docs). A missing
+/// directory yields nothing.
+fn read_env_files(dir: &Path) -> Result<Vec<(String, String)>, EnvDirError> {
+    let io_err = |source| EnvDirError::Io {
+        dir: dir.to_path_buf(),
+        source,
     };
+    // The directory itself must be a directory of the layer, not a link: kiln reads it
+    // outside the build sandbox, so a link could show it files the buildpack cannot see.
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(meta) => {
+            return Err(EnvDirError::Invalid {
+                path: dir.to_path_buf(),
+                problem: if meta.file_type().is_symlink() {
+                    "the env directory is a symbolic link; write the env files into a directory"
+                } else {
+                    "it is not a directory; env files go in a directory"
+                }
+                .to_string(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(e)),
+    }
+    let entries = fs::read_dir(dir).map_err(io_err)?;
     let mut files = Vec::new();
+    let mut total: u64 = 0;
     for entry in entries {
-        let entry = entry?;
+        let entry = entry.map_err(io_err)?;
         let path = entry.path();
-        // `metadata` follows symlinks: a symlink to a directory is skipped like a directory.
-        if fs::metadata(&path)?.is_dir() {
+        let invalid = |problem: String| EnvDirError::Invalid {
+            path: path.clone(),
+            problem,
+        };
+        let file_type = entry.file_type().map_err(io_err)?;
+        // A symlink to a directory is skipped like a directory (the lifecycle does); any
+        // other link is refused below, by the read.
+        if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
             continue;
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let value = String::from_utf8_lossy(&fs::read(&path)?).into_owned();
+        let Ok(name) = entry.file_name().into_string() else {
+            return Err(invalid(
+                "its name is not UTF-8, so it names no environment variable an image can carry; rename it".to_string(),
+            ));
+        };
+        let (var, action) = match name.split_once('.') {
+            Some((var, action)) => (var, Some(action)),
+            None => (name.as_str(), None),
+        };
+        if sets_variable(action) {
+            check_var_name(var).map_err(|problem| {
+                invalid(format!(
+                    "{problem}; name env files after the variable they set (e.g. PATH.prepend)"
+                ))
+            })?;
+        }
+        // Values that are not UTF-8 are converted lossily, as before (the image config is
+        // JSON text).
+        let bytes = untrusted::read_file(&path, MAX_METADATA, Links::Refuse)
+            .map_err(|e| invalid(read_problem(&e)))?;
+        let value = String::from_utf8_lossy(&bytes).into_owned();
+        if sets_variable(action) && value.contains('\0') {
+            return Err(invalid(
+                "its value contains a NUL byte, which no environment variable can hold".to_string(),
+            ));
+        }
+        total += value.len() as u64;
+        if total > MAX_METADATA {
+            return Err(EnvDirError::Invalid {
+                path: dir.to_path_buf(),
+                problem: format!(
+                    "its env files hold more than {MAX_METADATA} bytes together, kiln's limit for one env directory"
+                ),
+            });
+        }
         files.push((name, value));
     }
     files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -427,6 +564,106 @@ mod tests {
         assert_eq!(env.to_list(), ["A=1"]);
         env.add_env_dir(&dir.path().join("missing"), DefaultAction::Override)
             .unwrap();
+    }
+
+    fn refused(files: &[(&str, &str)]) -> String {
+        let dir = dir_with(files);
+        let err = Env::new()
+            .add_env_dir(dir.path(), DefaultAction::Override)
+            .unwrap_err();
+        assert!(matches!(err, EnvDirError::Invalid { .. }), "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn invalid_variable_names_are_refused() {
+        for (file, needle) in [
+            ("=X", "'='"),
+            ("A=B", "'='"),
+            ("A=B.append", "'='"),
+            (".override", "empty"),
+            (".prepend", "empty"),
+        ] {
+            let err = refused(&[(file, "v")]);
+            assert!(err.contains(needle) && err.contains(file), "{file}: {err}");
+        }
+        // Files that set nothing are not checked, as the lifecycle ignores them.
+        let env = apply(
+            &[],
+            &[("A=B.delim", ":"), ("=X.unknown", "v"), ("OK", "1")],
+            DefaultAction::Override,
+        );
+        assert_eq!(env.to_list(), ["OK=1"]);
+    }
+
+    #[test]
+    fn non_utf8_names_and_nul_values_are_refused() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(std::ffi::OsStr::from_bytes(b"A\xff")), "v").unwrap();
+        let err = Env::new()
+            .add_env_dir(dir.path(), DefaultAction::Override)
+            .unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert!(refused(&[("A", "x\0y")]).contains("NUL"));
+    }
+
+    #[test]
+    fn env_files_are_bounded_and_not_followed() {
+        let big = "x".repeat(usize::try_from(MAX_METADATA).unwrap() + 1);
+        assert!(refused(&[("BIG", &big)]).contains("larger than"));
+        // Several files under the limit that are over it together.
+        let half = "y".repeat(usize::try_from(MAX_METADATA / 2).unwrap() + 1);
+        assert!(refused(&[("A", &half), ("B", &half)]).contains("together"));
+
+        let dir = dir_with(&[]);
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "secret-value").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("S")).unwrap();
+        let err = Env::new()
+            .add_env_dir(dir.path(), DefaultAction::Override)
+            .unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!err.to_string().contains("secret-value"));
+
+        let dir = dir_with(&[]);
+        nix::unistd::mkfifo(&dir.path().join("F"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = Env::new()
+            .add_env_dir(dir.path(), DefaultAction::Override)
+            .unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+    }
+
+    #[test]
+    fn linked_env_directories_are_refused() {
+        let outside = dir_with(&[("SECRET", "secret-value")]);
+        let layer = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), layer.path().join("env")).unwrap();
+        let err = check_layer_env(layer.path()).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let mut env = Env::new();
+        assert!(
+            env.add_env_dir(&layer.path().join("env"), DefaultAction::Override)
+                .is_err()
+        );
+        assert!(!env.contains("SECRET"));
+
+        let layer = tempfile::tempdir().unwrap();
+        fs::create_dir(layer.path().join("env.launch")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), layer.path().join("env.launch/web")).unwrap();
+        let err = check_layer_env(layer.path()).unwrap_err();
+        assert!(err.to_string().contains("env.launch/web"), "{err}");
+    }
+
+    #[test]
+    fn layer_env_check_covers_process_directories() {
+        let layer = tempfile::tempdir().unwrap();
+        fs::create_dir_all(layer.path().join("env.launch/web")).unwrap();
+        fs::write(layer.path().join("env.launch/web/OK"), "1").unwrap();
+        check_layer_env(layer.path()).unwrap();
+        fs::write(layer.path().join("env.launch/web/A=B"), "1").unwrap();
+        let err = check_layer_env(layer.path()).unwrap_err();
+        assert!(err.to_string().contains("env.launch/web/A=B"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,26 @@ pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// `io.buildpacks.base.distro.version` on run images.
 pub const DISTRO_VERSION: &str = "io.buildpacks.base.distro.version";
 
+/// Label namespaces that belong to the platform and to kiln: the CNB labels kiln writes
+/// (`io.buildpacks.lifecycle.metadata`, `io.buildpacks.build.metadata`,
+/// `io.buildpacks.project.metadata`, `io.buildpacks.exec-env`, the cache's
+/// `io.buildpacks.lifecycle.cache.metadata`, the run image's `io.buildpacks.base.*` that
+/// rebase reads) and kiln's own (`io.github.kiln-build.*`). A buildpack's `launch.toml`
+/// label in them is ignored with a warning: kiln's values always win, as the lifecycle's
+/// own labels do over buildpack labels, so a buildpack cannot make an image lie about its
+/// layers, run image or processes.
+pub const RESERVED_PREFIXES: [&str; 2] = ["io.buildpacks.", "io.github.kiln-build."];
+
+/// Whether `key` is in a namespace of [`RESERVED_PREFIXES`] (compared without regard to
+/// ASCII case, as some tools treat label keys).
+pub fn is_reserved(key: &str) -> bool {
+    let key = key.trim();
+    RESERVED_PREFIXES.iter().any(|prefix| {
+        key.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    })
+}
+
 /// A `{"sha": "sha256:…"}` reference to a layer by `diff_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
@@ -268,6 +288,32 @@ mod tests {
         assert_eq!(j["n"], 2);
         assert_eq!(j["when"], "1979-05-27T07:32:00Z");
         assert_eq!(j["sub"]["ok"], true);
+    }
+
+    #[test]
+    fn kiln_and_platform_labels_are_reserved() {
+        for key in [
+            LIFECYCLE_METADATA,
+            BUILD_METADATA,
+            PROJECT_METADATA,
+            EXEC_ENV,
+            PROCESS_TYPE,
+            STACK,
+            DISTRO_NAME,
+            "io.buildpacks.lifecycle.cache.metadata",
+            "IO.Buildpacks.Lifecycle.Metadata",
+            " io.buildpacks.build.metadata",
+        ] {
+            assert!(is_reserved(key), "{key}");
+        }
+        for key in [
+            "org.opencontainers.image.source",
+            "team",
+            "io.buildpacksx",
+            "",
+        ] {
+            assert!(!is_reserved(key), "{key}");
+        }
     }
 
     #[test]

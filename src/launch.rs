@@ -11,7 +11,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A process type: `[A-Za-z0-9._-]+`.
+/// A process type: `[A-Za-z0-9._-]+`, but not `.` or `..` (it names the directory
+/// `env.launch/<type>/` of a layer, so it must be one ordinary path component).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ProcessType(String);
@@ -28,6 +29,8 @@ impl FromStr for ProcessType {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty()
+            || s == "."
+            || s == ".."
             || !s
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -142,7 +145,8 @@ pub fn parse_launch_toml(
     buildpack_id: &str,
     app_dir: &Path,
 ) -> Result<LaunchContribution, String> {
-    let raw: RawLaunch = toml::from_str(text).map_err(|e| e.to_string())?;
+    let raw: RawLaunch =
+        toml::from_str(text).map_err(|e| crate::untrusted::toml_problem(text, &e))?;
     let mut processes = Vec::new();
     let mut default_seen: Option<String> = None;
     for p in raw.processes {
@@ -315,6 +319,14 @@ mod tests {
                 "multiple default",
             ),
             ("[[processes]]\ntype = \"web\"\ncommand = []\n", "empty"),
+            (
+                "[[processes]]\ntype = \"..\"\ncommand = [\"x\"]\n",
+                "process type",
+            ),
+            (
+                "[[processes]]\ntype = \".\"\ncommand = [\"x\"]\n",
+                "process type",
+            ),
             ("processes = 3", "invalid type"),
         ];
         for (text, needle) in cases {

@@ -39,13 +39,12 @@ pub enum BuildpackError {
         source: std::io::Error,
     },
     /// `buildpack.toml` is not valid TOML or lacks required keys.
-    #[error("{path} is not a valid buildpack descriptor")]
+    #[error("{path} is not a valid buildpack descriptor: {problem}")]
     ParseDescriptor {
         /// The file.
         path: PathBuf,
-        /// The TOML error.
-        #[source]
-        source: toml::de::Error,
+        /// Where and what (line and column; the file is never quoted).
+        problem: String,
     },
     /// A field of `buildpack.toml` is invalid.
     #[error("{path}: {problem}")]
@@ -251,14 +250,26 @@ impl Buildpack {
             source,
         })?;
         let path = dir.join("buildpack.toml");
-        let text = fs::read_to_string(&path).map_err(|source| BuildpackError::ReadDescriptor {
-            path: path.clone(),
-            source,
+        // The directory may come from the source tree (`--buildpack ./bp`): bounded, never
+        // blocking on a FIFO, and never quoted in errors (a link to a secret would show).
+        let text = crate::untrusted::read_text(
+            &path,
+            crate::untrusted::MAX_METADATA,
+            crate::untrusted::Links::Follow,
+        )
+        .map_err(|e| match e {
+            crate::untrusted::ReadError::Io { path, source } => {
+                BuildpackError::ReadDescriptor { path, source }
+            }
+            other => BuildpackError::InvalidDescriptor {
+                path: path.clone(),
+                problem: crate::env::read_problem(&other),
+            },
         })?;
         let descriptor: BuildpackDescriptor =
-            toml::from_str(&text).map_err(|source| BuildpackError::ParseDescriptor {
+            toml::from_str(&text).map_err(|e| BuildpackError::ParseDescriptor {
                 path: path.clone(),
-                source,
+                problem: crate::untrusted::toml_problem(&text, &e),
             })?;
         let id: BuildpackId = descriptor.buildpack.id.parse().map_err(|problem| {
             BuildpackError::InvalidDescriptor {

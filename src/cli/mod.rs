@@ -340,7 +340,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 0 | success |
 /// | 1 | any other failure (I/O, store, internal) |
 /// | 2 | invalid command line or options |
-/// | 3 | invalid input: source directory, buildpack directory or descriptor, order or project file, image reference |
+/// | 3 | invalid input: source directory (also one deeper than kiln's limit), buildpack directory or descriptor, order or project file (also a `project.toml` or `.kilnignore` that is a link, a FIFO or too large), image reference |
 /// | 12 | a buildpack declares an unsupported Buildpack API |
 /// | 20 | no buildpack group passed detection |
 /// | 21 | a buildpack's detect errored (and no group passed) |
@@ -349,7 +349,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 41 | a stack's mirror is missing, unreachable or no longer serves a locked package |
 /// | 42 | a stack's archive failed verification (signature or checksum) |
 /// | 51 | a buildpack's build failed |
-/// | 52 | a buildpack wrote invalid output (layer, launch or build TOML) |
+/// | 52 | a buildpack wrote invalid output (layer, launch, build or store TOML, a metadata file over 1 MiB, a layer name that is not one path component, an env file that names no variable) |
 /// | 62 | the image could not be exported |
 /// | 63 | the image could not be written to its destination (file, daemon, registry) |
 /// | 130 | cancelled (Ctrl-C / SIGTERM) |
@@ -400,7 +400,10 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         kiln::Error::Detect(kiln::detect::DetectError::BuildpackErrored { .. }) => 21,
         kiln::Error::Analyze(_) | kiln::Error::Image(_) => 30,
         kiln::Error::Build(BuildError::BuildpackFailed { .. } | BuildError::Spawn { .. }) => 51,
-        kiln::Error::Build(BuildError::InvalidOutput { .. }) => 52,
+        kiln::Error::Build(BuildError::InvalidOutput { .. })
+        | kiln::Error::Export(kiln::export::ExportError::EnvFiles(
+            kiln::env::EnvDirError::Invalid { .. },
+        )) => 52,
         kiln::Error::Export(_) => 62,
         kiln::Error::Publish(_) => 63,
         kiln::Error::Stack(e) => stack_exit_code(e),

@@ -8,8 +8,10 @@
 //! as hard links; sockets, FIFOs and devices are left out.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -144,17 +146,27 @@ pub fn diff_id_of(spec: &LayerSpec) -> Result<Digest, LayerError> {
 
 fn append_entries<W: Write>(tar: &mut tar::Builder<W>, spec: &LayerSpec) -> Result<(), LayerError> {
     for parent in &spec.parents {
-        append_dir(tar, parent, spec)?;
+        append_dir(tar, Path::new(parent), spec)?;
     }
     let entries = collect(spec)?;
-    let mut links: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    let mut links: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
     for (rel, meta) in entries {
-        let name = match (rel.as_os_str().is_empty(), spec.target.is_empty()) {
+        // The entry's name, byte for byte: a file name that is not UTF-8 is written as it is
+        // (the tar crate adds a GNU long-name entry when it does not fit the header), never
+        // converted lossily, so two names differing only in invalid bytes stay two files.
+        // For UTF-8 names the bytes are exactly those of the `String` kiln always wrote.
+        let name: PathBuf = match (rel.as_os_str().is_empty(), spec.target.is_empty()) {
             // An empty target writes the tree at the image root, which has no entry itself.
             (true, true) => continue,
-            (true, false) => spec.target.clone(),
-            (false, true) => rel.to_string_lossy().into_owned(),
-            (false, false) => format!("{}/{}", spec.target, rel.to_string_lossy()),
+            (true, false) => PathBuf::from(&spec.target),
+            (false, true) => rel.clone(),
+            (false, false) => {
+                let mut bytes = Vec::with_capacity(spec.target.len() + 1 + rel.as_os_str().len());
+                bytes.extend_from_slice(spec.target.as_bytes());
+                bytes.push(b'/');
+                bytes.extend_from_slice(rel.as_os_str().as_bytes());
+                PathBuf::from(OsString::from_vec(bytes))
+            }
         };
         let path = spec.source.join(&rel);
         let read_err = |source| LayerError::Read {
@@ -163,7 +175,9 @@ fn append_entries<W: Write>(tar: &mut tar::Builder<W>, spec: &LayerSpec) -> Resu
         };
         let file_type = meta.file_type();
         if file_type.is_dir() {
-            append_dir(tar, &format!("{name}/"), spec)?;
+            let mut dir = name.into_os_string();
+            dir.push("/");
+            append_dir(tar, Path::new(&dir), spec)?;
         } else if file_type.is_symlink() {
             let target = fs::read_link(&path).map_err(read_err)?;
             let mut header = header(EntryKind::Symlink, 0, spec, &name);
@@ -251,7 +265,6 @@ fn collect(spec: &LayerSpec) -> Result<Vec<(PathBuf, fs::Metadata)>, LayerError>
 
 /// A sort key that orders paths the way a sorted directory walk visits them.
 fn tree_key(path: &Path) -> Vec<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
     path.components()
         .map(|c| c.as_os_str().as_bytes().to_vec())
         .collect()
@@ -259,7 +272,7 @@ fn tree_key(path: &Path) -> Vec<Vec<u8>> {
 
 fn append_dir<W: Write>(
     tar: &mut tar::Builder<W>,
-    name: &str,
+    name: &Path,
     spec: &LayerSpec,
 ) -> Result<(), LayerError> {
     let mut header = header(EntryKind::Directory, 0, spec, name);
@@ -267,17 +280,19 @@ fn append_dir<W: Write>(
         .map_err(LayerError::Write)
 }
 
-fn header(kind: EntryKind, mode: u32, spec: &LayerSpec, name: &str) -> tar::Header {
+fn header(kind: EntryKind, mode: u32, spec: &LayerSpec, name: &Path) -> tar::Header {
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(match kind {
         EntryKind::Directory => tar::EntryType::Directory,
         EntryKind::File => tar::EntryType::Regular,
         EntryKind::Symlink => tar::EntryType::Symlink,
     });
+    // Entry metadata is keyed by UTF-8 names (Debian packages'); other names have none.
     let exact = spec
         .entry_metadata
         .as_ref()
-        .and_then(|m| m.get(name.trim_end_matches('/')));
+        .zip(name.to_str())
+        .and_then(|(m, name)| m.get(name.trim_end_matches('/')));
     let (mode, uid, gid) = exact.map_or((normalize_mode(mode, kind), spec.uid, spec.gid), |meta| {
         (meta.mode & 0o7777, meta.uid, meta.gid)
     });
@@ -457,6 +472,61 @@ mod tests {
         );
         assert!(blob.uncompressed_size >= 4 * 512);
     }
+
+    #[test]
+    fn names_that_are_not_utf8_are_written_byte_for_byte() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let src = tempfile::tempdir().unwrap();
+        // Two names that differ only in invalid UTF-8 bytes (both display as "caf\u{fffd}").
+        let a = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        let b = std::ffi::OsStr::from_bytes(b"caf\xff");
+        fs::write(src.path().join(a), "latin-1").unwrap();
+        fs::write(src.path().join(b), "other").unwrap();
+        // A long non-UTF-8 name needs a GNU long-name entry.
+        let mut long = vec![b'd'; 120];
+        long.push(0xfe);
+        fs::create_dir(src.path().join(std::ffi::OsStr::from_bytes(&long))).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let layout = OciLayout::ensure(out.path()).unwrap();
+        let blob = write_layer(&layout, &spec(src.path())).unwrap();
+        let file = layout.open_blob(&blob.digest).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+        let names: Vec<Vec<u8>> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path_bytes().into_owned())
+            .collect();
+        let mut long_entry = b"layers/bp/l/".to_vec();
+        long_entry.extend_from_slice(&long);
+        long_entry.push(b'/');
+        assert!(
+            names.contains(&b"layers/bp/l/caf\xe9".to_vec()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&b"layers/bp/l/caf\xff".to_vec()),
+            "{names:?}"
+        );
+        assert!(names.contains(&long_entry), "{names:?}");
+        assert_eq!(names.len(), 3 + 3);
+    }
+
+    #[test]
+    fn utf8_layers_keep_their_digest() {
+        // Pins the bytes of an ordinary layer: writing names as bytes must not change them.
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir(src.path().join("bin")).unwrap();
+        fs::write(src.path().join("bin/tool"), "#!/bin/sh\n").unwrap();
+        fs::write(src.path().join("caf\u{e9}.txt"), "hello").unwrap();
+        fs::write(src.path().join("x".repeat(150)), "long name").unwrap();
+        std::os::unix::fs::symlink("bin/tool", src.path().join("link")).unwrap();
+        let digest = diff_id_of(&spec(src.path())).unwrap();
+        assert_eq!(digest.to_string(), UTF8_LAYER_DIFF_ID);
+    }
+
+    // Computed by the code that wrote names as `String`s, before names were written as bytes.
+    const UTF8_LAYER_DIFF_ID: &str =
+        "sha256:0ae32eb32e3369cc564df7ceea87541ea9cd0d5a8c0880bb3dcf3a27a090c692";
 
     #[test]
     fn only_lists_paths_with_parents() {

@@ -688,7 +688,14 @@ fn image_config(
         Some(p) => labels_map.insert(labels::PROCESS_TYPE.to_string(), p.process_type.to_string()),
         None => labels_map.remove(labels::PROCESS_TYPE),
     };
-    for label in &ctx.build.labels {
+    // Buildpack labels never replace kiln's own (the build phase already warned about
+    // them; a build record from an older kiln may still carry some).
+    for label in ctx
+        .build
+        .labels
+        .iter()
+        .filter(|l| !labels::is_reserved(&l.key))
+    {
         labels_map.insert(label.key.clone(), label.value.clone());
     }
 
