@@ -98,9 +98,12 @@ pub fn parse_stanzas(text: &str) -> Result<Vec<Stanza>, String> {
                 n + 1
             ));
         };
+        // Only the end of a name is trimmed: a line starting with other whitespace than a
+        // continuation's (`\u{b}#: x`) must not become a `#…` field, which reads back as a
+        // comment.
         current
             .fields
-            .push((name.trim().to_string(), value.trim().to_string()));
+            .push((name.trim_end().to_string(), value.trim().to_string()));
     }
     if !current.fields.is_empty() {
         stanzas.push(current);
