@@ -22,6 +22,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -445,16 +446,38 @@ impl NamespacePlan {
                     return Err(io::Error::other("the user namespace was not mapped"));
                 }
                 drop(mapped_r);
+                let (signal_r, signal_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
                 // SAFETY: as above.
                 #[allow(unsafe_code)]
                 match unsafe { fork() }.map_err(errno)? {
                     ForkResult::Child => {
+                        // C3, PID 1 of the namespace: the buildpack runs as its child (PID 2),
+                        // so that signals it sends itself work as anywhere else (PID 1
+                        // ignores those it has no handler for). C3 passes a signal that
+                        // killed the buildpack to C2 through `signal_w` (PID 1 cannot die
+                        // of one it raises itself).
+                        drop(signal_r);
                         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                             .map_err(errno)?;
+                        hide_inherited_memory();
                         mount_fresh_proc();
-                        Ok(())
+                        // SAFETY: as above.
+                        #[allow(unsafe_code)]
+                        match unsafe { fork() }.map_err(errno)? {
+                            ForkResult::Child => {
+                                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                                    .map_err(errno)?;
+                                Ok(())
+                            }
+                            ForkResult::Parent { child } => {
+                                wait_and_exit_as(child, None, Some(signal_w.as_raw_fd()))
+                            }
+                        }
                     }
-                    ForkResult::Parent { child } => wait_and_exit_as(child),
+                    ForkResult::Parent { child } => {
+                        drop(signal_w);
+                        wait_and_exit_as(child, Some(signal_r.as_raw_fd()), None)
+                    }
                 }
             }
             ForkResult::Parent { child } => {
@@ -474,7 +497,7 @@ impl NamespacePlan {
                 }
                 drop(mapped_w);
                 drop(unshared_r);
-                wait_and_exit_as(child)
+                wait_and_exit_as(child, None, None)
             }
         }
     }
@@ -520,6 +543,60 @@ impl ProcPath {
     }
 }
 
+/// C3 is a fork of kiln and visible to the buildpack as PID 1: its memory (kiln's command
+/// line with `--creds`, its environment with `KILN_REGISTRY_AUTH`, its heap) must not be
+/// readable. Not dumpable, `/proc/1/environ`, `mem` and `fd` need `CAP_SYS_PTRACE` in kiln's
+/// own user namespace, which buildpacks never have; `/proc/1/cmdline` is readable by anyone,
+/// so the command line and environment strings are overwritten with zeros (this is the
+/// fork's own copy; kiln's is untouched).
+fn hide_inherited_memory() {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let mut buf = [0u8; 1024];
+    let Ok(fd) = nix::fcntl::open(
+        c"/proc/self/stat",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(len) = nix::unistd::read(&fd, &mut buf) else {
+        return;
+    };
+    drop(fd);
+    let stat = &buf[..len];
+    // Fields after the command name (which may hold spaces): `state` is field 3, then
+    // arg_start, arg_end, env_start, env_end are fields 48 to 51 (proc_pid_stat(5)).
+    let Some(close) = stat.iter().rposition(|b| *b == b')') else {
+        return;
+    };
+    let mut fields = [0usize; 4];
+    for (i, token) in stat[close + 1..]
+        .split(|b| *b == b' ' || *b == b'\n')
+        .filter(|t| !t.is_empty())
+        .enumerate()
+    {
+        if (45..49).contains(&i) {
+            let mut n: usize = 0;
+            for d in token {
+                n = n
+                    .saturating_mul(10)
+                    .saturating_add(usize::from(d.wrapping_sub(b'0')));
+            }
+            fields[i - 45] = n;
+        }
+    }
+    for (start, end) in [(fields[0], fields[1]), (fields[2], fields[3])] {
+        if start != 0 && end > start && end - start < (1 << 24) {
+            // SAFETY: the kernel reports these ranges as this process's argument and
+            // environment strings, mapped and writable (they are on its stack).
+            #[allow(unsafe_code)]
+            unsafe {
+                std::ptr::write_bytes(start as *mut u8, 0, end - start);
+            }
+        }
+    }
+}
+
 /// Mounts a `/proc` showing only the new PID namespace. Where that is refused (a container
 /// whose `/proc` has masked paths), an empty tmpfs covers the host's `/proc` instead, so
 /// kiln's process is still out of sight.
@@ -538,34 +615,102 @@ fn mount_fresh_proc() {
     }
 }
 
-/// In the intermediate process: closes its copies of the output pipes, waits for the
-/// buildpack and exits with its status (re-raising the signal that killed it).
-fn wait_and_exit_as(child: nix::unistd::Pid) -> ! {
-    use nix::sys::signal::{SigHandler, kill, signal};
+/// In an intermediate process: closes its copies of the output pipes and every other
+/// descriptor but `signal_in`/`signal_out`, waits for `child` and exits as it did. A child
+/// killed by a signal is re-raised here, or, with `signal_out` (PID 1, which cannot die of a
+/// signal it raises), written there for the parent to raise; a child that exited reporting a
+/// signal on `signal_in` is re-raised too.
+fn wait_and_exit_as(
+    child: nix::unistd::Pid,
+    signal_in: Option<RawFd>,
+    signal_out: Option<RawFd>,
+) -> ! {
     use nix::sys::wait::{WaitStatus, waitpid};
     for fd in 0..3 {
-        let _ = nix::unistd::close(fd);
-    }
-    // SAFETY: close_range takes no pointers; it closes this process's descriptors from 3 on.
-    #[allow(unsafe_code)]
-    let closed = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    if closed != 0 {
-        for fd in 3..1024 {
-            let _ = nix::unistd::close(fd);
+        // SAFETY: closing a descriptor number takes no pointers.
+        #[allow(unsafe_code)]
+        unsafe {
+            nix::libc::close(fd);
         }
     }
+    let mut keep = [signal_in.unwrap_or(-1), signal_out.unwrap_or(-1)];
+    keep.sort_unstable();
+    let mut from = 3;
+    for fd in keep.into_iter().filter(|fd| *fd >= 3) {
+        close_range(from, fd - 1);
+        from = fd + 1;
+    }
+    close_range(from, RawFd::MAX);
     loop {
         match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => exit_now(code),
+            Ok(WaitStatus::Exited(_, code)) => {
+                if let Some(byte) = signal_in.and_then(read_byte)
+                    && let Ok(sig) = nix::sys::signal::Signal::try_from(i32::from(byte))
+                {
+                    raise(sig);
+                }
+                exit_now(code)
+            }
             Ok(WaitStatus::Signaled(_, sig, _)) => {
-                // SAFETY: restoring the default action is async-signal-safe.
-                #[allow(unsafe_code)]
-                let _ = unsafe { signal(sig, SigHandler::SigDfl) };
-                let _ = kill(nix::unistd::getpid(), sig);
-                exit_now(128 + sig as i32);
+                if let Some(fd) = signal_out {
+                    write_byte(fd, u8::try_from(sig as i32).unwrap_or(0));
+                    exit_now(128 + sig as i32);
+                }
+                raise(sig);
             }
             Err(nix::errno::Errno::EINTR) | Ok(_) => {}
             Err(_) => exit_now(127),
+        }
+    }
+}
+
+/// Reads one byte from the pipe `fd` (without allocating).
+fn read_byte(fd: RawFd) -> Option<u8> {
+    let mut byte = [0u8];
+    // SAFETY: `fd` is this process's open pipe and `byte` outlives the call.
+    #[allow(unsafe_code)]
+    let read = unsafe { nix::libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+    (read == 1).then_some(byte[0])
+}
+
+/// Writes one byte to the pipe `fd` (without allocating).
+fn write_byte(fd: RawFd, byte: u8) {
+    let byte = [byte];
+    // SAFETY: `fd` is this process's open pipe and `byte` outlives the call.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::write(fd, byte.as_ptr().cast(), 1);
+    }
+}
+
+/// Ends this process with `sig` (its default action), else with `128 + sig`.
+fn raise(sig: nix::sys::signal::Signal) -> ! {
+    use nix::sys::signal::{SigHandler, kill, signal};
+    // SAFETY: restoring the default action is async-signal-safe.
+    #[allow(unsafe_code)]
+    let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    let _ = kill(nix::unistd::getpid(), sig);
+    exit_now(128 + sig as i32)
+}
+
+/// Closes the descriptors `first..=last` (nothing when `first > last`).
+fn close_range(first: RawFd, last: RawFd) {
+    if first > last {
+        return;
+    }
+    let (Ok(lo), Ok(hi)) = (u32::try_from(first), u32::try_from(last)) else {
+        return;
+    };
+    // SAFETY: close_range takes no pointers.
+    #[allow(unsafe_code)]
+    let closed = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, lo, hi, 0u32) };
+    if closed != 0 {
+        for fd in first..last.min(4096) {
+            // SAFETY: as above.
+            #[allow(unsafe_code)]
+            unsafe {
+                nix::libc::close(fd);
+            }
         }
     }
 }
@@ -653,7 +798,7 @@ mod tests {
         .unwrap();
         let script = format!(
             "ls /proc | grep -c '^[0-9]'; cat {0}/creds; umount {0} 2>/dev/null || echo locked; \
-             cat /proc/1/cmdline | tr '\\0' ' '; echo; (sleep 1; touch /layers/late) & exit 0",
+             tr '\\0' ' ' < /proc/$$/cmdline; echo; cat /proc/1/cmdline /proc/1/environ 2>/dev/null | tr -d '\\0'; echo; (sleep 1; touch /layers/late) & exit 0",
             secret.display()
         );
         let start = std::time::Instant::now();
