@@ -15,7 +15,7 @@
 //!
 //! The source tree is untrusted (a pull request can put anything there): `project.toml` and
 //! `.kilnignore` are read with [`crate::untrusted::read_text`] — at most
-//! [`MAX_METADATA`](crate::untrusted::MAX_METADATA) bytes, never through a symbolic link,
+//! [`crate::untrusted::MAX_METADATA`] bytes, never through a symbolic link,
 //! never blocking on a FIFO — and their errors give line numbers, never an excerpt. The
 //! walk follows no links and is at most [`MAX_SOURCE_DEPTH`] levels deep.
 

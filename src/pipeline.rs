@@ -358,7 +358,10 @@ fn prepare(
             (work.layers.clone(), PathBuf::from(LAYERS_DIR)),
             (work.app.clone(), PathBuf::from(APP_DIR)),
             (work.platform.clone(), PathBuf::from(PLATFORM_DIR)),
-            (work.plans.clone(), PathBuf::from(crate::buildenv::PLANS_DIR)),
+            (
+                work.plans.clone(),
+                PathBuf::from(crate::buildenv::PLANS_DIR),
+            ),
         ],
         hidden: Vec::new(),
     };

@@ -219,8 +219,12 @@ impl SourceArgs {
         }
         options.exec_env.clone_from(&self.exec_env);
         for file in &self.env_files {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("failed to read env file {}", file.display()))?;
+            let text = kiln::untrusted::read_text(
+                file,
+                kiln::untrusted::MAX_METADATA,
+                kiln::untrusted::Links::Follow,
+            )
+            .with_context(|| format!("failed to read env file {}", file.display()))?;
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
