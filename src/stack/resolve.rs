@@ -212,6 +212,14 @@ impl PackageIndex {
                     chain: chain.join(" -> "),
                 });
             };
+            // Choosing what is already chosen adds nothing: its dependencies are queued.
+            // (Without this, a hostile index can make the queue grow forever.)
+            if chosen
+                .get(&record.name)
+                .is_some_and(|c| c.version == record.version)
+            {
+                continue;
+            }
             let mut next_chain = chain.clone();
             next_chain.push(format!("{} {}", record.name, record.version));
             for dep in &record.depends {
@@ -237,7 +245,16 @@ impl PackageIndex {
             .get(&relation.name)?
             .iter()
             .filter(|(_, provided)| relation.accepts(provided.as_ref()))
-            .filter_map(|(name, _)| self.latest(name))
+            .filter_map(|(name, _)| {
+                // The newest version of that package that does provide it (a newer one
+                // may have dropped the Provides).
+                self.by_name.get(name)?.iter().find(|r| {
+                    r.provides.iter().any(|p| {
+                        p.name == relation.name
+                            && relation.accepts(p.constraint.as_ref().map(|(_, v)| v))
+                    })
+                })
+            })
             .collect();
         providers.sort_by(|a, b| {
             priority_rank(&a.priority)
