@@ -350,6 +350,15 @@ fn prepare(
     let mut user_env = app.build_env;
     user_env.extend(options.env.clone());
     for (name, value) in &user_env {
+        // Names come from project.toml (a source tree) or --env: each becomes a file name.
+        if let Err(problem) = crate::untrusted::component(name, "build variable name")
+            .map_err(|e| e.to_string())
+            .and_then(|_| crate::env::check_var_name(name).map_err(str::to_string))
+        {
+            return Err(Error::InvalidOptions(format!(
+                "{problem} (build variables come from --env, --env-file and project.toml's [[io.buildpacks.build.env]])"
+            )));
+        }
         let path = work.platform.join("env").join(name);
         fs::write(&path, value).map_err(|source| Error::Prepare { path, source })?;
     }

@@ -478,3 +478,49 @@ fn ten_thousand_levels_fail_at_once_with_the_limit() {
     remove_deep_tree(&app);
     canary.assert_intact();
 }
+
+/// A build variable from project.toml becomes a file in `/platform/env`: its name must not
+/// climb out of it.
+#[test]
+fn project_toml_variable_names_cannot_climb_out_of_the_platform_directory() {
+    let env = crate::util::TestEnv::new();
+    let canary = super::Canary::plant(&env.path("outside"));
+    let target = format!(
+        "{}{}",
+        "../".repeat(30),
+        canary
+            .path()
+            .join("planted")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    let app = env.app(
+        "app",
+        &[(
+            "project.toml",
+            &format!("[[io.buildpacks.build.env]]\nname = \"{target}\"\nvalue = \"x\"\n"),
+        )],
+    );
+    let bp = crate::util::write_buildpack(
+        &env.path("bp"),
+        &crate::util::BuildpackSpec {
+            id: "test/plain",
+            ..crate::util::BuildpackSpec::default()
+        },
+    );
+    let out = env.build(&app, &[&bp], "climb", &[]);
+    super::assert_clean_output(&out, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("is not a valid variable name"), "{stderr}");
+    canary.assert_intact();
+    assert!(!canary.path().join("planted").exists());
+    // The same name given with --env is refused too.
+    let plain = env.app("plain", &[("f", "x")]);
+    let out = env.build(&plain, &[&bp], "climb", &["--env", &format!("{target}=x")]);
+    super::assert_clean_output(&out, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    canary.assert_intact();
+}
