@@ -18,8 +18,8 @@ use kiln::{
 
 fn main() -> Result<(), Box<dyn Error>> {
     // The built-in buildpacks run as this program's bin/detect and bin/build (see
-    // kiln::builtin): when started that way, run the buildpack and exit.
-    kiln::builtin::run_if_invoked();
+    // kiln::buildpack::builtin): when started that way, run the buildpack and exit.
+    kiln::buildpack::builtin::run_if_invoked();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [app, buildpack, run_image, name] = args.as_slice() else {
         return Err("usage: build_image APP_DIR BUILDPACK_DIR RUN_IMAGE IMAGE_NAME".into());

@@ -14,8 +14,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kiln::export::layer::{LayerSpec, write_layer};
 use kiln::image::layout::OciLayout;
+use kiln::layer::{LayerSpec, write_layer};
 use kiln::oci::{ConfigBuilder, ImageConfigurationBuilder, MediaType, RootFsBuilder};
 
 /// Busybox applets linked into `/bin`.

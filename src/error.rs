@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::detect::DetectReport;
+use crate::lifecycle::detect::DetectReport;
 
 /// Any error of a kiln operation.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,7 @@ pub enum Error {
     Buildpack(#[from] crate::buildpack::BuildpackError),
     /// The built-in buildpacks could not be written out.
     #[error(transparent)]
-    Builtin(#[from] crate::builtin::BuiltinError),
+    Builtin(#[from] crate::buildpack::builtin::BuiltinError),
     /// An `order.toml` could not be read.
     #[error("failed to read order file {path}")]
     ReadOrder {
@@ -39,10 +39,10 @@ pub enum Error {
     },
     /// The run image could not be read.
     #[error(transparent)]
-    Analyze(#[from] crate::analyze::AnalyzeError),
+    Analyze(#[from] crate::lifecycle::analyze::AnalyzeError),
     /// Detection failed.
     #[error(transparent)]
-    Detect(#[from] crate::detect::DetectError),
+    Detect(#[from] crate::lifecycle::detect::DetectError),
     /// No group of buildpacks passed detection.
     #[error("no buildpack group passed detection ({}); run with -v to see each buildpack's output", summarize(.results))]
     NothingDetected {
@@ -51,13 +51,13 @@ pub enum Error {
     },
     /// A buildpack's build failed.
     #[error(transparent)]
-    Build(#[from] crate::build::BuildError),
+    Build(#[from] crate::lifecycle::build::BuildError),
     /// The image could not be written.
     #[error(transparent)]
-    Export(#[from] crate::export::ExportError),
+    Export(#[from] crate::lifecycle::export::ExportError),
     /// The image could not be published.
     #[error(transparent)]
-    Publish(#[from] crate::publish::PublishError),
+    Publish(#[from] crate::transport::publish::PublishError),
     /// An image could not be read.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),

@@ -8,7 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     // Started as a built-in buildpack's bin/detect or bin/build: run it instead of the CLI.
-    kiln::builtin::run_if_invoked();
+    kiln::buildpack::builtin::run_if_invoked();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => code,

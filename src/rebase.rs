@@ -13,15 +13,15 @@
 
 use oci_spec::image::{Descriptor, ImageConfiguration, RootFsBuilder};
 
-use crate::analyze::{self, RunImage};
 use crate::event::{CancelToken, Event, EventSink};
 use crate::image::reference::ImageReference;
 use crate::image::write::write_image;
 use crate::image::{ImageError, TargetPlatform};
 use crate::labels::{self, LifecycleMetadata};
-use crate::publish::{self, Destination};
+use crate::lifecycle::analyze::{self, RunImage};
 use crate::store::Store;
 use crate::transport::Transports;
+use crate::transport::publish::{self, Destination};
 
 /// Errors of [`rebase()`].
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +128,8 @@ pub fn rebase(
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<RebaseReport, RebaseError> {
-    let _guard =
-        crate::gc::BuildGuard::acquire(store).map_err(|e| RebaseError::Write(e.to_string()))?;
+    let _guard = crate::cache::gc::BuildGuard::acquire(store)
+        .map_err(|e| RebaseError::Write(e.to_string()))?;
     let reference = options.image.to_string();
     let platform = options
         .platform

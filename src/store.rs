@@ -5,8 +5,8 @@
 //!   store/               an OCI image layout: the default build destination and layer cache
 //!   work/                per-build scratch directories, removed when a build ends
 //!   cache/layers/        layer cache metadata per destination (see crate::cache)
-//!   cache/builds/        build records and kept cache layers (see crate::rebuild)
-//!   cache/exports/       export memos (see crate::export)
+//!   cache/builds/        build records and kept cache layers (see crate::cache::record)
+//!   cache/exports/       export memos (see crate::lifecycle::export)
 //!   cache/diff-ids/      verified diff_ids of layer blobs, one small file per blob
 //!                        (see crate::image::diff_ids)
 //!   lock                 taken exclusively while index.json is rewritten
@@ -22,6 +22,28 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::{Descriptor, ImageManifest};
 
 use crate::image::layout::{LayoutError, OciLayout, ref_name};
+
+/// The directories of the state kept between builds (see [`crate::cache`]).
+#[derive(Debug, Clone)]
+pub struct StateDirs {
+    /// Layer cache metadata, one file per destination.
+    pub layer_caches: PathBuf,
+    /// Build records and kept cache layers, one directory per destination.
+    pub builds: PathBuf,
+    /// Export memos, one file per destination.
+    pub exports: PathBuf,
+}
+
+/// Where the state kept between builds of one destination lives.
+#[derive(Debug, Clone)]
+pub struct DestinationState {
+    /// The layer cache metadata ([`crate::cache::LayerCache`]).
+    pub layer_cache: PathBuf,
+    /// The build record and kept layers ([`crate::cache::record::BuildRecord`]).
+    pub build_dir: PathBuf,
+    /// The export memo ([`crate::cache::memo::ExportMemo`]).
+    pub export_memo: PathBuf,
+}
 
 /// Errors opening or changing the store.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +134,30 @@ impl Store {
     /// The store's root directory (`$KILN_HOME`).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the state kept between builds lives (see [`crate::cache`]).
+    pub fn state_dirs(&self) -> StateDirs {
+        let cache = self.root.join("cache");
+        StateDirs {
+            layer_caches: cache.join("layers"),
+            builds: cache.join("builds"),
+            exports: cache.join("exports"),
+        }
+    }
+
+    /// Where the state kept between builds of `destination` (its display form) lives: one
+    /// key per destination, the SHA-256 of its name, in each of [`Store::state_dirs`].
+    pub fn state_for(&self, destination: &str) -> DestinationState {
+        let key = crate::image::digest::sha256_digest(destination.as_bytes())
+            .digest()
+            .to_string();
+        let dirs = self.state_dirs();
+        DestinationState {
+            layer_cache: dirs.layer_caches.join(format!("{key}.json")),
+            build_dir: dirs.builds.join(&key),
+            export_memo: dirs.exports.join(format!("{key}.json")),
+        }
     }
 
     /// The OCI layout holding images and blobs.

@@ -4,6 +4,7 @@
 //! and `bin/build`; a composite buildpack has an `[[order]]` of other buildpacks, which are
 //! looked up in a [`Catalog`].
 
+pub mod builtin;
 pub mod descriptor;
 pub(crate) mod exec;
 pub mod order;
@@ -443,7 +444,7 @@ pub struct Runner<'a> {
     /// User variables (`--env`, `project.toml`), also in `/platform/env/`.
     pub user_env: &'a std::collections::BTreeMap<String, String>,
     /// The run image's platform (`CNB_TARGET_*`).
-    pub target: &'a crate::detect::RunTarget,
+    pub target: &'a crate::lifecycle::detect::RunTarget,
     /// `CNB_EXEC_ENV` (`production` by default).
     pub exec_env: &'a str,
     /// Where events go.

@@ -55,7 +55,7 @@ pub(crate) struct BuildArgs {
         value_name = "SIZE",
         env = "KILN_CACHE_MAX_SIZE",
         default_value = "10G",
-        value_parser = kiln::gc::parse_size
+        value_parser = kiln::cache::gc::parse_size
     )]
     cache_max_size: u64,
 }
@@ -148,7 +148,7 @@ pub(crate) fn run(
                 .unwrap_or("none (give a command when running it)");
             out!("  default process: {process}");
             match &report.published {
-                kiln::publish::Published::Pushed(push) => out!(
+                kiln::transport::publish::Published::Pushed(push) => out!(
                     "  pushed:          {}@{} ({} blobs uploaded, {} mounted, {} already there)",
                     push.reference.split('@').next().unwrap_or(&push.reference),
                     push.digest,
@@ -156,7 +156,7 @@ pub(crate) fn run(
                     push.mounted.len(),
                     push.existing.len()
                 ),
-                kiln::publish::Published::Loaded { messages } => {
+                kiln::transport::publish::Published::Loaded { messages } => {
                     for message in messages {
                         out!("  daemon:          {message}");
                     }
@@ -172,12 +172,12 @@ pub(crate) fn run(
 /// processes are running.
 fn cap_store(store: &kiln::Store, max_size: u64, printer: &Printer) {
     if max_size > 0 {
-        let options = kiln::gc::PruneOptions {
+        let options = kiln::cache::gc::PruneOptions {
             max_size: Some(max_size),
             no_wait: true,
-            ..kiln::gc::PruneOptions::default()
+            ..kiln::cache::gc::PruneOptions::default()
         };
-        match kiln::gc::prune(store, options) {
+        match kiln::cache::gc::prune(store, options) {
             Ok(Some(pruned)) if pruned.cache_entries > 0 => {
                 kiln::EventSink::event(
                     printer,

@@ -45,7 +45,7 @@ struct Row {
 }
 
 fn rows() -> Vec<Row> {
-    kiln::builtin::BUILTINS
+    kiln::buildpack::builtin::BUILTINS
         .iter()
         .map(|b| {
             let table: toml::Table = toml::from_str(b.descriptor).unwrap_or_default();
@@ -83,7 +83,7 @@ pub(crate) fn run(args: &BuildpackArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         BuildpackCommand::List { format } => {
             let rows = rows();
-            let order = kiln::builtin::default_order();
+            let order = kiln::buildpack::builtin::default_order();
             match format {
                 Format::Json => {
                     let json = serde_json::json!({"buildpacks": rows, "default_order": order});
@@ -113,8 +113,8 @@ pub(crate) fn run(args: &BuildpackArgs) -> anyhow::Result<ExitCode> {
             }
         }
         BuildpackCommand::Package { id, dir } => {
-            let exe = kiln::builtin::executable(None)?;
-            let written = kiln::builtin::package(id, dir, &exe)?;
+            let exe = kiln::buildpack::builtin::executable(None)?;
+            let written = kiln::buildpack::builtin::package(id, dir, &exe)?;
             out!("Wrote {id} to {}", written.display());
         }
     }

@@ -106,11 +106,11 @@ pub(crate) fn run(
         (true, _) => Ok(ExitCode::SUCCESS),
         (false, false) => Ok(ExitCode::from(20)),
         // Also on stderr, as every failure is (exit code 21).
-        (false, true) => Err(
-            kiln::Error::Detect(kiln::detect::DetectError::BuildpackErrored {
+        (false, true) => Err(kiln::Error::Detect(
+            kiln::lifecycle::detect::DetectError::BuildpackErrored {
                 results: summary.results,
-            })
-            .into(),
-        ),
+            },
+        )
+        .into()),
     }
 }

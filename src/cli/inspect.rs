@@ -88,7 +88,7 @@ pub(crate) fn run(
     // Like `docker inspect`, a registry image kiln's store already has is read from there.
     let transports = args
         .transport
-        .to_transports(kiln::registry::PullPolicy::Missing)?;
+        .to_transports(kiln::transport::registry::PullPolicy::Missing)?;
     let image = kiln::transport::fetch(&reference, &store, &platform, &transports, printer, cancel)
         .map_err(kiln::Error::from)?;
     let inspection = inspect(&image)?;

@@ -114,7 +114,7 @@ impl TransportArgs {
     /// Library settings; `default_policy` applies without `--pull-policy`.
     pub(crate) fn to_transports(
         &self,
-        default_policy: kiln::registry::PullPolicy,
+        default_policy: kiln::transport::registry::PullPolicy,
     ) -> anyhow::Result<kiln::transport::Transports> {
         let mut transports = kiln::transport::Transports::default();
         transports
@@ -124,7 +124,7 @@ impl TransportArgs {
         transports.registry.credentials = self
             .creds
             .as_deref()
-            .map(kiln::registry::Credentials::parse)
+            .map(kiln::transport::registry::Credentials::parse)
             .transpose()
             .map_err(|e| UsageError(format!("invalid --creds / KILN_REGISTRY_AUTH: {e}")))?;
         transports.pull_policy = match &self.pull_policy {
@@ -243,7 +243,7 @@ impl SourceArgs {
         options.source_date_epoch = source_date_epoch()?;
         options.transports = self
             .transport
-            .to_transports(kiln::registry::PullPolicy::Always)?;
+            .to_transports(kiln::transport::registry::PullPolicy::Always)?;
         Ok(options)
     }
 }
@@ -306,9 +306,9 @@ pub(crate) fn open_store(home: Option<&PathBuf>) -> anyhow::Result<kiln::Store> 
 /// holding the guard that keeps `kiln cache prune` away meanwhile.
 pub(crate) fn open_store_guarded(
     home: Option<&PathBuf>,
-) -> anyhow::Result<(kiln::Store, kiln::gc::BuildGuard)> {
+) -> anyhow::Result<(kiln::Store, kiln::cache::gc::BuildGuard)> {
     let store = open_store(home)?;
-    let guard = kiln::gc::BuildGuard::acquire(&store)?;
+    let guard = kiln::cache::gc::BuildGuard::acquire(&store)?;
     Ok((store, guard))
 }
 
@@ -358,8 +358,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 63 | the image could not be written to its destination (file, daemon, registry) |
 /// | 130 | cancelled (Ctrl-C / SIGTERM) |
 pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
-    use kiln::build::BuildError;
     use kiln::buildpack::BuildpackError;
+    use kiln::lifecycle::build::BuildError;
     let usage = error
         .chain()
         .any(|e| e.is::<UsageError>() || e.is::<kiln::image::reference::ReferenceError>());
@@ -383,8 +383,8 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         error,
         kiln::Error::Cancelled
             | kiln::Error::Build(BuildError::Cancelled)
-            | kiln::Error::Detect(kiln::detect::DetectError::Cancelled)
-            | kiln::Error::Export(kiln::export::ExportError::Cancelled)
+            | kiln::Error::Detect(kiln::lifecycle::detect::DetectError::Cancelled)
+            | kiln::Error::Export(kiln::lifecycle::export::ExportError::Cancelled)
     );
     if cancelled {
         return 130;
@@ -392,20 +392,20 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     match error {
         kiln::Error::InvalidOptions(_) => 2,
         kiln::Error::Buildpack(BuildpackError::UnsupportedApi { .. })
-        | kiln::Error::Detect(kiln::detect::DetectError::Buildpack(
+        | kiln::Error::Detect(kiln::lifecycle::detect::DetectError::Buildpack(
             BuildpackError::UnsupportedApi { .. },
         )) => 12,
         kiln::Error::App(_)
         | kiln::Error::ReadOrder { .. }
         | kiln::Error::ParseOrder { .. }
         | kiln::Error::Buildpack(_)
-        | kiln::Error::Detect(kiln::detect::DetectError::Buildpack(_)) => 3,
+        | kiln::Error::Detect(kiln::lifecycle::detect::DetectError::Buildpack(_)) => 3,
         kiln::Error::NothingDetected { .. } => 20,
-        kiln::Error::Detect(kiln::detect::DetectError::BuildpackErrored { .. }) => 21,
+        kiln::Error::Detect(kiln::lifecycle::detect::DetectError::BuildpackErrored { .. }) => 21,
         kiln::Error::Analyze(_) | kiln::Error::Image(_) => 30,
         kiln::Error::Build(BuildError::BuildpackFailed { .. } | BuildError::Spawn { .. }) => 51,
         kiln::Error::Build(BuildError::InvalidOutput { .. })
-        | kiln::Error::Export(kiln::export::ExportError::EnvFiles(
+        | kiln::Error::Export(kiln::lifecycle::export::ExportError::EnvFiles(
             kiln::env::EnvDirError::Invalid { .. },
         )) => 52,
         kiln::Error::Export(_) => 62,

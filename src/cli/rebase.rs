@@ -74,7 +74,7 @@ pub(crate) fn run(
         .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?;
     options.transports = args
         .transport
-        .to_transports(kiln::registry::PullPolicy::Missing)?;
+        .to_transports(kiln::transport::registry::PullPolicy::Missing)?;
     let store = open_store(home)?;
     let report = kiln::rebase::rebase(&store, &options, printer, cancel)?;
     match args.format {

@@ -109,7 +109,7 @@ enum CacheCommand {
 #[derive(Debug, Args)]
 struct PruneArgs {
     /// Remove least recently used build caches until the store is at most SIZE (500M, 10G).
-    #[arg(long, value_name = "SIZE", value_parser = kiln::gc::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = kiln::cache::gc::parse_size)]
     max_size: Option<u64>,
     /// Remove every build cache (the next build of each image starts from scratch).
     #[arg(long)]
@@ -125,9 +125,9 @@ struct PruneArgs {
 pub(crate) fn run_cache(args: &CacheArgs, home: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     let CacheCommand::Prune(args) = &args.command;
     let store = open_store(home)?;
-    let report = kiln::gc::prune(
+    let report = kiln::cache::gc::prune(
         &store,
-        kiln::gc::PruneOptions {
+        kiln::cache::gc::PruneOptions {
             max_size: args.max_size,
             all: args.all,
             dry_run: args.dry_run,
@@ -143,7 +143,7 @@ pub(crate) fn run_cache(args: &CacheArgs, home: Option<&PathBuf>) -> anyhow::Res
 }
 
 /// One line saying what a prune removed.
-pub(crate) fn describe_prune(report: &kiln::gc::PruneReport, dry_run: bool) -> String {
+pub(crate) fn describe_prune(report: &kiln::cache::gc::PruneReport, dry_run: bool) -> String {
     format!(
         "{} {} build caches, {} blobs and {} interrupted builds' scratch directories, freeing {}; the store {} {} ({} of it named images)",
         if dry_run { "would remove" } else { "removed" },

@@ -57,7 +57,7 @@ struct PushOutput {
     source: String,
     destination: String,
     manifest_digest: String,
-    published: kiln::publish::Published,
+    published: kiln::transport::publish::Published,
 }
 
 pub(crate) fn run_push(
@@ -83,7 +83,7 @@ pub(crate) fn run_push(
     // A store copy is what `kiln push` usually sends; a registry source is fetched as needed.
     let transports = args
         .transport
-        .to_transports(kiln::registry::PullPolicy::Missing)?;
+        .to_transports(kiln::transport::registry::PullPolicy::Missing)?;
     let (store, _guard) = open_store_guarded(home)?;
     let platform = platform(args.platform.as_deref())?;
     let image = kiln::transport::fetch(&source, &store, &platform, &transports, printer, cancel)
@@ -100,9 +100,9 @@ pub(crate) fn run_push(
             .copy_blob_from(&image.layout, blob)
             .map_err(|e| kiln::Error::from(kiln::store::StoreError::from(e)))?;
     }
-    let published = kiln::publish::publish(
+    let published = kiln::transport::publish::publish(
         &store,
-        kiln::publish::Publishable {
+        kiln::transport::publish::Publishable {
             descriptor: &image.manifest_descriptor,
             manifest: &image.manifest,
         },
@@ -128,7 +128,7 @@ pub(crate) fn run_push(
         Format::Human => {
             out!("Pushed {} to {}", output.source, output.destination);
             out!("  digest: {}", output.manifest_digest);
-            if let kiln::publish::Published::Pushed(report) = &output.published {
+            if let kiln::transport::publish::Published::Pushed(report) = &output.published {
                 out!(
                     "  blobs: {} uploaded ({} bytes), {} mounted, {} already there",
                     report.uploaded.len(),
@@ -154,7 +154,7 @@ pub(crate) fn run_pull(
         .with_context(|| format!("invalid IMAGE {:?}", args.image))?;
     let transports = args
         .transport
-        .to_transports(kiln::registry::PullPolicy::Always)?;
+        .to_transports(kiln::transport::registry::PullPolicy::Always)?;
     let (store, _guard) = open_store_guarded(home)?;
     let platform = platform(args.platform.as_deref())?;
     let name = match &reference {

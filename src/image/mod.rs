@@ -1,10 +1,7 @@
 //! OCI images: reading them from transports, the local layout format, digests and names.
 
-mod archive;
-pub mod daemon;
 pub mod diff_ids;
 pub mod digest;
-mod docker_archive;
 pub mod layout;
 pub mod reference;
 pub(crate) mod write;
@@ -13,14 +10,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use archive::write_archive;
-pub use docker_archive::write_docker_archive;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 pub use write::{WrittenImage, descriptor, write_image};
 
 use self::layout::{LayoutError, OciLayout, ref_name};
 use self::reference::{ImageReference, ReferenceError};
-use crate::store::Store;
 
 /// Docker's media types, which kiln reads as their OCI equivalents.
 pub(crate) mod docker_media {
@@ -116,7 +110,7 @@ pub enum ImageError {
     #[error("scratch is not an image that can be read")]
     Scratch,
     /// A registry or daemon image was given to a function that reads only local ones
-    /// ([`load`]); [`crate::transport::fetch`] reads every kind.
+    /// ([`crate::transport::load`]); [`crate::transport::fetch`] reads every kind.
     #[error("{reference} is not a local image; fetch it through kiln::transport::fetch")]
     Remote {
         /// The image.
@@ -124,10 +118,10 @@ pub enum ImageError {
     },
     /// A registry could not provide the image.
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] crate::transport::registry::RegistryError),
     /// The Docker daemon could not provide the image.
     #[error(transparent)]
-    Daemon(#[from] daemon::DaemonError),
+    Daemon(#[from] crate::transport::docker_daemon::DaemonError),
     /// kiln's store could not record the image.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -172,70 +166,7 @@ impl LoadedImage {
     }
 }
 
-/// Reads the local image `reference` for `platform`. Images read from an `oci-archive:` or a
-/// `docker-archive:` are imported into the store first (verified blob by blob). Registry and
-/// daemon images are fetched by [`crate::transport::fetch`].
-pub fn load(
-    reference: &ImageReference,
-    store: &Store,
-    platform: &TargetPlatform,
-) -> Result<LoadedImage, ImageError> {
-    let display = reference.to_string();
-    let layout_err = |source| ImageError::Layout {
-        reference: display.clone(),
-        source,
-    };
-    match reference {
-        ImageReference::Scratch => Err(ImageError::Scratch),
-        ImageReference::Layout { path, name } => {
-            let layout = OciLayout::open(path).map_err(layout_err)?;
-            let index = layout.read_index().map_err(layout_err)?;
-            resolve(reference, layout, &index, name.as_deref(), platform)
-        }
-        ImageReference::Archive { path, name } => {
-            let index = archive::import(path, store.layout())?;
-            resolve(
-                reference,
-                store.layout().clone(),
-                &index,
-                name.as_deref(),
-                platform,
-            )
-        }
-        ImageReference::DockerArchive { path, name } => {
-            docker_archive::import(path, name.as_deref(), store.layout(), reference)
-        }
-        ImageReference::Registry(_) | ImageReference::DockerDaemon(_) => {
-            Err(ImageError::Remote { reference: display })
-        }
-        ImageReference::Named(name) => {
-            let index = store.layout().read_index().map_err(layout_err)?;
-            let wanted = name.to_string();
-            if !index
-                .manifests()
-                .iter()
-                .any(|d| ref_name(d) == Some(wanted.as_str()))
-            {
-                return Err(ImageError::NotFound {
-                    reference: format!(
-                        "{wanted} (in kiln's local store {})",
-                        store.root().display()
-                    ),
-                    available: Vec::new(),
-                });
-            }
-            resolve(
-                reference,
-                store.layout().clone(),
-                &index,
-                Some(&wanted),
-                platform,
-            )
-        }
-    }
-}
-
-fn resolve(
+pub(crate) fn resolve(
     reference: &ImageReference,
     layout: OciLayout,
     index: &ImageIndex,

@@ -21,11 +21,11 @@ use super::release::{Keyring, Release};
 use super::resolve::{PackageIndex, PackageRecord};
 use super::{StackError, rootfs};
 use crate::event::{CancelToken, Event, EventSink};
-use crate::export::layer::{LayerBlob, LayerSpec, write_layer};
 use crate::image::layout::ref_name;
 use crate::image::reference::ImageName;
 use crate::image::{TargetPlatform, descriptor, write_image};
 use crate::labels::{DISTRO_NAME, DISTRO_VERSION, STACK, STACK_PACKAGES};
+use crate::layer::{LayerBlob, LayerSpec, write_layer};
 use crate::store::Store;
 
 /// Options for [`build`] and [`lock`].
@@ -844,7 +844,7 @@ pub fn ensure_image(
         architecture: arch.to_string(),
         variant: None,
     };
-    let current = crate::image::load(
+    let current = crate::transport::load(
         &crate::image::reference::ImageReference::Named(name.clone()),
         store,
         &platform,

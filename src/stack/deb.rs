@@ -9,7 +9,7 @@
 //!   symlinks);
 //! - writes files readable by kiln whatever their declared mode, and records the declared
 //!   mode and owner per path for the layer writer
-//!   ([`crate::export::layer::LayerSpec::entry_metadata`]), so running as an ordinary user
+//!   ([`crate::layer::LayerSpec::entry_metadata`]), so running as an ordinary user
 //!   gives the same image as running as root;
 //! - skips device nodes and FIFOs, which have no place in a container image layer.
 
@@ -19,7 +19,7 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use super::control::{Stanza, parse_stanzas};
-use crate::export::layer::EntryMetadata;
+use crate::layer::EntryMetadata;
 use crate::untrusted::{Beneath, ParentLinks};
 
 /// Top-level directories that merged-`/usr` moves under `usr/`.

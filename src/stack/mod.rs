@@ -173,7 +173,7 @@ pub enum StackError {
     Deb(#[from] deb::DebError),
     /// A layer could not be written.
     #[error(transparent)]
-    Layer(#[from] crate::export::layer::LayerError),
+    Layer(#[from] crate::layer::LayerError),
     /// The store could not be written.
     #[error(transparent)]
     Layout(#[from] crate::image::layout::LayoutError),

@@ -23,7 +23,7 @@ use super::StackError;
 use super::control::Stanza;
 use super::deb::{MERGED_USR_DIRS, Unpacker};
 use super::definition::UserDef;
-use crate::export::layer::EntryMetadata;
+use crate::layer::EntryMetadata;
 
 const ROOT_FILE: EntryMetadata = EntryMetadata {
     mode: 0o644,

@@ -452,8 +452,8 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// Writes an OCI layout at `dir` whose `multi` is an index of one tiny image per
 /// architecture, each holding `/arch` with its name; returns each manifest digest.
 fn write_multi_arch_layout(dir: &Path, arches: &[&str]) -> Vec<String> {
-    use kiln::export::layer::{LayerSpec, write_layer};
     use kiln::image::layout::OciLayout;
+    use kiln::layer::{LayerSpec, write_layer};
     use kiln::oci::{
         Arch, ImageConfigurationBuilder, ImageIndexBuilder, MediaType, Os, PlatformBuilder,
         RootFsBuilder,

@@ -187,7 +187,7 @@ fn load_layout(blobs: &[Vec<u8>], index: &[u8]) {
             "linux/arm64/v8".parse().unwrap(),
             "linux/s390x".parse().unwrap(),
         ] {
-            if let Ok(image) = kiln::image::load(&reference, &store, &platform) {
+            if let Ok(image) = kiln::transport::load(&reference, &store, &platform) {
                 let _ = image.diff_ids();
                 let _ = image.platform();
             }

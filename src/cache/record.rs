@@ -25,10 +25,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::image::digest::sha256_digest;
 use crate::image::layout::write_atomic;
 use crate::launch::Process;
-use crate::pipeline::LayerReport;
+use crate::lifecycle::LayerReport;
 use crate::store::Store;
 
 /// The per-destination record directory.
@@ -108,9 +107,8 @@ impl KeptLayers {
 impl BuildRecord {
     /// The record of the image published to `destination` (its display form).
     pub fn for_destination(store: &Store, destination: &str) -> Self {
-        let key = sha256_digest(destination.as_bytes());
         Self {
-            dir: store.root().join("cache").join("builds").join(key.digest()),
+            dir: store.state_for(destination).build_dir,
         }
     }
 
@@ -260,7 +258,7 @@ impl Inputs {
 /// [`Recorded::run_image_digest`]); the default stack's run image is found after detection.
 pub fn inputs_of(store: &Store, options: &crate::BuildOptions) -> Option<String> {
     use crate::image::reference::ImageReference;
-    use crate::pipeline::BuildpackRef;
+    use crate::lifecycle::BuildpackRef;
 
     if options.clear_cache {
         return None;
@@ -269,7 +267,7 @@ pub fn inputs_of(store: &Store, options: &crate::BuildOptions) -> Option<String>
     inputs.add("kiln", env!("CARGO_PKG_VERSION"));
     inputs.add("compression", crate::reproducible::COMPRESSION);
     // The built-in buildpacks are in the executable.
-    let exe = crate::builtin::executable(options.kiln_executable.as_deref()).ok()?;
+    let exe = crate::buildpack::builtin::executable(options.kiln_executable.as_deref()).ok()?;
     inputs.add_file("executable", &exe).ok()?;
     inputs.add(
         "app",
@@ -311,7 +309,8 @@ pub fn inputs_of(store: &Store, options: &crate::BuildOptions) -> Option<String>
                     inputs.add_file("run-image-archive", path).ok()?;
                 }
                 ImageReference::Registry(_)
-                    if options.transports.pull_policy == crate::registry::PullPolicy::Always =>
+                    if options.transports.pull_policy
+                        == crate::transport::registry::PullPolicy::Always =>
                 {
                     return None;
                 }

@@ -10,8 +10,10 @@ use tempfile::NamedTempFile;
 
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest};
 
-use super::ImageError;
-use super::layout::{LayoutError, OciLayout, REF_NAME_ANNOTATION, empty_index, open_regular};
+use crate::image::ImageError;
+use crate::image::layout::{
+    LayoutError, OciLayout, REF_NAME_ANNOTATION, empty_index, open_regular,
+};
 use crate::reproducible::{NORMALIZED_MTIME, canonical_json};
 use crate::untrusted::{MAX_DOCUMENT, read_limited};
 

@@ -30,11 +30,11 @@ use std::sync::Mutex;
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
-use super::layer::{
+use crate::image::digest::HashingReader;
+use crate::image::layout::{LayoutError, OciLayout, write_atomic};
+use crate::layer::{
     LayerBlob, LayerError, LayerSpec, diff_id_of, spec_fingerprint_with, write_layer,
 };
-use crate::image::digest::{HashingReader, sha256_digest};
-use crate::image::layout::{LayoutError, OciLayout, write_atomic};
 use crate::reproducible::COMPRESSION;
 use crate::store::Store;
 
@@ -68,12 +68,7 @@ pub struct ExportMemo {
 impl ExportMemo {
     /// The memo of the image published to `destination` (its display form).
     pub fn for_destination(store: &Store, destination: &str) -> Self {
-        let key = sha256_digest(destination.as_bytes());
-        let file = store
-            .root()
-            .join("cache")
-            .join("exports")
-            .join(format!("{}.json", key.digest()));
+        let file = store.state_for(destination).export_memo;
         let previous = crate::untrusted::read_file(
             &file,
             crate::untrusted::MAX_DOCUMENT,

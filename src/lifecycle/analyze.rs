@@ -9,10 +9,10 @@
 //! It also finds the previous image of the destination ([`previous_image`]), whose
 //! lifecycle metadata says which launch layers the last build made.
 
-use crate::detect::RunTarget;
 use crate::image::reference::ImageReference;
 use crate::image::{ImageError, LoadedImage, TargetPlatform};
 use crate::labels::{DISTRO_NAME, DISTRO_VERSION, LayerMetadata, LifecycleMetadata};
+use crate::lifecycle::detect::RunTarget;
 use crate::store::Store;
 
 /// Errors of the analyze phase.
@@ -256,7 +256,7 @@ impl PreviousImage {
 /// metadata, is no previous image.
 pub fn previous_image(
     store: &Store,
-    destination: &crate::publish::Destination,
+    destination: &crate::transport::publish::Destination,
     recorded: Option<&str>,
     platform: &TargetPlatform,
     transports: &crate::transport::Transports,
@@ -264,9 +264,12 @@ pub fn previous_image(
     cancel: &crate::event::CancelToken,
 ) -> Option<PreviousImage> {
     let layout = store.layout();
-    let remote = matches!(destination, crate::publish::Destination::Registry(_));
+    let remote = matches!(
+        destination,
+        crate::transport::publish::Destination::Registry(_)
+    );
     let recorded = match (recorded, destination) {
-        (None, crate::publish::Destination::Registry(name)) => {
+        (None, crate::transport::publish::Destination::Registry(name)) => {
             let registry = transports.registry(store).ok()?;
             match registry.pull_config(name, platform, layout, events, cancel) {
                 Ok(descriptor) => Some(descriptor.digest().to_string()),
@@ -281,9 +284,10 @@ pub fn previous_image(
         (recorded, _) => recorded.map(str::to_string),
     };
     let (manifest_digest, manifest, config) =
-        if let crate::publish::Destination::Store(name) = destination {
+        if let crate::transport::publish::Destination::Store(name) = destination {
             let image =
-                crate::image::load(&ImageReference::Named(name.clone()), store, platform).ok()?;
+                crate::transport::load(&ImageReference::Named(name.clone()), store, platform)
+                    .ok()?;
             (
                 image.manifest_descriptor.digest().clone(),
                 image.manifest,

@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use oci_spec::image::{Descriptor, ImageManifest};
 
 use crate::event::{CancelToken, EventSink};
-use crate::image::daemon::DaemonError;
 use crate::image::layout::{LayoutError, OciLayout};
 use crate::image::reference::{ImageName, ImageReference};
-use crate::image::{write_archive, write_docker_archive};
-use crate::registry::{PushReport, RegistryError};
 use crate::store::{Store, StoreError};
 use crate::transport::Transports;
+use crate::transport::docker_daemon::DaemonError;
+use crate::transport::registry::{PushReport, RegistryError};
+use crate::transport::{write_archive, write_docker_archive};
 
 /// Where a built image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

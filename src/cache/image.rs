@@ -18,10 +18,10 @@ use crate::event::{CancelToken, Event, EventSink};
 use crate::image::TargetPlatform;
 use crate::image::reference::ImageReference;
 use crate::image::write::{descriptor, write_image};
-use crate::publish::{self, Destination};
-use crate::registry::PullPolicy;
 use crate::store::Store;
 use crate::transport::Transports;
+use crate::transport::publish::{self, Destination};
+use crate::transport::registry::PullPolicy;
 
 /// The label holding the cache metadata (the lifecycle's name for it).
 pub const CACHE_METADATA_LABEL: &str = "io.buildpacks.lifecycle.cache.metadata";

@@ -1,13 +1,23 @@
 //! Reading images from wherever they are — the local transports of [`crate::image`],
 //! registries and the Docker daemon — into kiln's store.
 
+pub mod docker_archive;
+pub mod docker_daemon;
+pub mod oci_archive;
+pub mod publish;
+pub mod registry;
+
+pub use docker_archive::write_docker_archive;
+pub use oci_archive::write_archive;
+
 use crate::event::{CancelToken, Event, EventSink};
-use crate::image::daemon::Daemon;
 use crate::image::diff_ids::DiffIds;
+use crate::image::layout::{OciLayout, ref_name};
 use crate::image::reference::{ImageName, ImageReference};
-use crate::image::{self, ImageError, LoadedImage, TargetPlatform};
-use crate::registry::{PullPolicy, Registry, RegistryError, RegistryOptions};
+use crate::image::{ImageError, LoadedImage, TargetPlatform};
 use crate::store::Store;
+use crate::transport::docker_daemon::Daemon;
+use crate::transport::registry::{PullPolicy, Registry, RegistryError, RegistryOptions};
 
 /// How kiln reaches registries and the Docker daemon.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +44,7 @@ impl Transports {
     }
 
     /// The Docker daemon.
-    pub fn daemon(&self) -> Result<Daemon, image::daemon::DaemonError> {
+    pub fn daemon(&self) -> Result<Daemon, docker_daemon::DaemonError> {
         Daemon::connect(self.docker_host.as_deref())
     }
 }
@@ -58,7 +68,7 @@ pub fn pull(
 /// Reads the image `reference` for `platform`, whatever its transport: registry images are
 /// pulled into the store (by `transports.pull_policy`; when the registry cannot be reached,
 /// a copy already in the store is used with a warning), daemon images are saved from the
-/// daemon and imported, local ones are read as [`image::load`] reads them.
+/// daemon and imported, local ones are read as [`load`] reads them.
 pub fn fetch(
     reference: &ImageReference,
     store: &Store,
@@ -71,14 +81,14 @@ pub fn fetch(
         ImageReference::Registry(name) => {
             let stored = ImageReference::Named(name.clone());
             let local = || {
-                image::load(&stored, store, platform).map(|mut loaded| {
+                load(&stored, store, platform).map(|mut loaded| {
                     loaded.reference = reference.clone();
                     loaded
                 })
             };
             let in_store = || {
                 !matches!(
-                    image::load(&stored, store, platform),
+                    load(&stored, store, platform),
                     Err(ImageError::NotFound { .. })
                 )
             };
@@ -129,10 +139,73 @@ pub fn fetch(
                 path: temp.path().to_path_buf(),
                 name: None,
             };
-            let mut loaded = image::load(&archive, store, platform)?;
+            let mut loaded = load(&archive, store, platform)?;
             loaded.reference = reference.clone();
             Ok(loaded)
         }
-        local => image::load(local, store, platform),
+        local => load(local, store, platform),
+    }
+}
+
+/// Reads the local image `reference` for `platform`. Images read from an `oci-archive:` or a
+/// `docker-archive:` are imported into the store first (verified blob by blob). Registry and
+/// daemon images are fetched by [`crate::transport::fetch`].
+pub fn load(
+    reference: &ImageReference,
+    store: &Store,
+    platform: &TargetPlatform,
+) -> Result<LoadedImage, ImageError> {
+    let display = reference.to_string();
+    let layout_err = |source| ImageError::Layout {
+        reference: display.clone(),
+        source,
+    };
+    match reference {
+        ImageReference::Scratch => Err(ImageError::Scratch),
+        ImageReference::Layout { path, name } => {
+            let layout = OciLayout::open(path).map_err(layout_err)?;
+            let index = layout.read_index().map_err(layout_err)?;
+            crate::image::resolve(reference, layout, &index, name.as_deref(), platform)
+        }
+        ImageReference::Archive { path, name } => {
+            let index = oci_archive::import(path, store.layout())?;
+            crate::image::resolve(
+                reference,
+                store.layout().clone(),
+                &index,
+                name.as_deref(),
+                platform,
+            )
+        }
+        ImageReference::DockerArchive { path, name } => {
+            docker_archive::import(path, name.as_deref(), store.layout(), reference)
+        }
+        ImageReference::Registry(_) | ImageReference::DockerDaemon(_) => {
+            Err(ImageError::Remote { reference: display })
+        }
+        ImageReference::Named(name) => {
+            let index = store.layout().read_index().map_err(layout_err)?;
+            let wanted = name.to_string();
+            if !index
+                .manifests()
+                .iter()
+                .any(|d| ref_name(d) == Some(wanted.as_str()))
+            {
+                return Err(ImageError::NotFound {
+                    reference: format!(
+                        "{wanted} (in kiln's local store {})",
+                        store.root().display()
+                    ),
+                    available: Vec::new(),
+                });
+            }
+            crate::image::resolve(
+                reference,
+                store.layout().clone(),
+                &index,
+                Some(&wanted),
+                platform,
+            )
+        }
     }
 }

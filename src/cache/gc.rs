@@ -128,7 +128,7 @@ pub fn prune(store: &Store, options: PruneOptions) -> Result<Option<PruneReport>
             report.work_dirs += 1;
             report.bytes_freed += tree_size(&entry.path());
             if !options.dry_run {
-                crate::rebuild::remove_tree(&entry.path());
+                crate::cache::record::remove_tree(&entry.path());
             }
         }
     }
@@ -157,7 +157,7 @@ pub fn prune(store: &Store, options: PruneOptions) -> Result<Option<PruneReport>
         if !options.dry_run {
             for file in &entry.files {
                 if file.is_dir() {
-                    crate::rebuild::remove_tree(file);
+                    crate::cache::record::remove_tree(file);
                 } else {
                     let _ = fs::remove_file(file);
                 }
@@ -236,7 +236,7 @@ fn reachable(store: &Store, digest: &Digest, blobs: &mut BTreeSet<String>) {
 
 /// The cache entries by destination key.
 fn cache_entries(store: &Store) -> BTreeMap<String, Entry> {
-    let cache = store.root().join("cache");
+    let dirs = store.state_dirs();
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     let note = |key: String, path: PathBuf, entries: &mut BTreeMap<String, Entry>| {
         let entry = entries.entry(key).or_default();
@@ -244,8 +244,8 @@ fn cache_entries(store: &Store) -> BTreeMap<String, Entry> {
         entry.last_used = entry.last_used.max(modified);
         entry.files.push(path);
     };
-    for kind in ["layers", "exports"] {
-        for file in list(&cache.join(kind)) {
+    for kind in [&dirs.layer_caches, &dirs.exports] {
+        for file in list(kind) {
             let Some(key) = file
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -266,7 +266,7 @@ fn cache_entries(store: &Store) -> BTreeMap<String, Entry> {
             }
         }
     }
-    for dir in list(&cache.join("builds")) {
+    for dir in list(&dirs.builds) {
         let Some(key) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             continue;
         };

@@ -24,11 +24,11 @@ use std::time::Instant;
 
 use crate::buildenv::{APP_DIR, LAYERS_DIR, PLATFORM_DIR};
 use crate::buildpack::{Buildpack, Runner, exec};
-use crate::detect::GroupMember;
 use crate::env::{self, BUILD_ROOT_DIRS, DefaultAction, Env, EnvDirError};
 use crate::event::Event;
 use crate::labels;
 use crate::launch::{Label, LaunchContribution, Processes, Slice, parse_launch_toml};
+use crate::lifecycle::detect::GroupMember;
 use crate::plan::{self, PlanEntry};
 use crate::untrusted::{self, Links, MAX_METADATA};
 

@@ -11,9 +11,6 @@
 //! CNB launcher does). So `exec.d` and `profile.d` scripts do not run; kiln warns when a
 //! launch layer has them.
 
-pub mod layer;
-pub mod memo;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -22,9 +19,6 @@ use oci_spec::image::{
     ImageConfigurationBuilder, ImageManifest, MediaType, RootFsBuilder,
 };
 
-use self::layer::{LayerBlob, LayerError, LayerSpec};
-use crate::analyze::RunImage;
-use crate::build::BuildOutput;
 use crate::buildenv::{APP_DIR, LAYERS_DIR};
 use crate::env::{DefaultAction, Env, EnvDirError, LAUNCH_ROOT_DIRS};
 use crate::event::{CancelToken, Event, EventSink};
@@ -32,6 +26,9 @@ use crate::image::layout::{LayoutError, OciLayout};
 use crate::image::{descriptor, docker_media, write_image};
 use crate::labels::{self, BuildMetadata, BuildpackLayers, LifecycleMetadata};
 use crate::launch::{Process, ProcessType, Slice};
+use crate::layer::{LayerBlob, LayerError, LayerSpec, buildpack_layer_spec};
+use crate::lifecycle::analyze::RunImage;
+use crate::lifecycle::build::BuildOutput;
 use crate::reproducible::{canonical_json, created_timestamp};
 
 /// Errors of the export phase.
@@ -138,14 +135,14 @@ pub struct ExportContext<'a> {
     pub exec_env: &'a str,
     /// What the last export of this image wrote (layers whose content did not change are
     /// not compressed again).
-    pub memo: &'a memo::ExportMemo,
+    pub memo: &'a crate::cache::memo::ExportMemo,
     /// The stat fingerprint of the app's source, if the build left its copy in `app_dir`
     /// untouched: app layers whose source and settings are as at the last export are then
     /// reused without reading `app_dir`.
     pub app_source: Option<&'a str>,
     /// The previous image of the destination: launch layers a buildpack left without
     /// contents are reused from it.
-    pub previous: Option<&'a crate::analyze::PreviousImage>,
+    pub previous: Option<&'a crate::lifecycle::analyze::PreviousImage>,
     /// Where events go.
     pub events: &'a dyn EventSink,
     /// Cancellation.
@@ -237,28 +234,6 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
         layers: exported,
         default_process: process,
     })
-}
-
-/// The layer of buildpack layer `name` (contents in `dir`) at
-/// `/layers/<escaped buildpack id>/<name>`, owned by `uid:gid`. Launch layers and cached
-/// layers are written the same way, so a layer that is both is one blob.
-pub fn buildpack_layer_spec(
-    escaped_id: &str,
-    name: &str,
-    dir: &Path,
-    uid: u64,
-    gid: u64,
-) -> LayerSpec {
-    let root = &LAYERS_DIR[1..];
-    LayerSpec {
-        parents: vec![format!("{root}/"), format!("{root}/{escaped_id}/")],
-        source: dir.to_path_buf(),
-        target: format!("{root}/{escaped_id}/{name}"),
-        only: None,
-        uid,
-        gid,
-        entry_metadata: None,
-    }
 }
 
 /// Plans one layer per launch layer (buildpacks in group order, layers by name) and the
@@ -423,7 +398,7 @@ fn build_metadata(build: &BuildOutput) -> BuildMetadata {
     }
 }
 
-/// The run image's layer descriptors (already in the store, see [`crate::analyze`]), Docker
+/// The run image's layer descriptors (already in the store, see [`crate::lifecycle::analyze`]), Docker
 /// media types mapped to their OCI equivalents.
 fn run_image_layers(ctx: &ExportContext<'_>) -> Result<Vec<Descriptor>, ExportError> {
     let Some(image) = &ctx.run_image.image else {
@@ -550,7 +525,7 @@ fn app_layers(
 /// Writes the planned layers with a small pool of threads, returning blobs in plan order.
 fn write_layers_parallel(
     layout: &OciLayout,
-    memo: &memo::ExportMemo,
+    memo: &crate::cache::memo::ExportMemo,
     planned: &[PlannedLayer],
     cancel: &CancelToken,
 ) -> Result<Vec<LayerBlob>, ExportError> {

@@ -1,5 +1,10 @@
 //! The whole pipeline: analyze → detect → build → export → publish.
 
+pub mod analyze;
+pub mod build;
+pub mod detect;
+pub mod export;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,32 +13,32 @@ use std::time::{Duration, Instant};
 use oci_spec::image::Digest;
 use serde::Serialize;
 
-use crate::analyze::{self, RunImage};
+use self::analyze::RunImage;
+use self::build::{BuildContext, BuildDirs, BuildOutput};
+use self::detect::{
+    DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember, RunTarget,
+};
+use self::export::{ExportContext, ExportedLayer};
 use crate::app;
-use crate::build::{self, BuildContext, BuildDirs, BuildOutput};
 use crate::buildenv::{
     APP_DIR, BuildEnvironment, HostSandbox, LAYERS_DIR, PLATFORM_DIR, SandboxMounts,
     buildpack_guest_dir,
 };
+use crate::buildpack::builtin;
 use crate::buildpack::order::{GroupEntry, Order, OrderGroup};
 use crate::buildpack::{Buildpack, Catalog, Runner};
-use crate::builtin;
 use crate::cache::LayerCache;
-use crate::detect::{
-    self, DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember, RunTarget,
-};
+use crate::cache::record::{self, BuildRecord, Recorded};
 use crate::env::Env;
 use crate::error::Error;
 use crate::event::{CancelToken, Event, EventSink, Phase};
-use crate::export::{self, ExportContext, ExportedLayer};
 use crate::image::TargetPlatform;
 use crate::image::reference::ImageReference;
 use crate::launch::{Process, ProcessType};
 use crate::plan::PlanEntry;
-use crate::publish::{self, Destination};
-use crate::rebuild::{self, BuildRecord, Recorded};
 use crate::stack::{self, StackSource};
 use crate::store::Store;
+use crate::transport::publish::{self, Destination};
 
 /// Which buildpacks to use.
 #[derive(Debug, Clone, Default)]
@@ -118,15 +123,15 @@ pub struct BuildOptions {
     /// The environment buildpacks inherit from (filtered to the lifecycle's pass-through
     /// list). `None` means kiln's own process environment.
     pub host_env: Option<Vec<(String, String)>>,
-    /// The executable that runs the built-in buildpacks (see [`crate::builtin`]). `None`
-    /// means the running program, which must then call [`crate::builtin::run_if_invoked`]
+    /// The executable that runs the built-in buildpacks (see [`crate::buildpack::builtin`]). `None`
+    /// means the running program, which must then call [`crate::buildpack::builtin::run_if_invoked`]
     /// first thing in `main`, as the `kiln` binary does.
     pub kiln_executable: Option<PathBuf>,
     /// Build without restoring the image's layer cache (it is still saved afterwards).
     pub clear_cache: bool,
     /// Run the buildpacks even when nothing changed since the last build of the destination.
     pub rebuild: bool,
-    /// A cache image (see [`crate::cache_image`]) read before and written after the build.
+    /// A cache image (see [`crate::cache::image`]) read before and written after the build.
     pub cache_image: Option<ImageReference>,
     /// How registries and the Docker daemon are reached (run images, destinations).
     pub transports: crate::transport::Transports,
@@ -663,7 +668,7 @@ fn default_run_image(
 /// The image's blobs always land in `store`; `options.destination` (default: the store
 /// itself, which then requires a name) says where the image is named or copied. When nothing
 /// the build depends on changed since the last build of the same destination (see
-/// [`crate::rebuild`]), the buildpacks do not run: the recorded image is published again.
+/// [`crate::cache::record`]), the buildpacks do not run: the recorded image is published again.
 pub fn build(
     store: &Store,
     options: &BuildOptions,
@@ -675,11 +680,11 @@ pub fn build(
     })?;
     // Held until the image is published, so that `kiln cache prune` never takes a blob
     // this build wrote or reuses.
-    let _guard = crate::gc::BuildGuard::acquire(store)?;
+    let _guard = crate::cache::gc::BuildGuard::acquire(store)?;
     let record = BuildRecord::for_destination(store, &destination.to_string());
     let checking = Instant::now();
     let recorded = record.load();
-    let inputs = rebuild::inputs_of(store, options);
+    let inputs = record::inputs_of(store, options);
     if !options.rebuild
         && let (Some(inputs), Some(recorded)) = (&inputs, &recorded)
         && *inputs == recorded.inputs
@@ -757,7 +762,7 @@ fn build_image(
     phase_end(events, Phase::Build, started, &mut timings);
 
     let started = phase_start(events, Phase::Export);
-    let memo = export::memo::ExportMemo::for_destination(store, &destination.to_string());
+    let memo = crate::cache::memo::ExportMemo::for_destination(store, &destination.to_string());
     let exported = export::export(&ExportContext {
         layout: store.layout(),
         run_image: &run_image,
@@ -860,7 +865,7 @@ fn restore(
         .as_ref()
         .filter(|_| !options.clear_cache)
     {
-        crate::cache_image::import(
+        crate::cache::image::import(
             store,
             reference,
             &cache,
@@ -897,7 +902,7 @@ fn save_caches(
     store: &Store,
     options: &BuildOptions,
     cache: &LayerCache,
-    memo: &export::memo::ExportMemo,
+    memo: &crate::cache::memo::ExportMemo,
     output: &BuildOutput,
     exported: &export::ExportedImage,
     run_image: &RunImage,
@@ -926,7 +931,7 @@ fn save_caches(
     if let (Some(reference), Some(saved)) = (&options.cache_image, &saved) {
         let platform = &run_image.platform;
         let transports = &options.transports;
-        crate::cache_image::export(
+        crate::cache::image::export(
             store, saved, reference, platform, transports, events, cancel,
         );
     }
@@ -971,7 +976,7 @@ fn remember(
         .unwrap_or_default();
     let output_stamp = match destination {
         Destination::Archive { path, .. } | Destination::DockerArchive { path, .. } => {
-            rebuild::file_stamp(path)
+            record::file_stamp(path)
         }
         _ => None,
     };
@@ -1031,9 +1036,10 @@ fn up_to_date(
             .platform
             .clone()
             .unwrap_or_else(TargetPlatform::host);
-        let current = crate::image::load(&ImageReference::Named(name.clone()), store, &platform)
-            .map(|i| i.manifest_descriptor.digest().to_string())
-            .unwrap_or_default();
+        let current =
+            crate::transport::load(&ImageReference::Named(name.clone()), store, &platform)
+                .map(|i| i.manifest_descriptor.digest().to_string())
+                .unwrap_or_default();
         if current != recorded.run_image_digest {
             return Ok(None);
         }
@@ -1048,7 +1054,7 @@ fn up_to_date(
     let unchanged_file = recorded.output_stamp.is_some()
         && match destination {
             Destination::Archive { path, .. } | Destination::DockerArchive { path, .. } => {
-                rebuild::file_stamp(path) == recorded.output_stamp
+                record::file_stamp(path) == recorded.output_stamp
             }
             _ => false,
         };
@@ -1131,7 +1137,7 @@ pub fn detect(
     cancel: &CancelToken,
 ) -> Result<DetectSummary, Error> {
     // Its scratch directory is in the store: keep `kiln cache prune` away meanwhile.
-    let _guard = crate::gc::BuildGuard::acquire(store)?;
+    let _guard = crate::cache::gc::BuildGuard::acquire(store)?;
     let mut timings = BTreeMap::new();
     let prepared = prepare(store, options, events, cancel, &mut timings)?;
     let runner = prepared.runner(options, events, cancel);
@@ -1139,7 +1145,7 @@ pub fn detect(
     // A buildpack whose detect errored is reported in the results (the summary then says
     // nothing passed), as `kiln detect` shows every buildpack's verdict either way.
     let outcome = match run_detect(&prepared, &runner) {
-        Err(Error::Detect(crate::detect::DetectError::BuildpackErrored { results })) => {
+        Err(Error::Detect(crate::lifecycle::detect::DetectError::BuildpackErrored { results })) => {
             DetectOutcome::NoMatch { results }
         }
         other => other?,

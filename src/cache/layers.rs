@@ -28,15 +28,16 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
-use crate::build::BuildOutput;
-use crate::detect::GroupMember;
+use crate::cache::record::KeptLayers;
 use crate::event::{Event, EventSink};
-use crate::export::layer::{diff_id_of, spec_fingerprint, write_layer};
-use crate::export::{ExportedLayer, buildpack_layer_spec};
-use crate::image::digest::{HashingReader, sha256_digest};
+use crate::image::digest::HashingReader;
 use crate::image::layout::{OciLayout, write_atomic};
 use crate::labels::LifecycleMetadata;
-use crate::rebuild::KeptLayers;
+use crate::layer::buildpack_layer_spec;
+use crate::layer::{diff_id_of, spec_fingerprint, write_layer};
+use crate::lifecycle::build::BuildOutput;
+use crate::lifecycle::detect::GroupMember;
+use crate::lifecycle::export::ExportedLayer;
 use crate::store::Store;
 use crate::untrusted::{self, Beneath, Links, ParentLinks};
 
@@ -99,7 +100,7 @@ impl CacheMetadata {
 pub struct Sources<'a> {
     /// The previous image's lifecycle metadata.
     pub previous: Option<&'a LifecycleMetadata>,
-    /// Cache layer directories kept from the last build (see [`crate::rebuild`]), used
+    /// Cache layer directories kept from the last build (see [`crate::cache::record`]), used
     /// instead of extracting a layer when they are still what was cached.
     pub kept: Option<&'a KeptLayers>,
     /// Whether to restore cache layers at all (not with `--clear-cache`).
@@ -164,13 +165,8 @@ enum RestoreError {
 impl LayerCache {
     /// The cache of the image published to `destination` (its display form).
     pub fn for_destination(store: &Store, destination: &str) -> Self {
-        let key = sha256_digest(destination.as_bytes());
         Self {
-            file: store
-                .root()
-                .join("cache")
-                .join("layers")
-                .join(format!("{}.json", key.digest())),
+            file: store.state_for(destination).layer_cache,
         }
     }
 
@@ -350,7 +346,7 @@ impl LayerCache {
                     _ => {
                         let spec =
                             buildpack_layer_spec(&id.escaped(), &layer.name, dir, owner.0, owner.1);
-                        let failed = |source| crate::export::ExportError::Layer {
+                        let failed = |source| crate::lifecycle::export::ExportError::Layer {
                             name: format!("{full_name} (cache)"),
                             source,
                         };
@@ -536,7 +532,6 @@ fn safe_relative(rel: &Path) -> Result<PathBuf, RestoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::buildpack_layer_spec;
     use std::os::unix::fs::PermissionsExt as _;
 
     fn layer_of(layout: &OciLayout, dir: &Path) -> CachedLayer {
@@ -618,7 +613,7 @@ mod tests {
         io::Write::write_all(&mut gz, &raw).unwrap();
         let (digest, _) = layout.write_blob(&gz.finish().unwrap()).unwrap();
         let layer = CachedLayer {
-            sha: sha256_digest(&raw).to_string(),
+            sha: crate::image::digest::sha256_digest(&raw).to_string(),
             digest: digest.to_string(),
             data: serde_json::Value::Null,
             build: false,

@@ -324,6 +324,28 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
+/// The layer of buildpack layer `name` (contents in `dir`) at
+/// `/layers/<escaped buildpack id>/<name>`, owned by `uid:gid`. Launch layers and cached
+/// layers are written the same way, so a layer that is both is one blob.
+pub fn buildpack_layer_spec(
+    escaped_id: &str,
+    name: &str,
+    dir: &Path,
+    uid: u64,
+    gid: u64,
+) -> LayerSpec {
+    let root = &crate::buildenv::LAYERS_DIR[1..];
+    LayerSpec {
+        parents: vec![format!("{root}/"), format!("{root}/{escaped_id}/")],
+        source: dir.to_path_buf(),
+        target: format!("{root}/{escaped_id}/{name}"),
+        only: None,
+        uid,
+        gid,
+        entry_metadata: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

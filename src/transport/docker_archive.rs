@@ -18,13 +18,13 @@ use oci_spec::image::{
     Descriptor, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
 };
 
-use super::archive::{append_dir, append_file};
-use super::diff_ids::mismatch;
-use super::digest::{GzipContentHasher, HashingWriter};
-use super::layout::{LayoutError, OciLayout, open_regular};
-use super::{ImageError, LoadedImage, descriptor};
+use crate::image::diff_ids::mismatch;
+use crate::image::digest::{GzipContentHasher, HashingWriter};
+use crate::image::layout::{LayoutError, OciLayout, open_regular};
 use crate::image::reference::ImageReference;
+use crate::image::{ImageError, LoadedImage, descriptor};
 use crate::reproducible::canonical_json;
+use crate::transport::oci_archive::{append_dir, append_file};
 use crate::untrusted::{MAX_DOCUMENT, read_limited};
 
 /// One image of `manifest.json`.
@@ -333,7 +333,7 @@ pub fn write_docker_archive(
             "the image's config and manifest list different numbers of layers",
         )));
     }
-    let temp = super::archive::destination_temp(path, &dir).map_err(write_err)?;
+    let temp = crate::transport::oci_archive::destination_temp(path, &dir).map_err(write_err)?;
     let mut builder = tar::Builder::new(BufWriter::new(temp));
     builder.mode(tar::HeaderMode::Deterministic);
 
@@ -461,7 +461,7 @@ fn open_archive(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::layer::{LayerSpec, write_layer};
+    use crate::layer::{LayerSpec, write_layer};
 
     #[test]
     fn archives_round_trip() {
