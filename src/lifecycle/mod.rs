@@ -4,6 +4,11 @@ pub mod analyze;
 pub mod build;
 pub mod detect;
 pub mod export;
+mod options;
+mod report;
+
+pub use options::{BuildOptions, BuildpackRef, BuildpackSelection, DEFAULT_STACK};
+pub use report::{BuildReport, DetectSummary, LayerReport};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -11,14 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use oci_spec::image::Digest;
-use serde::Serialize;
 
 use self::analyze::RunImage;
 use self::build::{BuildContext, BuildDirs, BuildOutput};
-use self::detect::{
-    DetectContext, DetectDirs, DetectOutcome, DetectReport, GroupMember, RunTarget,
-};
-use self::export::{ExportContext, ExportedLayer};
+use self::detect::{DetectContext, DetectDirs, DetectOutcome, GroupMember, RunTarget};
+use self::export::ExportContext;
 use crate::app;
 use crate::buildenv::{
     APP_DIR, BuildEnvironment, HostSandbox, LAYERS_DIR, PLATFORM_DIR, SandboxMounts,
@@ -34,222 +36,10 @@ use crate::error::Error;
 use crate::event::{CancelToken, Event, EventSink, Phase};
 use crate::image::TargetPlatform;
 use crate::image::reference::ImageReference;
-use crate::launch::{Process, ProcessType};
 use crate::plan::PlanEntry;
 use crate::stack::{self, StackSource};
 use crate::store::Store;
 use crate::transport::publish::{self, Destination};
-
-/// Which buildpacks to use.
-#[derive(Debug, Clone, Default)]
-pub struct BuildpackSelection {
-    /// Buildpacks forming one group, in order (`--buildpack`). Empty (with no
-    /// [`order_file`](Self::order_file)) means kiln's default order of built-in buildpacks.
-    /// Composite buildpacks find their members among these, the search roots, the built-ins
-    /// and their own sibling directories.
-    pub buildpacks: Vec<BuildpackRef>,
-    /// An `order.toml` to use instead of a single group (`--order FILE`).
-    pub order_file: Option<PathBuf>,
-    /// Directories searched for buildpacks referenced by id (`--buildpacks-dir DIR`).
-    pub search_roots: Vec<PathBuf>,
-}
-
-/// One `--buildpack`: a directory, or the id (and optional version) of a built-in buildpack
-/// or of one under the search roots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildpackRef {
-    /// A buildpack directory.
-    Dir(PathBuf),
-    /// `id` or `id@version`.
-    Id {
-        /// Buildpack id (`kiln/python`).
-        id: String,
-        /// Version, if given.
-        version: Option<String>,
-    },
-}
-
-impl BuildpackRef {
-    /// Reads a `--buildpack` value: an existing directory, or a path starting with `.`,
-    /// `/` or `~`, is a directory; anything else is an id, with an optional `@version`.
-    pub fn parse(value: &str) -> Self {
-        let path = Path::new(value);
-        if path.is_dir() || value.starts_with(['.', '/', '~']) {
-            return Self::Dir(path.to_path_buf());
-        }
-        match value.split_once('@') {
-            Some((id, version)) => Self::Id {
-                id: id.to_string(),
-                version: Some(version.to_string()),
-            },
-            None => Self::Id {
-                id: value.to_string(),
-                version: None,
-            },
-        }
-    }
-}
-
-/// The stack default run images come from.
-pub const DEFAULT_STACK: &str = "bookworm";
-
-/// Options for [`build()`] and [`detect()`]. `Default` gives an empty app path and `scratch`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct BuildOptions {
-    /// The app's source directory.
-    pub app_dir: PathBuf,
-    /// Buildpacks.
-    pub buildpacks: BuildpackSelection,
-    /// The run image; `None` picks a flavour of [`BuildOptions::stack`] by what the
-    /// detected buildpacks need (see the README, "Run images").
-    pub run_image: Option<ImageReference>,
-    /// The stack (built-in name or directory) default run images come from.
-    pub stack: String,
-    /// Platform for multi-platform run images and `scratch` (default: the host's).
-    pub platform: Option<TargetPlatform>,
-    /// Where the image goes.
-    pub destination: Option<Destination>,
-    /// User environment variables for buildpacks (`--env`), on top of `project.toml`'s.
-    pub env: BTreeMap<String, String>,
-    /// Process type to make the default, overriding the buildpacks' choice.
-    pub process: Option<ProcessType>,
-    /// `SOURCE_DATE_EPOCH` for the image's `created` time.
-    pub source_date_epoch: Option<i64>,
-    /// `CNB_EXEC_ENV` (default `production`).
-    pub exec_env: String,
-    /// How buildpacks run.
-    pub build_environment: BuildEnvironment,
-    /// The environment buildpacks inherit from (filtered to the lifecycle's pass-through
-    /// list). `None` means kiln's own process environment.
-    pub host_env: Option<Vec<(String, String)>>,
-    /// The executable that runs the built-in buildpacks (see [`crate::buildpack::builtin`]). `None`
-    /// means the running program, which must then call [`crate::buildpack::builtin::run_if_invoked`]
-    /// first thing in `main`, as the `kiln` binary does.
-    pub kiln_executable: Option<PathBuf>,
-    /// Build without restoring the image's layer cache (it is still saved afterwards).
-    pub clear_cache: bool,
-    /// Run the buildpacks even when nothing changed since the last build of the destination.
-    pub rebuild: bool,
-    /// A cache image (see [`crate::cache::image`]) read before and written after the build.
-    pub cache_image: Option<ImageReference>,
-    /// How registries and the Docker daemon are reached (run images, destinations).
-    pub transports: crate::transport::Transports,
-}
-
-impl Default for BuildOptions {
-    fn default() -> Self {
-        Self {
-            app_dir: PathBuf::new(),
-            buildpacks: BuildpackSelection::default(),
-            run_image: None,
-            stack: DEFAULT_STACK.to_string(),
-            platform: None,
-            destination: None,
-            env: BTreeMap::new(),
-            process: None,
-            source_date_epoch: None,
-            exec_env: "production".to_string(),
-            build_environment: BuildEnvironment::default(),
-            host_env: None,
-            kiln_executable: None,
-            clear_cache: false,
-            rebuild: false,
-            cache_image: None,
-            transports: crate::transport::Transports::default(),
-        }
-    }
-}
-
-/// The result of [`build()`].
-#[derive(Debug, Clone, Serialize)]
-#[must_use]
-#[non_exhaustive]
-pub struct BuildReport {
-    /// Where the image went.
-    pub image: String,
-    /// The manifest digest.
-    #[serde(serialize_with = "display")]
-    pub manifest_digest: Digest,
-    /// The config digest (the image ID podman and Docker show).
-    #[serde(serialize_with = "display")]
-    pub config_digest: Digest,
-    /// The run image.
-    pub run_image: String,
-    /// The buildpacks that built the image, `id@version`.
-    pub buildpacks: Vec<String>,
-    /// Every process.
-    pub processes: Vec<Process>,
-    /// The process the image runs by default.
-    pub default_process: Option<String>,
-    /// The layers kiln wrote.
-    pub layers: Vec<LayerReport>,
-    /// Seconds spent per phase.
-    pub timings: BTreeMap<String, f64>,
-    /// What publishing did: for a registry, the pushed reference, digest and blobs
-    /// uploaded, mounted or already there.
-    pub published: publish::Published,
-    /// Whether nothing changed since the last build of the destination, so the buildpacks did
-    /// not run and the recorded image was published again.
-    pub up_to_date: bool,
-}
-
-/// A layer in a [`BuildReport`].
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct LayerReport {
-    /// What it holds.
-    pub name: String,
-    /// `diff_id`.
-    pub diff_id: String,
-    /// Blob digest.
-    pub digest: String,
-    /// Compressed size in bytes.
-    pub size: u64,
-    /// Whether the blob was already in the store.
-    pub reused: bool,
-}
-
-impl From<&ExportedLayer> for LayerReport {
-    fn from(l: &ExportedLayer) -> Self {
-        Self {
-            name: l.name.clone(),
-            diff_id: l.diff_id.to_string(),
-            digest: l.digest.to_string(),
-            size: l.size,
-            reused: l.reused,
-        }
-    }
-}
-
-fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
-/// What [`detect()`] found.
-#[derive(Debug, Clone, Serialize)]
-#[must_use]
-#[non_exhaustive]
-pub struct DetectSummary {
-    /// Whether a group passed.
-    pub detected: bool,
-    /// The group, `id@version`, in build order.
-    pub group: Vec<String>,
-    /// The build plan.
-    pub plan: Vec<PlanEntry>,
-    /// The processes, when the build phase also ran (`kiln detect --build`).
-    pub processes: Option<Vec<Process>>,
-    /// The default process, when the build phase also ran.
-    pub default_process: Option<String>,
-    /// The run image a build would use: the one given, or the stack flavour chosen for what
-    /// the group needs.
-    pub run_image: Option<String>,
-    /// The default process's command as the buildpacks decided it at detect time: the
-    /// `start` of the last group member that recorded one in the metadata of a requirement
-    /// it provides (kiln's built-in buildpacks do; see `buildpacks/README.md`).
-    pub start: Option<String>,
-    /// Every buildpack's detect result.
-    pub results: Vec<DetectReport>,
-}
 
 /// Scratch directories for one build, removed when it ends.
 struct WorkDir {
