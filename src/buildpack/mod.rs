@@ -5,9 +5,11 @@
 //! looked up in a [`Catalog`].
 
 pub mod builtin;
+pub mod catalog;
 pub mod descriptor;
 pub(crate) mod exec;
 pub mod order;
+pub mod target;
 
 use std::fmt;
 use std::fs;
@@ -444,7 +446,7 @@ pub struct Runner<'a> {
     /// User variables (`--env`, `project.toml`), also in `/platform/env/`.
     pub user_env: &'a std::collections::BTreeMap<String, String>,
     /// The run image's platform (`CNB_TARGET_*`).
-    pub target: &'a crate::lifecycle::detect::RunTarget,
+    pub target: &'a target::RunTarget,
     /// `CNB_EXEC_ENV` (`production` by default).
     pub exec_env: &'a str,
     /// Where events go.

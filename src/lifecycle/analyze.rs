@@ -9,10 +9,10 @@
 //! It also finds the previous image of the destination ([`previous_image`]), whose
 //! lifecycle metadata says which launch layers the last build made.
 
+use crate::buildpack::target::RunTarget;
 use crate::image::reference::ImageReference;
 use crate::image::{ImageError, LoadedImage, TargetPlatform};
 use crate::labels::{DISTRO_NAME, DISTRO_VERSION, LayerMetadata, LifecycleMetadata};
-use crate::lifecycle::detect::RunTarget;
 use crate::store::Store;
 
 /// Errors of the analyze phase.

@@ -12,7 +12,7 @@ pub use report::{BuildReport, DetectSummary, LayerReport};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oci_spec::image::Digest;
@@ -27,8 +27,8 @@ use crate::buildenv::{
     buildpack_guest_dir,
 };
 use crate::buildpack::builtin;
-use crate::buildpack::order::{GroupEntry, Order, OrderGroup};
-use crate::buildpack::{Buildpack, Catalog, Runner};
+use crate::buildpack::order::Order;
+use crate::buildpack::{Catalog, Runner};
 use crate::cache::LayerCache;
 use crate::cache::record::{self, BuildRecord, Recorded};
 use crate::env::Env;
@@ -114,7 +114,9 @@ fn prepare(
     }
     let work = WorkDir::new(store)?;
     let exe = builtin::executable(options.kiln_executable.as_deref())?;
-    let (catalog, order) = load_buildpacks(&options.buildpacks, &work.buildpacks, &exe)?;
+    let (catalog, order) =
+        crate::buildpack::catalog::load(&options.buildpacks, &work.buildpacks, &exe)
+            .map_err(catalog_error)?;
 
     let started = phase_start(events, Phase::Analyze);
     let (run_image, target) = match &options.run_image {
@@ -194,117 +196,16 @@ fn prepare(
     })
 }
 
-fn load_buildpacks(
-    selection: &BuildpackSelection,
-    builtin_root: &Path,
-    exe: &Path,
-) -> Result<(Catalog, Order), Error> {
-    let mut catalog = Catalog::new();
-    for root in &selection.search_roots {
-        catalog.add_search_root(root)?;
+/// Catalog errors as the top-level error kiln has always given for them (exit codes unchanged).
+fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
+    use crate::buildpack::catalog::CatalogError as E;
+    match error {
+        E::Buildpack(e) => Error::Buildpack(e),
+        E::Builtin(e) => Error::Builtin(e),
+        E::ReadOrder { path, source } => Error::ReadOrder { path, source },
+        E::ParseOrder { path, problem } => Error::ParseOrder { path, problem },
+        other => Error::InvalidOptions(other.to_string()),
     }
-    // Directories first, so a packaged copy of a built-in (`kiln buildpack package`) given
-    // with --buildpack is the one that runs.
-    let mut from_dirs = Vec::new();
-    for reference in &selection.buildpacks {
-        if let BuildpackRef::Dir(dir) = reference {
-            from_dirs.push(catalog.add_dir(dir)?);
-        }
-    }
-    for dir in builtin::materialize(builtin_root, exe)? {
-        let buildpack = Buildpack::load(&dir)?;
-        if catalog
-            .lookup(buildpack.id().as_str(), Some(buildpack.version()))
-            .is_err()
-        {
-            catalog.add_dir(&dir)?;
-        }
-    }
-    let mut from_dirs = from_dirs.into_iter();
-    let mut group = Vec::new();
-    for reference in &selection.buildpacks {
-        let buildpack = match reference {
-            BuildpackRef::Dir(_) => from_dirs.next().expect("one buildpack per directory"),
-            BuildpackRef::Id { id, version } => catalog.lookup(id, version.as_deref())?.clone(),
-        };
-        group.push(GroupEntry::required(
-            buildpack.id().to_string(),
-            Some(buildpack.version().to_string()),
-        ));
-    }
-    // Members of composite buildpacks given as directories are looked up among their
-    // siblings too (the layout of buildpack repositories such as buildpacks/samples).
-    let mut scanned: Vec<PathBuf> = Vec::new();
-    loop {
-        let parents: Vec<PathBuf> = catalog
-            .buildpacks()
-            .iter()
-            .filter(|b| b.is_composite())
-            .filter_map(|b| b.dir().parent().map(Path::to_path_buf))
-            .filter(|p| !scanned.contains(p))
-            .collect();
-        if parents.is_empty() {
-            break;
-        }
-        for parent in parents {
-            if let Ok(entries) = fs::read_dir(&parent) {
-                let mut dirs: Vec<PathBuf> = entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.join("buildpack.toml").is_file())
-                    .collect();
-                dirs.sort();
-                for dir in dirs {
-                    // Siblings that are not valid buildpacks are skipped here; a group that
-                    // needs one reports it as not found.
-                    let _ = catalog.add_dir(&dir);
-                }
-            }
-            scanned.push(parent);
-        }
-    }
-    let order = match &selection.order_file {
-        Some(path) => {
-            if !group.is_empty() {
-                return Err(Error::InvalidOptions(
-                    "give either --buildpack or --order, not both".to_string(),
-                ));
-            }
-            // Named by the user (links followed), but bounded, never blocking on a FIFO and
-            // never quoted in errors.
-            let text = crate::untrusted::read_text(
-                path,
-                crate::untrusted::MAX_METADATA,
-                crate::untrusted::Links::Follow,
-            )
-            .map_err(|e| match e {
-                crate::untrusted::ReadError::Io { path, source } => {
-                    Error::ReadOrder { path, source }
-                }
-                other => Error::ParseOrder {
-                    path: path.clone(),
-                    problem: crate::env::read_problem(&other),
-                },
-            })?;
-            let order: Order = toml::from_str(&text).map_err(|e| Error::ParseOrder {
-                path: path.clone(),
-                problem: crate::untrusted::toml_problem(&text, &e),
-            })?;
-            if order.order.iter().all(|g| g.group.is_empty()) {
-                return Err(Error::ParseOrder {
-                    path: path.clone(),
-                    problem: "the order has no groups; add [[order]] [[order.group]] id = …"
-                        .to_string(),
-                });
-            }
-            order
-        }
-        None if group.is_empty() => builtin::default_order(),
-        None => Order {
-            order: vec![OrderGroup { group }],
-        },
-    };
-    Ok((catalog, order))
 }
 
 fn phase_start(events: &dyn EventSink, phase: Phase) -> Instant {

@@ -1,7 +1,7 @@
 //! What a build is asked to do: [`BuildOptions`] and the buildpack selection.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::buildenv::BuildEnvironment;
 use crate::image::TargetPlatform;
@@ -9,55 +9,7 @@ use crate::image::reference::ImageReference;
 use crate::launch::ProcessType;
 use crate::transport::publish::Destination;
 
-/// Which buildpacks to use.
-#[derive(Debug, Clone, Default)]
-pub struct BuildpackSelection {
-    /// Buildpacks forming one group, in order (`--buildpack`). Empty (with no
-    /// [`order_file`](Self::order_file)) means kiln's default order of built-in buildpacks.
-    /// Composite buildpacks find their members among these, the search roots, the built-ins
-    /// and their own sibling directories.
-    pub buildpacks: Vec<BuildpackRef>,
-    /// An `order.toml` to use instead of a single group (`--order FILE`).
-    pub order_file: Option<PathBuf>,
-    /// Directories searched for buildpacks referenced by id (`--buildpacks-dir DIR`).
-    pub search_roots: Vec<PathBuf>,
-}
-
-/// One `--buildpack`: a directory, or the id (and optional version) of a built-in buildpack
-/// or of one under the search roots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildpackRef {
-    /// A buildpack directory.
-    Dir(PathBuf),
-    /// `id` or `id@version`.
-    Id {
-        /// Buildpack id (`kiln/python`).
-        id: String,
-        /// Version, if given.
-        version: Option<String>,
-    },
-}
-
-impl BuildpackRef {
-    /// Reads a `--buildpack` value: an existing directory, or a path starting with `.`,
-    /// `/` or `~`, is a directory; anything else is an id, with an optional `@version`.
-    pub fn parse(value: &str) -> Self {
-        let path = Path::new(value);
-        if path.is_dir() || value.starts_with(['.', '/', '~']) {
-            return Self::Dir(path.to_path_buf());
-        }
-        match value.split_once('@') {
-            Some((id, version)) => Self::Id {
-                id: id.to_string(),
-                version: Some(version.to_string()),
-            },
-            None => Self::Id {
-                id: value.to_string(),
-                version: None,
-            },
-        }
-    }
-}
+pub use crate::buildpack::catalog::{BuildpackRef, BuildpackSelection};
 
 /// The stack default run images come from.
 pub const DEFAULT_STACK: &str = "bookworm";
