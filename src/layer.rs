@@ -346,6 +346,22 @@ pub fn buildpack_layer_spec(
     }
 }
 
+/// A layer an image build wrote, as reports and build records show it
+/// ([`crate::lifecycle::BuildReport`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerReport {
+    /// What it holds.
+    pub name: String,
+    /// `diff_id`.
+    pub diff_id: String,
+    /// Blob digest.
+    pub digest: String,
+    /// Compressed size in bytes.
+    pub size: u64,
+    /// Whether the blob was already in the store.
+    pub reused: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

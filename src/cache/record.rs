@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::image::layout::write_atomic;
 use crate::launch::Process;
-use crate::lifecycle::LayerReport;
+use crate::layer::LayerReport;
 use crate::store::Store;
 
 /// The per-destination record directory.
@@ -247,100 +247,6 @@ impl Inputs {
     pub fn finish(self) -> String {
         self.fingerprint.finish()
     }
-}
-
-/// The fingerprint of everything a build with `options` depends on, or `None` when an input
-/// cannot be checked without fetching it (a registry run image under the `always` pull
-/// policy, a Docker daemon run image), an input cannot be read, or the caller asked for a
-/// fresh build (`--clear-cache`): such builds always run their buildpacks.
-///
-/// A run image named in the store is checked by digest separately (see
-/// [`Recorded::run_image_digest`]); the default stack's run image is found after detection.
-pub fn inputs_of(store: &Store, options: &crate::BuildOptions) -> Option<String> {
-    use crate::image::reference::ImageReference;
-    use crate::lifecycle::BuildpackRef;
-
-    if options.clear_cache {
-        return None;
-    }
-    let mut inputs = Inputs::new();
-    inputs.add("kiln", env!("CARGO_PKG_VERSION"));
-    inputs.add("compression", crate::reproducible::COMPRESSION);
-    // The built-in buildpacks are in the executable.
-    let exe = crate::buildpack::builtin::executable(options.kiln_executable.as_deref()).ok()?;
-    inputs.add_file("executable", &exe).ok()?;
-    inputs.add(
-        "app",
-        &crate::app::fingerprint_source(&options.app_dir, &[store.root().to_path_buf()]).ok()?,
-    );
-    for buildpack in &options.buildpacks.buildpacks {
-        match buildpack {
-            BuildpackRef::Dir(dir) => inputs.add_tree("buildpack", dir).ok()?,
-            BuildpackRef::Id { id, version } => {
-                inputs.add(
-                    "buildpack",
-                    &format!("{id}@{}", version.as_deref().unwrap_or("")),
-                );
-            }
-        }
-    }
-    for root in &options.buildpacks.search_roots {
-        inputs.add_tree("buildpacks-dir", root).ok()?;
-    }
-    if let Some(order) = &options.buildpacks.order_file {
-        inputs.add_file("order", order).ok()?;
-    }
-    match &options.run_image {
-        None => {
-            let source = crate::stack::StackSource::open(&options.stack).ok()?;
-            inputs.add("stack", source.label());
-            if let Some(dir) = source.dir() {
-                inputs.add_tree("stack-dir", dir).ok()?;
-            }
-        }
-        Some(reference) => {
-            inputs.add("run-image", &reference.to_string());
-            match reference {
-                ImageReference::Layout { path, .. } => {
-                    inputs.add_tree("run-image-layout", path).ok()?;
-                }
-                ImageReference::Archive { path, .. }
-                | ImageReference::DockerArchive { path, .. } => {
-                    inputs.add_file("run-image-archive", path).ok()?;
-                }
-                ImageReference::Registry(_)
-                    if options.transports.pull_policy
-                        == crate::transport::registry::PullPolicy::Always =>
-                {
-                    return None;
-                }
-                ImageReference::DockerDaemon(_) => return None,
-                ImageReference::Registry(_)
-                | ImageReference::Named(_)
-                | ImageReference::Scratch => {}
-            }
-        }
-    }
-    inputs.add("platform", &format!("{:?}", options.platform));
-    inputs.add("env", &format!("{:?}", options.env));
-    inputs.add("process", &format!("{:?}", options.process));
-    inputs.add(
-        "source-date-epoch",
-        &format!("{:?}", options.source_date_epoch),
-    );
-    inputs.add("exec-env", &options.exec_env);
-    inputs.add(
-        "build-environment",
-        &format!("{:?}", options.build_environment),
-    );
-    let host_env = options
-        .host_env
-        .clone()
-        .unwrap_or_else(|| std::env::vars().collect());
-    for (name, value) in crate::env::Env::for_build(host_env).iter() {
-        inputs.add(name, value);
-    }
-    Some(inputs.finish())
 }
 
 /// The stamp of a file destination: its metadata fingerprint, or `None` if it is missing.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use oci_spec::image::Digest;
 use serde::Serialize;
 
+pub use crate::layer::LayerReport;
+
 use super::detect::DetectReport;
 use super::export::ExportedLayer;
 use crate::launch::Process;
@@ -42,21 +44,6 @@ pub struct BuildReport {
     /// Whether nothing changed since the last build of the destination, so the buildpacks did
     /// not run and the recorded image was published again.
     pub up_to_date: bool,
-}
-
-/// A layer in a [`BuildReport`].
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct LayerReport {
-    /// What it holds.
-    pub name: String,
-    /// `diff_id`.
-    pub diff_id: String,
-    /// Blob digest.
-    pub digest: String,
-    /// Compressed size in bytes.
-    pub size: u64,
-    /// Whether the blob was already in the store.
-    pub reused: bool,
 }
 
 impl From<&ExportedLayer> for LayerReport {

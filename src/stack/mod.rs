@@ -10,6 +10,7 @@
 //! store as `kiln/stacks/<name>-<flavour>`, an image index with one manifest per architecture.
 
 mod build;
+pub mod choose;
 pub mod control;
 pub mod deb;
 pub mod definition;
@@ -189,7 +190,8 @@ pub enum StackError {
         #[source]
         source: std::io::Error,
     },
-    /// The operation was cancelled.
+    /// The stack build was cancelled: its source is the shared [`crate::event::Cancelled`] (see
+    /// [`crate::is_cancelled`]).
     #[error("cancelled")]
-    Cancelled,
+    Cancelled(#[from] crate::event::Cancelled),
 }

@@ -13,9 +13,11 @@
 mod servers;
 mod util;
 
+mod architecture;
 mod attacks;
 mod build;
 mod builtin;
+mod cancel;
 mod cli;
 mod detect;
 mod errors;
