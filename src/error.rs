@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::event::Cancelled;
 use crate::lifecycle::detect::DetectReport;
 
 /// Any error of a kiln operation.
@@ -80,9 +81,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The operation was cancelled.
+    /// The operation was cancelled between phases.
+    ///
+    /// The one variant of cancellation without a [`Cancelled`] source (the orchestrator
+    /// returns it as a unit); [`is_cancelled`] knows it. Errors of phases and modules carry
+    /// [`Cancelled`] itself.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Whether `error`, or any error in its [`source`](std::error::Error::source) chain, is a
+/// cancellation ([`Cancelled`], or [`Error::Cancelled`]), whichever module it came from.
+pub fn is_cancelled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<Cancelled>()
+            || matches!(error.downcast_ref::<Error>(), Some(Error::Cancelled))
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 fn summarize(results: &[DetectReport]) -> String {
@@ -94,4 +114,38 @@ fn summarize(results: &[DetectReport]) -> String {
         .map(|r| format!("{}@{}: {}", r.id, r.version, r.status))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::build::BuildError;
+    use crate::stack::StackError;
+    use crate::transport::publish::PublishError;
+    use crate::transport::registry::RegistryError;
+
+    #[test]
+    fn cancellation_is_found_under_any_wrapping() {
+        assert!(is_cancelled(&Cancelled));
+        assert!(is_cancelled(&Error::Cancelled));
+        assert!(is_cancelled(&Error::from(BuildError::from(Cancelled))));
+        assert!(is_cancelled(&Error::from(StackError::from(Cancelled))));
+        assert!(is_cancelled(&Error::from(PublishError::from(
+            RegistryError::from(Cancelled)
+        ))));
+        assert!(is_cancelled(&Error::from(crate::image::ImageError::from(
+            RegistryError::from(Cancelled)
+        ))));
+    }
+
+    #[test]
+    fn other_errors_are_not_cancellation() {
+        assert!(!is_cancelled(&Error::InvalidOptions(
+            "cancelled".to_string()
+        )));
+        assert!(!is_cancelled(&Error::NothingDetected {
+            results: Vec::new()
+        }));
+        assert!(!is_cancelled(&std::io::Error::other("cancelled")));
+    }
 }

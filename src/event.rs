@@ -151,10 +151,12 @@ impl EventSink for NoEvents {
     fn event(&self, _: &Event) {}
 }
 
-/// A handle to cancel a running build from another thread. Cloning shares the flag.
+/// A handle to cancel a running operation (build, stack build, pull, push, rebase) from
+/// another thread. Cloning shares the flag.
 ///
-/// Cancellation stops the current buildpack process (SIGKILL) and makes the build return
-/// [`crate::Error::Cancelled`]; nothing already published is touched.
+/// Cancellation stops the current buildpack process (SIGKILL) or transfer and makes the
+/// operation return an error caused by [`Cancelled`] (see [`crate::is_cancelled`]); nothing
+/// already published is touched.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
 
@@ -174,8 +176,32 @@ impl CancelToken {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// `Err(Cancelled)` once cancellation was requested, for `cancel.check()?`.
+    ///
+    /// # Errors
+    ///
+    /// [`Cancelled`] when [`CancelToken::cancel`] was called.
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
     /// The shared flag, for wiring to signal handlers (e.g. `signal_hook::flag::register`).
     pub fn flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.0)
     }
 }
+
+/// The error of an operation stopped through its [`CancelToken`] — the one cancellation of
+/// kiln, whichever operation or phase it stopped.
+///
+/// Each module's error carries it in a `Cancelled` variant whose [`source`] it is, so
+/// [`crate::is_cancelled`] finds it under any wrapping (the CLI maps it to exit code 130).
+///
+/// [`source`]: std::error::Error::source
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;

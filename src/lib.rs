@@ -21,8 +21,8 @@ pub mod store;
 pub mod transport;
 pub mod untrusted;
 
-pub use error::Error;
-pub use event::{CancelToken, Event, EventSink, NoEvents, Phase};
+pub use error::{Error, is_cancelled};
+pub use event::{CancelToken, Cancelled, Event, EventSink, NoEvents, Phase};
 pub use image::reference::{ImageName, ImageReference};
 pub use image::{LoadedImage, TargetPlatform};
 pub use launch::ProcessType;

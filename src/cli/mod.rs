@@ -321,7 +321,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register_conditional_shutdown(signal, 130, cancel.flag())?;
         signal_hook::flag::register(signal, cancel.flag())?;
     }
-    match cli.command {
+    let result = match cli.command {
         Command::Build(args) => build::run(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Detect(args) => detect::run(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Inspect(args) => inspect::run(&args, cli.home.as_ref(), &printer, &cancel),
@@ -334,7 +334,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::run(&args, cli.home.as_ref()),
         Command::Cache(args) => store::run_cache(&args, cli.home.as_ref()),
         Command::Rebase(args) => rebase::run(&args, cli.home.as_ref(), &printer, &cancel),
-    }
+    };
+    // However deeply a module wrapped it, a cancellation is reported as one thing:
+    // "cancelled" (exit code 130), not as the chain of the errors carrying it.
+    result.map_err(|error| {
+        if kiln::is_cancelled(error.as_ref()) {
+            kiln::Cancelled.into()
+        } else {
+            error
+        }
+    })
 }
 
 /// Exit codes. kiln follows the CNB lifecycle's codes where one exists.
@@ -356,10 +365,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 52 | a buildpack wrote invalid output (layer, launch, build or store TOML, a metadata file over 1 MiB, a layer name that is not one path component, an env file that names no variable) |
 /// | 62 | the image could not be exported |
 /// | 63 | the image could not be written to its destination (file, daemon, registry) |
-/// | 130 | cancelled (Ctrl-C / SIGTERM) |
+/// | 130 | cancelled (Ctrl-C / SIGTERM), whatever was running: build, detect, stack build, pull, push, rebase |
+///
+/// Cancellation is checked first: an error caused by [`kiln::Cancelled`] anywhere in its
+/// chain is 130, whichever module's error carries it.
 pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     use kiln::buildpack::BuildpackError;
     use kiln::lifecycle::build::BuildError;
+    if kiln::is_cancelled(error.as_ref()) {
+        return 130;
+    }
     let usage = error
         .chain()
         .any(|e| e.is::<UsageError>() || e.is::<kiln::image::reference::ReferenceError>());
@@ -379,16 +394,6 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     let Some(error) = error.downcast_ref::<kiln::Error>() else {
         return 1;
     };
-    let cancelled = matches!(
-        error,
-        kiln::Error::Cancelled
-            | kiln::Error::Build(BuildError::Cancelled)
-            | kiln::Error::Detect(kiln::lifecycle::detect::DetectError::Cancelled)
-            | kiln::Error::Export(kiln::lifecycle::export::ExportError::Cancelled)
-    );
-    if cancelled {
-        return 130;
-    }
     match error {
         kiln::Error::InvalidOptions(_) => 2,
         kiln::Error::Buildpack(BuildpackError::UnsupportedApi { .. })
@@ -437,6 +442,36 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cancellation_exits_130_whichever_error_carries_it() {
+        use kiln::Cancelled;
+        use kiln::transport::publish::PublishError;
+        use kiln::transport::registry::RegistryError;
+        let errors: Vec<anyhow::Error> = vec![
+            Cancelled.into(),
+            kiln::Error::Cancelled.into(),
+            kiln::Error::from(kiln::lifecycle::build::BuildError::from(Cancelled)).into(),
+            kiln::Error::from(kiln::lifecycle::detect::DetectError::from(Cancelled)).into(),
+            kiln::Error::from(kiln::lifecycle::export::ExportError::from(Cancelled)).into(),
+            kiln::Error::from(kiln::stack::StackError::from(Cancelled)).into(),
+            kiln::Error::from(kiln::image::ImageError::from(RegistryError::from(
+                Cancelled,
+            )))
+            .into(),
+            kiln::Error::from(PublishError::from(RegistryError::from(Cancelled))).into(),
+            kiln::rebase::RebaseError::from(PublishError::from(RegistryError::from(Cancelled)))
+                .into(),
+            anyhow::Error::from(kiln::Error::from(kiln::stack::StackError::from(Cancelled)))
+                .context("while building the run image"),
+        ];
+        for error in &errors {
+            assert_eq!(exit_code(error), 130, "{error:#}");
+        }
+        let other: anyhow::Error =
+            kiln::Error::from(kiln::stack::StackError::NoMirror("cancelled".to_string())).into();
+        assert_eq!(exit_code(&other), 41);
     }
 
     #[test]

@@ -82,9 +82,10 @@ pub enum BuildError {
     /// The sandbox could not be entered.
     #[error(transparent)]
     Sandbox(#[from] crate::buildenv::BuildEnvError),
-    /// The build was cancelled.
+    /// The build was cancelled: its source is the shared [`crate::event::Cancelled`] (see
+    /// [`crate::is_cancelled`]).
     #[error("cancelled")]
-    Cancelled,
+    Cancelled(#[from] crate::event::Cancelled),
 }
 
 fn tail_hint(tail: &[String]) -> String {
@@ -178,9 +179,7 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         slices: Vec::new(),
     };
     for member in ctx.group {
-        if ctx.runner.cancel.is_cancelled() {
-            return Err(BuildError::Cancelled);
-        }
+        ctx.runner.cancel.check()?;
         let buildpack = &member.buildpack;
         let id = buildpack.id().to_string();
         let escaped = buildpack.id().escaped();
@@ -336,7 +335,7 @@ fn run_bin_build(
         source,
     })?;
     if outcome.cancelled {
-        return Err(BuildError::Cancelled);
+        return Err(crate::event::Cancelled.into());
     }
     if outcome.code != Some(0) {
         return Err(BuildError::BuildpackFailed {

@@ -50,9 +50,10 @@ pub enum DetectError {
         #[source]
         source: std::io::Error,
     },
-    /// The build was cancelled.
+    /// Detection was cancelled: its source is the shared [`crate::event::Cancelled`] (see
+    /// [`crate::is_cancelled`]).
     #[error("cancelled")]
-    Cancelled,
+    Cancelled(#[from] crate::event::Cancelled),
 }
 
 fn describe_errors(results: &[DetectReport]) -> String {
@@ -259,8 +260,8 @@ impl Detector<'_, '_> {
         mut done: Vec<Element>,
         expanding: &mut Vec<String>,
     ) -> Result<Found, GroupFailure> {
-        if self.ctx.runner.cancel.is_cancelled() {
-            return Err(DetectError::Cancelled.into());
+        if let Err(cancelled) = self.ctx.runner.cancel.check() {
+            return Err(DetectError::from(cancelled).into());
         }
         for (i, entry) in entries.iter().enumerate() {
             if done.iter().any(|e| e.id == entry.id) {
@@ -402,9 +403,7 @@ impl Detector<'_, '_> {
                 self.plans().insert(element.key(), plan);
             }
         }
-        if self.ctx.runner.cancel.is_cancelled() {
-            return Err(DetectError::Cancelled);
-        }
+        self.ctx.runner.cancel.check()?;
         Ok(())
     }
 
@@ -459,7 +458,7 @@ impl Detector<'_, '_> {
         };
         let output = lines.join("\n");
         if outcome.cancelled {
-            return Err(DetectError::Cancelled);
+            return Err(crate::event::Cancelled.into());
         }
         match outcome.code {
             Some(0) => {}

@@ -6,6 +6,8 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use oci_spec::image::{
     ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndex, MediaType,
@@ -20,7 +22,7 @@ use super::mirror::{self, Mirrors};
 use super::release::{Keyring, Release};
 use super::resolve::{PackageIndex, PackageRecord};
 use super::{StackError, rootfs};
-use crate::event::{CancelToken, Event, EventSink};
+use crate::event::{CancelToken, Cancelled, Event, EventSink};
 use crate::image::layout::ref_name;
 use crate::image::reference::ImageName;
 use crate::image::{TargetPlatform, descriptor, write_image};
@@ -360,9 +362,7 @@ pub fn build(
         })?;
     let mut layers = Vec::new();
     for level in &chain {
-        if cancel.is_cancelled() {
-            return Err(StackError::Cancelled);
-        }
+        cancel.check()?;
         let level_packages: Vec<&LockedPackage> =
             packages.iter().filter(|p| &p.layer == level).collect();
         let root = work.path().join(level);
@@ -576,7 +576,7 @@ fn download(
                     if cancel.is_cancelled() {
                         break;
                     }
-                    let result = download_one(def, mirrors, fetcher, &cache, package);
+                    let result = download_one(def, mirrors, fetcher, &cache, package, cancel);
                     let current = done.fetch_add(package.size, Ordering::SeqCst) + package.size;
                     events.event(&Event::Progress {
                         label: "downloading packages".to_string(),
@@ -594,9 +594,7 @@ fn download(
             });
         }
     });
-    if cancel.is_cancelled() {
-        return Err(StackError::Cancelled);
-    }
+    cancel.check()?;
     if let Some(error) = errors
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -617,6 +615,7 @@ fn download_one(
     fetcher: &Fetcher,
     cache: &Path,
     package: &LockedPackage,
+    cancel: &CancelToken,
 ) -> Result<(), StackError> {
     let archive = def
         .archives
@@ -637,19 +636,53 @@ fn download_one(
     })?;
     let url = format!("{base}/{}", package.filename);
     let dest = cache.join(format!("{}.deb", package.sha256));
-    fetcher
-        .download_verified(&url, &dest, package.size, &package.sha256)
-        .map_err(|e| {
-            if e.is_not_found() {
-                StackError::NotServed {
-                    package: package.name.clone(),
-                    version: package.version.clone(),
-                    url,
-                }
-            } else {
-                StackError::Fetch(e)
+    let downloaded = {
+        let (fetcher, url) = (fetcher.clone(), url.clone());
+        let (size, sha256) = (package.size, package.sha256.clone());
+        unless_cancelled(cancel, move || {
+            fetcher.download_verified(&url, &dest, size, &sha256)
+        })?
+    };
+    downloaded.map_err(|e| {
+        if e.is_not_found() {
+            StackError::NotServed {
+                package: package.name.clone(),
+                version: package.version.clone(),
+                url,
             }
-        })
+        } else {
+            StackError::Fetch(e)
+        }
+    })
+}
+
+/// Runs `work` on a thread of its own and waits for its result, or until `cancel` is
+/// requested (checked every 100 ms): a mirror that stalls does not hold a cancelled build
+/// until the fetcher's timeout. A cancelled wait leaves the thread to end on its own (a
+/// download it completes is verified like any other).
+fn unless_cancelled<T: Send + 'static>(
+    cancel: &CancelToken,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Cancelled> {
+    let (sender, receiver) = mpsc::sync_channel(1);
+    let thread = std::thread::spawn(move || {
+        // The receiver is gone only when the wait was cancelled.
+        let _ = sender.send(work());
+    });
+    loop {
+        match receiver.recv_timeout(Duration::from_millis(100)) {
+            Ok(value) => return Ok(value),
+            Err(mpsc::RecvTimeoutError::Timeout) => cancel.check()?,
+            // Ended without a result, the thread panicked: pass the panic on, as a scoped
+            // thread would.
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(
+                thread
+                    .join()
+                    .err()
+                    .unwrap_or_else(|| Box::new("a download ended without a result")),
+            ),
+        }
+    }
 }
 
 fn image_config(

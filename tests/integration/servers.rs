@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -228,6 +228,17 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Announce the whole body's length but close the connection after this many bytes.
     pub truncate_at: Option<usize>,
+    /// Stop answering midway and hold the connection open until the registry stops.
+    pub stall: Option<Stall>,
+}
+
+/// Where a [`Reply`] stalls.
+#[derive(Debug, Clone, Copy)]
+pub enum Stall {
+    /// Before the head: the request is read, and nothing ever answers it.
+    Silent,
+    /// After the head and this many bytes of the body (whose whole length is announced).
+    After(usize),
 }
 
 impl Reply {
@@ -256,6 +267,7 @@ pub struct FakeRegistry {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     log: Arc<Mutex<Vec<Request>>>,
+    stalls: Arc<AtomicUsize>,
 }
 
 impl FakeRegistry {
@@ -264,17 +276,19 @@ impl FakeRegistry {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let stalls = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
         let thread = {
             let stop = Arc::clone(&stop);
             let log = Arc::clone(&log);
+            let stalls = Arc::clone(&stalls);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     if let Ok(stream) = stream {
-                        Self::serve(stream, &*handler, &log);
+                        Self::serve(stream, &*handler, &log, &stalls, &stop);
                     }
                 }
             })
@@ -284,10 +298,17 @@ impl FakeRegistry {
             stop,
             thread: Some(thread),
             log,
+            stalls,
         }
     }
 
-    fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
+    fn serve(
+        stream: TcpStream,
+        handler: &Handler,
+        log: &Mutex<Vec<Request>>,
+        stalls: &AtomicUsize,
+        stop: &AtomicBool,
+    ) {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut line = String::new();
@@ -336,6 +357,19 @@ impl FakeRegistry {
         };
         let reply = handler(&request, seen);
         let mut out = stream;
+        // Holds the connection, answering nothing more, until the registry stops (one
+        // request at a time: nothing else is served meanwhile).
+        let hold = |out: &mut TcpStream| {
+            let _ = out.flush();
+            stalls.fetch_add(1, Ordering::SeqCst);
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        if let Some(Stall::Silent) = reply.stall {
+            hold(&mut out);
+            return;
+        }
         let mut head = format!(
             "HTTP/1.1 {} Status\r\nContent-Length: {}\r\nConnection: close\r\n",
             reply.status,
@@ -352,6 +386,11 @@ impl FakeRegistry {
                 .truncate_at
                 .unwrap_or(reply.body.len())
                 .min(reply.body.len());
+            if let Some(Stall::After(sent)) = reply.stall {
+                let _ = out.write_all(&reply.body[..sent.min(end)]);
+                hold(&mut out);
+                return;
+            }
             let _ = out.write_all(&reply.body[..end]);
         }
         let _ = out.flush();
@@ -366,6 +405,11 @@ impl FakeRegistry {
     /// Every request so far.
     pub fn requests(&self) -> Vec<Request> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// How many replies have stalled so far (see [`Reply::stall`]).
+    pub fn stalled(&self) -> usize {
+        self.stalls.load(Ordering::SeqCst)
     }
 }
 

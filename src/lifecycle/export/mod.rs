@@ -81,9 +81,10 @@ pub enum ExportError {
     /// The image configuration could not be assembled.
     #[error("failed to assemble the image configuration: {0}")]
     Config(String),
-    /// The build was cancelled.
+    /// The export was cancelled: its source is the shared [`crate::event::Cancelled`] (see
+    /// [`crate::is_cancelled`]).
     #[error("cancelled")]
-    Cancelled,
+    Cancelled(#[from] crate::event::Cancelled),
 }
 
 /// A layer the export wrote.
@@ -545,8 +546,8 @@ fn write_layers_parallel(
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(plan) = planned.get(i) else { break };
-                    let result = if cancel.is_cancelled() {
-                        Err(ExportError::Cancelled)
+                    let result = if let Err(cancelled) = cancel.check() {
+                        Err(cancelled.into())
                     } else if let Some(blob) = &plan.reused {
                         Ok(blob.clone())
                     } else {

@@ -175,9 +175,10 @@ pub enum RegistryError {
     /// kiln's store could not be read or written.
     #[error(transparent)]
     Store(#[from] crate::image::layout::LayoutError),
-    /// The operation was cancelled.
+    /// The transfer was cancelled: its source is the shared [`crate::event::Cancelled`] (see
+    /// [`crate::is_cancelled`]).
     #[error("cancelled")]
-    Cancelled,
+    Cancelled(#[from] crate::event::Cancelled),
 }
 
 fn insecure_hint(registry: &str, message: &str) -> String {
@@ -515,11 +516,7 @@ impl Registry {
     }
 
     fn check(cancel: &CancelToken) -> Result<(), RegistryError> {
-        if cancel.is_cancelled() {
-            Err(RegistryError::Cancelled)
-        } else {
-            Ok(())
-        }
+        Ok(cancel.check()?)
     }
 }
 

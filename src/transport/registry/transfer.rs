@@ -15,7 +15,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use super::sources::Sources;
 use super::{Registry, RegistryError};
-use crate::event::{CancelToken, EventSink};
+use crate::event::{CancelToken, Cancelled, EventSink};
 use crate::image::digest::{GzipContentHasher, sha256_digest};
 use crate::image::layout::OciLayout;
 use crate::image::reference::ImageName;
@@ -250,7 +250,7 @@ impl Registry {
         let attempts = self.options.attempts.max(1);
         for attempt in 1..=attempts {
             let offset = writer.len();
-            let result: Result<(), OciDistributionError> = self.runtime.block_on(async {
+            let transfer = async {
                 let (mut stream, mut skip) = if offset == 0 {
                     (
                         client
@@ -276,12 +276,11 @@ impl Registry {
                     writer.write_all(&chunk[skipped..])?;
                     content.update(&chunk[skipped..]);
                     Self::progress(events, &label, writer.len(), size);
-                    if cancel.is_cancelled() {
-                        return Err(std::io::Error::other("cancelled").into());
-                    }
                 }
                 Ok(())
-            });
+            };
+            let result: Result<(), OciDistributionError> =
+                self.runtime.block_on(until_cancelled(cancel, transfer))?;
             Self::check(cancel)?;
             // All bytes arrived (a content mismatch shows up below, whatever the stream said).
             if writer.len() >= size {
@@ -463,7 +462,7 @@ impl Registry {
         let client = self.client(reference.resolve_registry(), monolithic);
         let label = format!("Pushing {}", short(&digest));
         let sent = Arc::new(AtomicU64::new(0));
-        self.retry(reference, &format!("upload blob {digest}"), || {
+        let uploaded = self.retry(reference, &format!("upload blob {digest}"), || {
             let client = Arc::clone(&client);
             let path = path.clone();
             let digest = digest.clone();
@@ -496,10 +495,29 @@ impl Registry {
                     }
                 }
             }
-        })?;
+        });
+        // A cancelled upload ends in an error of its own: report the cancellation instead.
         Self::check(cancel)?;
+        uploaded?;
         Self::progress(events, &label, size, size);
         Ok(())
+    }
+}
+
+/// Drives `future` to its end, or until `cancel` is requested (checked every 100 ms): a
+/// registry that stalls — no answer, or a body that stops midway — does not hold a cancelled
+/// operation until the client's timeouts.
+async fn until_cancelled<F: Future>(
+    cancel: &CancelToken,
+    future: F,
+) -> Result<F::Output, Cancelled> {
+    tokio::pin!(future);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            output = &mut future => return Ok(output),
+            _ = tick.tick() => cancel.check()?,
+        }
     }
 }
 
