@@ -100,7 +100,11 @@ struct Entry {
 
 /// Prunes the store (see the module docs). `None` when `no_wait` is set and builds are
 /// running.
-pub fn prune(store: &Store, options: PruneOptions) -> Result<Option<PruneReport>, StoreError> {
+pub fn prune(
+    store: &Store,
+    options: PruneOptions,
+    events: &dyn crate::event::EventSink,
+) -> Result<Option<PruneReport>, StoreError> {
     let lock_path = store.root().join("gc.lock");
     let file = guard_file(store)?;
     if options.no_wait {
@@ -115,10 +119,24 @@ pub fn prune(store: &Store, options: PruneOptions) -> Result<Option<PruneReport>
             }
         }
     } else {
-        file.lock().map_err(|source| StoreError::Prepare {
-            path: lock_path,
-            source,
-        })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                events.event(&crate::event::Event::Step(
+                    "Waiting for running kiln builds to finish before pruning".to_string(),
+                ));
+                file.lock().map_err(|source| StoreError::Prepare {
+                    path: lock_path,
+                    source,
+                })?;
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Prepare {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
     }
     let mut report = PruneReport::default();
 

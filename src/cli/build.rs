@@ -177,7 +177,7 @@ fn cap_store(store: &kiln::Store, max_size: u64, printer: &Printer) {
             no_wait: true,
             ..kiln::cache::gc::PruneOptions::default()
         };
-        match kiln::cache::gc::prune(store, options) {
+        match kiln::cache::gc::prune(store, options, printer) {
             Ok(Some(pruned)) if pruned.cache_entries > 0 => {
                 kiln::EventSink::event(
                     printer,

@@ -122,7 +122,11 @@ struct PruneArgs {
     format: Format,
 }
 
-pub(crate) fn run_cache(args: &CacheArgs, home: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run_cache(
+    args: &CacheArgs,
+    home: Option<&PathBuf>,
+    printer: &super::output::Printer,
+) -> anyhow::Result<ExitCode> {
     let CacheCommand::Prune(args) = &args.command;
     let store = open_store(home)?;
     let report = kiln::cache::gc::prune(
@@ -133,6 +137,7 @@ pub(crate) fn run_cache(args: &CacheArgs, home: Option<&PathBuf>) -> anyhow::Res
             dry_run: args.dry_run,
             no_wait: false,
         },
+        printer,
     )?
     .expect("a waiting prune always runs");
     match args.format {

@@ -419,42 +419,61 @@ fn builds_killed_during_export_leave_the_store_and_previous_image_intact() {
 
     let mut state = u64::from(std::process::id());
     let seed_note = format!("random state seeded with {state}");
-    for round in 0..4u32 {
-        let delay = Duration::from_secs_f64(
-            export_secs * f64::from(u32::try_from(next_random(&mut state) % 100).unwrap()) / 100.0,
-        );
+    // Starts a build, waits for its export phase, kills it `delay` into it; returns whether
+    // the kill landed there (kiln died of SIGKILL before its log said the export ended).
+    let kill_during_export = |seed: u32, delay: Duration| -> bool {
         let mut child = env
             .kiln()
-            .args(args(10 + round))
+            .args(args(seed))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Wait for the export phase, then kill at a random point within it.
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (ended_tx, ended) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead as _;
+            let mut export_ended = false;
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
             {
                 if line.contains("===> EXPORTING") {
-                    let _ = tx.send(());
+                    let _ = started_tx.send(());
                 }
+                export_ended |= line.contains("EXPORTING took");
             }
+            let _ = ended_tx.send(export_ended);
         });
-        let started = Instant::now();
-        rx.recv_timeout(Duration::from_mins(2))
-            .unwrap_or_else(|_| panic!("round {round}: no export phase ({seed_note})"));
+        started
+            .recv_timeout(Duration::from_mins(2))
+            .unwrap_or_else(|_| panic!("no export phase ({seed_note})"));
         std::thread::sleep(delay);
         let _ = Command::new("kill")
             .args(["-KILL", &child.id().to_string()])
             .status();
-        let _ = child.wait();
+        let status = child.wait().unwrap();
+        let export_ended = ended.recv_timeout(Duration::from_secs(10)).unwrap_or(true);
+        std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) && !export_ended
+    };
+    for round in 0..4u32 {
+        let mut delay = Duration::from_secs_f64(
+            export_secs * f64::from(u32::try_from(next_random(&mut state) % 100).unwrap()) / 100.0,
+        );
+        // A kill that came after the export ended proves nothing: try again sooner.
+        let mut attempt = 0;
+        while !kill_during_export(10 + round * 10 + attempt, delay) {
+            attempt += 1;
+            assert!(
+                attempt < 6,
+                "round {round}: no kill landed during the export ({seed_note})"
+            );
+            delay /= 2;
+        }
         eprintln!(
             "round {round}: killed {:.2}s into the export ({seed_note})",
-            started.elapsed().as_secs_f64()
+            delay.as_secs_f64()
         );
         // Every blob intact, and the image still there and whole: the previous one, or the
         // new one if the kill came after it was named (verify checks every blob it uses).
@@ -580,14 +599,20 @@ launch = true
         assert!(Instant::now() < deadline, "the build did not start");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let prune = env
+    let mut prune = env
         .kiln()
         .args(["cache", "prune", "--all", "--format", "json"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Give the prune time to reach the lock, then let the build finish.
-    std::thread::sleep(Duration::from_millis(500));
+    // Once prune says it waits for the running build (it found the lock taken), let the
+    // build finish.
+    let prune_log = std::io::BufReader::new(prune.stderr.take().unwrap());
+    let waiting = std::io::BufRead::lines(prune_log)
+        .map_while(Result::ok)
+        .any(|line| line.contains("Waiting for running kiln builds to finish"));
+    assert!(waiting, "prune did not wait for the running build");
     fs::write(platform_env.join("GO"), "1").unwrap();
     let built = running.wait_with_output().unwrap();
     assert!(
