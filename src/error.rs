@@ -81,23 +81,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The operation was cancelled between phases.
-    ///
-    /// The one variant of cancellation without a [`Cancelled`] source (the orchestrator
-    /// returns it as a unit); [`is_cancelled`] knows it. Errors of phases and modules carry
-    /// [`Cancelled`] itself.
+    /// The operation was cancelled between phases (errors of phases and modules carry
+    /// [`Cancelled`] as their source the same way).
     #[error("cancelled")]
-    Cancelled,
+    Cancelled(#[from] Cancelled),
 }
 
 /// Whether `error`, or any error in its [`source`](std::error::Error::source) chain, is a
-/// cancellation ([`Cancelled`], or [`Error::Cancelled`]), whichever module it came from.
+/// cancellation ([`Cancelled`] anywhere in its source chain), whichever module it came from.
 pub fn is_cancelled(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        if error.is::<Cancelled>()
-            || matches!(error.downcast_ref::<Error>(), Some(Error::Cancelled))
-        {
+        if error.is::<Cancelled>() {
             return true;
         }
         next = error.source();
@@ -127,7 +122,7 @@ mod tests {
     #[test]
     fn cancellation_is_found_under_any_wrapping() {
         assert!(is_cancelled(&Cancelled));
-        assert!(is_cancelled(&Error::Cancelled));
+        assert!(is_cancelled(&Error::Cancelled(Cancelled)));
         assert!(is_cancelled(&Error::from(BuildError::from(Cancelled))));
         assert!(is_cancelled(&Error::from(StackError::from(Cancelled))));
         assert!(is_cancelled(&Error::from(PublishError::from(

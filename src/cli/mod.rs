@@ -332,7 +332,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(args) => transfer::run_push(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Pull(args) => transfer::run_pull(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Store(args) => store::run(&args, cli.home.as_ref()),
-        Command::Cache(args) => store::run_cache(&args, cli.home.as_ref()),
+        Command::Cache(args) => store::run_cache(&args, cli.home.as_ref(), &printer),
         Command::Rebase(args) => rebase::run(&args, cli.home.as_ref(), &printer, &cancel),
     };
     // However deeply a module wrapped it, a cancellation is reported as one thing:
@@ -451,7 +451,7 @@ mod tests {
         use kiln::transport::registry::RegistryError;
         let errors: Vec<anyhow::Error> = vec![
             Cancelled.into(),
-            kiln::Error::Cancelled.into(),
+            kiln::Error::Cancelled(Cancelled).into(),
             kiln::Error::from(kiln::lifecycle::build::BuildError::from(Cancelled)).into(),
             kiln::Error::from(kiln::lifecycle::detect::DetectError::from(Cancelled)).into(),
             kiln::Error::from(kiln::lifecycle::export::ExportError::from(Cancelled)).into(),

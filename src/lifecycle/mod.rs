@@ -33,14 +33,14 @@ use self::analyze::RunImage;
 use self::detect::{DetectOutcome, GroupMember};
 use self::export::ExportContext;
 use self::prepare::{run_build, run_detect};
-use crate::cache::record::BuildRecord;
+use crate::cache::record::{BuildRecord, Recorded};
 use crate::error::Error;
 use crate::event::{CancelToken, Event, EventSink, Phase};
 use crate::image::reference::ImageReference;
 use crate::plan::PlanEntry;
 use crate::stack;
 use crate::store::Store;
-use crate::transport::publish;
+use crate::transport::publish::{self, Destination};
 
 /// Builds the app in `options.app_dir` into an image and publishes it.
 ///
@@ -81,7 +81,30 @@ pub fn build(
     }
     // From here on the recorded build no longer describes the destination.
     record.invalidate();
+    run_phases(
+        store,
+        options,
+        &destination,
+        &record,
+        recorded.as_ref(),
+        inputs,
+        events,
+        cancel,
+    )
+}
 
+/// The phases of a build that runs its buildpacks, in order.
+#[allow(clippy::too_many_arguments)]
+fn run_phases(
+    store: &Store,
+    options: &BuildOptions,
+    destination: &Destination,
+    record: &BuildRecord,
+    recorded: Option<&Recorded>,
+    inputs: Option<String>,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<BuildReport, Error> {
     let mut timings = Timings::new(events);
     let prepared = prepare::prepare(store, options, events, cancel, &mut timings)?;
     let runner = prepared.runner(options, events, cancel);
@@ -98,9 +121,9 @@ pub fn build(
         Ok(restore::restore(
             store,
             &restore::RestoreInputs {
-                destination: &destination,
-                record: &record,
-                recorded: recorded.as_ref(),
+                destination,
+                record,
+                recorded,
                 cache_image: options.cache_image.as_ref(),
                 clear_cache: options.clear_cache,
                 platform: &run_image.platform,
@@ -132,9 +155,7 @@ pub fn build(
             events,
             cancel,
         })?;
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
+        cancel.check()?;
         let started = Instant::now();
         let published = publish::publish(
             store,
@@ -142,7 +163,7 @@ pub fn build(
                 descriptor: &exported.manifest_descriptor,
                 manifest: &exported.manifest,
             },
-            &destination,
+            destination,
             &options.transports,
             events,
             cancel,
@@ -172,12 +193,12 @@ pub fn build(
     };
     if let Some(saved) = saved {
         remember::remember(
-            &record,
+            record,
             &prepared.work,
             &saved,
             inputs,
             &run_image,
-            &destination,
+            destination,
             &report,
             events,
         );

@@ -193,34 +193,7 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
     if let Some(order) = order_file {
         inputs.add_file("order", order).ok()?;
     }
-    match run_image {
-        None => {
-            let source = crate::stack::StackSource::open(stack).ok()?;
-            inputs.add("stack", source.label());
-            if let Some(dir) = source.dir() {
-                inputs.add_tree("stack-dir", dir).ok()?;
-            }
-        }
-        Some(reference) => {
-            inputs.add("run-image", &reference.to_string());
-            match reference {
-                ImageReference::Layout { path, .. } => {
-                    inputs.add_tree("run-image-layout", path).ok()?;
-                }
-                ImageReference::Archive { path, .. }
-                | ImageReference::DockerArchive { path, .. } => {
-                    inputs.add_file("run-image-archive", path).ok()?;
-                }
-                ImageReference::Registry(_) if transports.pull_policy == PullPolicy::Always => {
-                    return None;
-                }
-                ImageReference::DockerDaemon(_) => return None,
-                ImageReference::Registry(_)
-                | ImageReference::Named(_)
-                | ImageReference::Scratch => {}
-            }
-        }
-    }
+    add_run_image(&mut inputs, run_image.as_ref(), stack, transports)?;
     inputs.add(
         "platform",
         &platform
@@ -256,4 +229,43 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
         inputs.add(name, value);
     }
     Some(inputs.finish())
+}
+
+/// Adds the run image (or the stack its default comes from) to `inputs`; `None` when it
+/// cannot be checked without fetching it.
+fn add_run_image(
+    inputs: &mut Inputs,
+    run_image: Option<&ImageReference>,
+    stack: &str,
+    transports: &crate::transport::Transports,
+) -> Option<()> {
+    match run_image {
+        None => {
+            let source = crate::stack::StackSource::open(stack).ok()?;
+            inputs.add("stack", source.label());
+            if let Some(dir) = source.dir() {
+                inputs.add_tree("stack-dir", dir).ok()?;
+            }
+        }
+        Some(reference) => {
+            inputs.add("run-image", &reference.to_string());
+            match reference {
+                ImageReference::Layout { path, .. } => {
+                    inputs.add_tree("run-image-layout", path).ok()?;
+                }
+                ImageReference::Archive { path, .. }
+                | ImageReference::DockerArchive { path, .. } => {
+                    inputs.add_file("run-image-archive", path).ok()?;
+                }
+                ImageReference::Registry(_) if transports.pull_policy == PullPolicy::Always => {
+                    return None;
+                }
+                ImageReference::DockerDaemon(_) => return None,
+                ImageReference::Registry(_)
+                | ImageReference::Named(_)
+                | ImageReference::Scratch => {}
+            }
+        }
+    }
+    Some(())
 }
