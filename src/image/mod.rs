@@ -116,12 +116,11 @@ pub enum ImageError {
         /// The image.
         reference: String,
     },
-    /// A registry could not provide the image.
+    /// A registry or the Docker daemon could not provide the image. The transport's own
+    /// error is kept whole (it converts with `From`); it is boxed so that image formats do
+    /// not depend on the transports that read them.
     #[error(transparent)]
-    Registry(#[from] crate::transport::registry::RegistryError),
-    /// The Docker daemon could not provide the image.
-    #[error(transparent)]
-    Daemon(#[from] crate::transport::docker_daemon::DaemonError),
+    Transport(Box<dyn std::error::Error + Send + Sync>),
     /// kiln's store could not record the image.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -21,18 +21,20 @@ mod prepare;
 mod remember;
 mod report;
 pub mod restore;
+mod timings;
 mod up_to_date;
 
 pub use options::{BuildOptions, BuildpackRef, BuildpackSelection, DEFAULT_STACK};
 pub use report::{BuildReport, DetectSummary, LayerReport};
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::Instant;
 
 use self::analyze::RunImage;
 use self::detect::{DetectOutcome, GroupMember};
 use self::export::ExportContext;
 use self::prepare::{run_build, run_detect};
+use self::timings::Timings;
 use crate::cache::record::{BuildRecord, Recorded};
 use crate::error::Error;
 use crate::event::{CancelToken, Event, EventSink, Phase};
@@ -204,60 +206,6 @@ fn run_phases(
         );
     }
     Ok(report)
-}
-
-/// Seconds per phase for the report (`analyze`, `detect`, `restore`, `build`, `export`,
-/// `publish`), and the phase events.
-pub(crate) struct Timings<'a> {
-    events: &'a dyn EventSink,
-    seconds: BTreeMap<String, f64>,
-}
-
-impl<'a> Timings<'a> {
-    fn new(events: &'a dyn EventSink) -> Self {
-        Self {
-            events,
-            seconds: BTreeMap::new(),
-        }
-    }
-
-    /// Runs `phase` between its started and finished events, recording its time when it
-    /// succeeds.
-    fn phase<T>(
-        &mut self,
-        phase: Phase,
-        run: impl FnOnce(&mut Self) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        self.events.event(&Event::PhaseStarted(phase));
-        let started = Instant::now();
-        let out = run(self)?;
-        let elapsed: Duration = started.elapsed();
-        self.record(&phase.to_string().to_ascii_lowercase(), started);
-        self.events.event(&Event::PhaseFinished { phase, elapsed });
-        Ok(out)
-    }
-
-    /// Records the time since `started` under `key`.
-    fn record(&mut self, key: &str, started: Instant) {
-        self.seconds
-            .insert(key.to_string(), started.elapsed().as_secs_f64());
-    }
-
-    fn finish(self) -> BTreeMap<String, f64> {
-        self.seconds
-    }
-}
-
-/// Catalog errors as the top-level error kiln has always given for them (exit codes unchanged).
-pub(crate) fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
-    use crate::buildpack::catalog::CatalogError as E;
-    match error {
-        E::Buildpack(e) => Error::Buildpack(e),
-        E::Builtin(e) => Error::Builtin(e),
-        E::ReadOrder { path, source } => Error::ReadOrder { path, source },
-        E::ParseOrder { path, problem } => Error::ParseOrder { path, problem },
-        other => Error::InvalidOptions(other.to_string()),
-    }
 }
 
 /// The Debian packages the group's buildpacks need in their run image.

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use super::analyze::{self, RunImage};
 use super::build::{self, BuildContext, BuildDirs, BuildOutput};
 use super::detect::{self, DetectContext, DetectDirs, DetectOutcome, GroupMember, RunTarget};
-use super::{BuildOptions, Timings, catalog_error};
+use super::options::BuildOptions;
+use super::timings::Timings;
 use crate::app;
 use crate::buildenv::{
     APP_DIR, BuildEnvironment, HostSandbox, LAYERS_DIR, PLATFORM_DIR, SandboxMounts,
@@ -239,5 +240,17 @@ impl Prepared {
             events,
             cancel,
         }
+    }
+}
+
+/// Catalog errors as the top-level error kiln has always given for them (exit codes unchanged).
+fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
+    use crate::buildpack::catalog::CatalogError as E;
+    match error {
+        E::Buildpack(e) => Error::Buildpack(e),
+        E::Builtin(e) => Error::Builtin(e),
+        E::ReadOrder { path, source } => Error::ReadOrder { path, source },
+        E::ParseOrder { path, problem } => Error::ParseOrder { path, problem },
+        other => Error::InvalidOptions(other.to_string()),
     }
 }

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use oci_spec::image::Digest;
 
-use super::{BuildOptions, BuildReport, BuildpackRef, BuildpackSelection, LayerReport};
+use super::options::{BuildOptions, BuildpackRef, BuildpackSelection};
+use super::report::{BuildReport, LayerReport};
 use crate::buildenv::BuildEnvironment;
 use crate::cache::record::Inputs;
 use crate::cache::record::{self, Recorded};

@@ -226,6 +226,12 @@ impl Daemon {
     }
 }
 
+impl From<DaemonError> for crate::image::ImageError {
+    fn from(error: DaemonError) -> Self {
+        Self::Transport(Box::new(error))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

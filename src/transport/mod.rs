@@ -104,14 +104,21 @@ pub fn fetch(
                 }),
                 PullPolicy::Missing if in_store() => local(),
                 PullPolicy::Missing | PullPolicy::Always => {
+                    let unreachable = |e: &ImageError| match e {
+                        ImageError::Transport(e) => match e.downcast_ref::<RegistryError>() {
+                            Some(RegistryError::Unreachable { registry, message }) => {
+                                Some(format!("{registry} ({message})"))
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    };
                     match pull(name, store, platform, transports, events, cancel) {
                         Ok(()) => local(),
-                        Err(ImageError::Registry(RegistryError::Unreachable {
-                            registry,
-                            message,
-                        })) if in_store() => {
+                        Err(e) if in_store() && unreachable(&e).is_some() => {
+                            let registry = unreachable(&e).unwrap_or_default();
                             events.event(&Event::Warning(format!(
-                                "cannot reach registry {registry} ({message}); using the copy of {name} in kiln's store"
+                                "cannot reach registry {registry}; using the copy of {name} in kiln's store"
                             )));
                             local()
                         }

@@ -554,6 +554,12 @@ fn transient(error: &OciDistributionError) -> bool {
     }
 }
 
+impl From<RegistryError> for crate::image::ImageError {
+    fn from(error: RegistryError) -> Self {
+        Self::Transport(Box::new(error))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
