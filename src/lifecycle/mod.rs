@@ -10,7 +10,7 @@
 //! Each phase is a module taking its inputs and returning its outputs as types; this module
 //! only sequences them, times them and turns "no group passed" into an error. A build whose
 //! inputs did not change since the last one of its destination skips all of it
-//! ([`up_to_date`]).
+//! (`up_to_date.rs`).
 
 pub mod analyze;
 pub mod build;
