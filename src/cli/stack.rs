@@ -149,7 +149,7 @@ fn build(
             .layers
             .iter()
             .map(|l| LayerReport {
-                flavour: l.flavour.clone(),
+                flavour: l.flavour.to_string(),
                 packages: l.packages,
                 diff_id: l.blob.diff_id.to_string(),
                 size: l.blob.size,
@@ -226,11 +226,16 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         let mut flavours = Vec::new();
         for (flavour, f) in &def.flavours {
             flavours.push(FlavourRow {
-                name: flavour.clone(),
-                extends: f.extends.clone(),
+                name: flavour.to_string(),
+                extends: f.extends.as_ref().map(ToString::to_string),
                 description: f.description.clone(),
-                image: kiln::stack::store_name(&name, flavour).to_string(),
-                locked: source.lock(flavour).map_err(kiln::Error::from)?.is_some(),
+                image: kiln::stack::store_name(&def.stack.name, flavour)
+                    .map_err(kiln::Error::from)?
+                    .to_string(),
+                locked: source
+                    .lock(flavour.as_str())
+                    .map_err(kiln::Error::from)?
+                    .is_some(),
             });
         }
         rows.push(StackRow {

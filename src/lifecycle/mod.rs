@@ -329,7 +329,7 @@ pub fn detect(
                     options.platform.as_ref(),
                     &group_mixins(&group),
                 )?;
-                stack::store_name(&source.definition()?.stack.name, &flavour).to_string()
+                stack::store_name(&source.definition()?.stack.name, &flavour)?.to_string()
             };
             Ok(DetectSummary {
                 detected: true,

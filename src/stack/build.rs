@@ -16,7 +16,9 @@ use oci_spec::image::{
 
 use super::control::Stanza;
 use super::deb::Unpacker;
-use super::definition::{Lock, LockedPackage, StackDefinition, StackSource};
+use super::definition::{
+    FlavourName, Lock, LockedPackage, StackDefinition, StackName, StackSource,
+};
 use super::fetch::{Fetcher, sha256_hex};
 use super::mirror::{self, Mirrors};
 use super::release::{Keyring, Release};
@@ -68,7 +70,7 @@ impl Default for StackOptions {
 #[derive(Debug, Clone)]
 pub struct StackLayer {
     /// The flavour level it holds.
-    pub flavour: String,
+    pub flavour: FlavourName,
     /// How many packages.
     pub packages: usize,
     /// The written blob.
@@ -104,10 +106,18 @@ impl StackImage {
 }
 
 /// The store name of a stack flavour's image: `kiln/stacks/<stack>-<flavour>:latest`.
-pub fn store_name(stack: &str, flavour: &str) -> ImageName {
-    format!("kiln/stacks/{stack}-{flavour}")
-        .parse()
-        .expect("stack and flavour names are valid image name components")
+///
+/// # Errors
+///
+/// [`StackError::Definition`] if the two names do not make an image name, which their
+/// validation rules out.
+pub fn store_name(stack: &StackName, flavour: &FlavourName) -> Result<ImageName, StackError> {
+    format!("kiln/stacks/{stack}-{flavour}").parse().map_err(
+        |e: crate::image::reference::ReferenceError| StackError::Definition {
+            stack: stack.to_string(),
+            problem: e.to_string(),
+        },
+    )
 }
 
 fn host_arch() -> String {
@@ -119,7 +129,7 @@ fn check_arch(def: &StackDefinition, arch: &str) -> Result<(), StackError> {
         Ok(())
     } else {
         Err(StackError::UnsupportedArch {
-            stack: def.stack.name.clone(),
+            stack: def.stack.name.to_string(),
             arch: arch.to_string(),
             available: def.stack.architectures.clone(),
         })
@@ -140,7 +150,7 @@ fn keyring(
     }
     if def.stack.keyring.is_empty() {
         return Err(StackError::NoKeyring {
-            stack: def.stack.name.clone(),
+            stack: def.stack.name.to_string(),
         });
     }
     let mut keys = Keyring::default();
@@ -279,11 +289,6 @@ pub fn lock(
         });
     }
     let def = source.definition()?;
-    let flavours: Vec<String> = if flavours.is_empty() {
-        def.flavours.keys().cloned().collect()
-    } else {
-        flavours.to_vec()
-    };
     let arches: Vec<String> = if arches.is_empty() {
         def.stack.architectures.clone()
     } else {
@@ -292,33 +297,45 @@ pub fn lock(
     for arch in &arches {
         check_arch(&def, arch)?;
     }
+    let flavours: Vec<FlavourName> = if flavours.is_empty() {
+        def.flavours.keys().cloned().collect()
+    } else {
+        flavours
+            .iter()
+            .map(|f| def.flavour(f).cloned())
+            .collect::<Result<_, _>>()?
+    };
     let mirrors = discover_mirrors(&def, options)?;
     let keyring = keyring(source, &def, options.skip_signature, events)?;
     let fetcher = Fetcher::new()?;
-    let mut locks: BTreeMap<String, Lock> = BTreeMap::new();
+    let mut locks: BTreeMap<FlavourName, Lock> = BTreeMap::new();
     for arch in &arches {
         let index = fetch_indexes(&def, &mirrors, keyring.as_ref(), arch, &fetcher, events)?;
         events.event(&Event::Step(format!(
             "Resolving {} for {arch} ({} packages in the archive)",
-            flavours.join(", "),
+            flavours
+                .iter()
+                .map(FlavourName::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             index.len()
         )));
         for flavour in &flavours {
-            let entries = resolve(&def, &index, flavour, arch)?;
+            let entries = resolve(&def, &index, flavour.as_str(), arch)?;
             let lock = locks.entry(flavour.clone()).or_insert_with(|| Lock {
                 stack: def.stack.name.clone(),
                 flavour: flavour.clone(),
                 definition: String::new(),
                 packages: Vec::new(),
             });
-            lock.definition = def.fingerprint(flavour)?;
+            lock.definition = def.fingerprint(flavour.as_str())?;
             lock.packages.extend(entries);
         }
     }
     let mut written = Vec::new();
     for (flavour, mut new) in locks {
         // Keep the entries of architectures not locked this time.
-        if let Some(old) = source.lock(&flavour)? {
+        if let Some(old) = source.lock(flavour.as_str())? {
             new.packages.extend(
                 old.packages
                     .into_iter()
@@ -343,10 +360,11 @@ pub fn build(
     let def = source.definition()?;
     let arch = options.arch.clone().unwrap_or_else(host_arch);
     check_arch(&def, &arch)?;
-    let chain: Vec<String> = def
+    let flavour = def.flavour(&options.flavour)?.clone();
+    let chain: Vec<FlavourName> = def
         .chain(&options.flavour)?
-        .iter()
-        .map(|(n, _)| (*n).to_string())
+        .into_iter()
+        .map(|(n, _)| n.clone())
         .collect();
     let mirrors = discover_mirrors(&def, options)?;
     let fetcher = Fetcher::new()?;
@@ -363,14 +381,16 @@ pub fn build(
     let mut layers = Vec::new();
     for level in &chain {
         cancel.check()?;
-        let level_packages: Vec<&LockedPackage> =
-            packages.iter().filter(|p| &p.layer == level).collect();
-        let root = work.path().join(level);
-        let base = level == &chain[0];
+        let level_packages: Vec<&LockedPackage> = packages
+            .iter()
+            .filter(|p| p.layer == level.as_str())
+            .collect();
+        let root = work.path().join(level.as_str());
+        let base = chain.first() == Some(level);
         let blob = build_layer(
             store,
             &def,
-            level,
+            level.as_str(),
             base,
             &level_packages,
             &debs,
@@ -394,14 +414,7 @@ pub fn build(
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
     package_list.sort();
-    let config = image_config(
-        &def,
-        &options.flavour,
-        &platform,
-        &layers,
-        &package_list,
-        options,
-    )?;
+    let config = image_config(&def, &flavour, &platform, &layers, &package_list, options)?;
     let written = write_image(
         store.layout(),
         layers
@@ -410,7 +423,7 @@ pub fn build(
             .collect(),
         &config,
     )?;
-    let name = store_name(&def.stack.name, &options.flavour);
+    let name = store_name(&def.stack.name, &flavour)?;
     add_to_index(store, &name, &written.descriptor, &platform)?;
     Ok(StackImage {
         name,
@@ -455,12 +468,12 @@ fn packages_to_install(
     let lock = source
         .lock(&options.flavour)?
         .ok_or_else(|| StackError::NoLock {
-            stack: def.stack.name.clone(),
+            stack: def.stack.name.to_string(),
             flavour: options.flavour.clone(),
         })?;
     if lock.definition != def.fingerprint(&options.flavour)? {
         return Err(StackError::StaleLock {
-            stack: def.stack.name.clone(),
+            stack: def.stack.name.to_string(),
             flavour: options.flavour.clone(),
         });
     }
@@ -471,7 +484,7 @@ fn packages_to_install(
         .collect();
     if packages.is_empty() {
         return Err(StackError::LockMissingArch {
-            stack: def.stack.name.clone(),
+            stack: def.stack.name.to_string(),
             flavour: options.flavour.clone(),
             arch: arch.to_string(),
         });
@@ -622,7 +635,7 @@ fn download_one(
         .iter()
         .find(|a| a.name == package.archive)
         .ok_or_else(|| StackError::Definition {
-            stack: def.stack.name.clone(),
+            stack: def.stack.name.to_string(),
             problem: format!(
                 "the lock names archive {} for {}, which stack.toml does not define",
                 package.archive, package.name
@@ -687,14 +700,14 @@ fn unless_cancelled<T: Send + 'static>(
 
 fn image_config(
     def: &StackDefinition,
-    flavour: &str,
+    flavour: &FlavourName,
     platform: &TargetPlatform,
     layers: &[StackLayer],
     packages: &[String],
     options: &StackOptions,
 ) -> Result<oci_spec::image::ImageConfiguration, StackError> {
     let invalid = |e: oci_spec::OciSpecError| StackError::Definition {
-        stack: def.stack.name.clone(),
+        stack: def.stack.name.to_string(),
         problem: e.to_string(),
     };
     let created = crate::reproducible::created_timestamp(options.source_date_epoch);
@@ -707,7 +720,10 @@ fn image_config(
             "org.opencontainers.image.description".to_string(),
             format!(
                 "kiln stack {} {flavour}: {}",
-                def.stack.name, def.flavours[flavour].description
+                def.stack.name,
+                def.flavours
+                    .get(flavour)
+                    .map_or("", |f| f.description.as_str())
             ),
         ),
     ]);
@@ -822,11 +838,11 @@ pub fn choose_flavour(
     source: &StackSource,
     arch: &str,
     mixins: &BTreeSet<String>,
-) -> Result<String, StackError> {
+) -> Result<FlavourName, StackError> {
     let def = source.definition()?;
-    let mut best: Option<(usize, String)> = None;
+    let mut best: Option<(usize, FlavourName)> = None;
     for flavour in def.flavours.keys() {
-        let Some(lock) = source.lock(flavour)? else {
+        let Some(lock) = source.lock(flavour.as_str())? else {
             continue;
         };
         let names: BTreeSet<&str> = lock
@@ -843,9 +859,9 @@ pub fn choose_flavour(
         }
     }
     best.map(|(_, f)| f).ok_or_else(|| StackError::NoFlavour {
-        stack: def.stack.name.clone(),
+        stack: def.stack.name.to_string(),
         mixins: mixins.iter().cloned().collect(),
-        flavours: def.flavours.keys().cloned().collect(),
+        flavours: def.flavours.keys().map(ToString::to_string).collect(),
     })
 }
 
@@ -854,15 +870,15 @@ pub fn choose_flavour(
 pub fn ensure_image(
     store: &Store,
     source: &StackSource,
-    flavour: &str,
+    flavour: &FlavourName,
     arch: &str,
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<ImageName, StackError> {
     let def = source.definition()?;
-    let name = store_name(&def.stack.name, flavour);
+    let name = store_name(&def.stack.name, flavour)?;
     let mut wanted: Vec<String> = source
-        .lock(flavour)?
+        .lock(flavour.as_str())?
         .map(|l| {
             l.packages
                 .iter()

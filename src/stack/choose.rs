@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use super::definition::FlavourName;
 use super::{StackError, StackSource, choose_flavour};
 use crate::buildpack::target::RunTarget;
 use crate::image::TargetPlatform;
@@ -27,7 +28,7 @@ pub fn flavour(
     stack: &str,
     platform: Option<&TargetPlatform>,
     mixins: &BTreeSet<String>,
-) -> Result<(StackSource, String, TargetPlatform), StackError> {
+) -> Result<(StackSource, FlavourName, TargetPlatform), StackError> {
     let source = StackSource::open(stack)?;
     let platform = platform.cloned().unwrap_or_else(TargetPlatform::host);
     let flavour = choose_flavour(&source, &platform.architecture, mixins)?;

@@ -1,8 +1,11 @@
 //! Stack definitions (`stacks/<name>/stack.toml`), lock files, and where they are read from.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +14,155 @@ use super::StackError;
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/stacks.rs"));
 }
+
+/// A name is invalid as a stack or flavour name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} name {name:?} is not valid: it names the image kiln/stacks/<stack>-<flavour>, so it must use lowercase letters and digits, with single '.', '_' or '-' between them (e.g. {suggestion:?})"
+)]
+pub struct InvalidName {
+    /// `stack` or `flavour`.
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+    /// A valid name close to it.
+    pub suggestion: String,
+}
+
+/// Whether `name` is a valid image name component: lowercase letters and digits, separated by
+/// one `.`, one or two `_`, or any number of `-`, starting and ending with a letter or digit.
+/// Two such names joined by `-` are one again, so `<stack>-<flavour>` is always valid.
+fn valid_component(name: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = name.as_bytes();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if !alnum(first) || !alnum(last) {
+        return false;
+    }
+    let mut separator: Option<(u8, usize)> = None;
+    for &b in bytes {
+        if alnum(b) {
+            separator = None;
+            continue;
+        }
+        separator = match (separator, b) {
+            (None, b'.' | b'_' | b'-') => Some((b, 1)),
+            (Some((b'_', 1)), b'_') => Some((b'_', 2)),
+            (Some((b'-', n)), b'-') => Some((b'-', n + 1)),
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// `name` made valid: lowercased, anything else than letters, digits and separators dropped.
+fn suggest(name: &str) -> String {
+    let lower: String = name
+        .chars()
+        .filter_map(|c| {
+            let c = c.to_ascii_lowercase();
+            (c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-').then_some(c)
+        })
+        .collect();
+    let trimmed = lower.trim_matches('-');
+    if trimmed.is_empty() {
+        "name".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+macro_rules! component_name {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The name as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                if valid_component(s) {
+                    Ok(Self(s.to_string()))
+                } else {
+                    Err(InvalidName {
+                        what: $what,
+                        name: s.to_string(),
+                        suggestion: suggest(s),
+                    })
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidName;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> Self {
+                name.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+component_name!(
+    /// A stack's name (`bookworm`), as `stack.toml` gives it: a valid image name component,
+    /// since it names the stack's images (`kiln/stacks/<stack>-<flavour>`).
+    StackName,
+    "stack"
+);
+
+component_name!(
+    /// A flavour's name (`python`): a valid image name component, since it names the
+    /// flavour's image (`kiln/stacks/<stack>-<flavour>`).
+    FlavourName,
+    "flavour"
+);
 
 /// A parsed `stack.toml`. Unknown keys are errors: a typo must not silently change an image.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -24,7 +176,7 @@ pub struct StackDefinition {
     /// The CNB user.
     pub user: UserDef,
     /// Flavours by name.
-    pub flavours: BTreeMap<String, FlavourDef>,
+    pub flavours: BTreeMap<FlavourName, FlavourDef>,
 }
 
 /// The `[stack]` table.
@@ -32,7 +184,7 @@ pub struct StackDefinition {
 #[serde(deny_unknown_fields)]
 pub struct StackInfo {
     /// Stack name (`bookworm`).
-    pub name: String,
+    pub name: StackName,
     /// What it is.
     #[serde(default)]
     pub description: String,
@@ -95,7 +247,7 @@ pub struct FlavourDef {
     pub description: String,
     /// The flavour it builds on (its layers are shared).
     #[serde(default)]
-    pub extends: Option<String>,
+    pub extends: Option<FlavourName>,
     /// Packages to install (with their dependencies).
     #[serde(default)]
     pub packages: Vec<String>,
@@ -108,27 +260,35 @@ pub struct FlavourDef {
 }
 
 impl StackDefinition {
+    /// The flavour called `name`.
+    pub fn flavour(&self, name: &str) -> Result<&FlavourName, StackError> {
+        self.flavour_entry(name).map(|(key, _)| key)
+    }
+
+    fn flavour_entry(&self, name: &str) -> Result<(&FlavourName, &FlavourDef), StackError> {
+        self.flavours
+            .get_key_value(name)
+            .ok_or_else(|| StackError::UnknownFlavour {
+                stack: self.stack.name.to_string(),
+                flavour: name.to_string(),
+                available: self.flavours.keys().map(ToString::to_string).collect(),
+            })
+    }
+
     /// The flavours from the bottom (`base`) up to `flavour`.
-    pub fn chain(&self, flavour: &str) -> Result<Vec<(&str, &FlavourDef)>, StackError> {
-        let mut chain = Vec::new();
+    pub fn chain(&self, flavour: &str) -> Result<Vec<(&FlavourName, &FlavourDef)>, StackError> {
+        let mut chain: Vec<(&FlavourName, &FlavourDef)> = Vec::new();
         let mut current = Some(flavour);
         while let Some(name) = current {
-            let (key, def) =
-                self.flavours
-                    .get_key_value(name)
-                    .ok_or_else(|| StackError::UnknownFlavour {
-                        stack: self.stack.name.clone(),
-                        flavour: name.to_string(),
-                        available: self.flavours.keys().cloned().collect(),
-                    })?;
-            if chain.iter().any(|(n, _)| *n == key.as_str()) {
+            let (key, def) = self.flavour_entry(name)?;
+            if chain.iter().any(|(n, _)| *n == key) {
                 return Err(StackError::Definition {
-                    stack: self.stack.name.clone(),
+                    stack: self.stack.name.to_string(),
                     problem: format!("flavour {flavour} extends itself (through {name})"),
                 });
             }
-            chain.push((key.as_str(), def));
-            current = def.extends.as_deref();
+            chain.push((key, def));
+            current = def.extends.as_ref().map(FlavourName::as_str);
         }
         chain.reverse();
         Ok(chain)
@@ -141,7 +301,7 @@ impl StackDefinition {
         struct Inputs<'a> {
             exclude: &'a [String],
             archives: &'a [ArchiveDef],
-            chain: Vec<(&'a str, &'a FlavourDef)>,
+            chain: Vec<(&'a FlavourName, &'a FlavourDef)>,
         }
         let inputs = Inputs {
             exclude: &self.stack.exclude,
@@ -150,7 +310,7 @@ impl StackDefinition {
         };
         let json =
             crate::reproducible::canonical_json(&inputs).map_err(|e| StackError::Definition {
-                stack: self.stack.name.clone(),
+                stack: self.stack.name.to_string(),
                 problem: e.to_string(),
             })?;
         Ok(format!("sha256:{}", super::fetch::sha256_hex(&json)))
@@ -158,13 +318,13 @@ impl StackDefinition {
 }
 
 /// A lock file: exactly which package files make a flavour, per architecture.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     /// Stack name.
-    pub stack: String,
+    pub stack: StackName,
     /// Flavour name.
-    pub flavour: String,
+    pub flavour: FlavourName,
     /// [`StackDefinition::fingerprint`] of the definition it was made from.
     pub definition: String,
     /// The packages.
@@ -357,7 +517,7 @@ mod tests {
             .chain("nodejs")
             .unwrap()
             .iter()
-            .map(|(n, _)| *n)
+            .map(|(n, _)| n.as_str())
             .collect();
         assert_eq!(chain, ["base", "cc", "nodejs"]);
         assert_ne!(
@@ -391,6 +551,55 @@ mod tests {
         let source = StackSource::open(dir.path().to_str().unwrap()).unwrap();
         let err = source.definition().unwrap_err().to_string();
         assert!(err.contains("exlcude"), "{err}");
+    }
+
+    #[test]
+    fn stack_and_flavour_names_are_image_name_components() {
+        for good in [
+            "bookworm",
+            "a",
+            "x1",
+            "my-stack",
+            "my--stack",
+            "a.b",
+            "a_b",
+            "a__b",
+        ] {
+            assert!(good.parse::<StackName>().is_ok(), "{good}");
+            assert!(good.parse::<FlavourName>().is_ok(), "{good}");
+        }
+        for bad in [
+            "", "MyStack", "-a", "a-", ".a", "a.", "a..b", "a___b", "a._b", "a b", "a/b", "a:b",
+            "ä",
+        ] {
+            assert!(bad.parse::<StackName>().is_err(), "{bad:?}");
+            assert!(bad.parse::<FlavourName>().is_err(), "{bad:?}");
+        }
+        let err = "MyStack".parse::<StackName>().unwrap_err().to_string();
+        assert!(
+            err.contains("stack name \"MyStack\"") && err.contains("\"mystack\""),
+            "{err}"
+        );
+        // Any two valid names make a valid store name.
+        let name = super::super::store_name(&"my.stack".parse().unwrap(), &"a__b".parse().unwrap())
+            .unwrap();
+        assert_eq!(name.to_string(), "kiln/stacks/my.stack-a__b:latest");
+    }
+
+    #[test]
+    fn an_invalid_stack_name_is_an_error_naming_stack_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("stack.toml"),
+            "[stack]\nname = \"MyStack\"\ndistro = { name = \"d\", version = \"1\" }\narchitectures = []\n[[archive]]\nname=\"m\"\nmirror=\"debian\"\nsuites=[]\ncomponents=[]\n[user]\nname=\"u\"\nuid=1\ngid=1\nhome=\"/h\"\n[flavours.base]\n",
+        )
+        .unwrap();
+        let source = StackSource::open(dir.path().to_str().unwrap()).unwrap();
+        let err = source.definition().unwrap_err().to_string();
+        assert!(
+            err.contains("stack.toml") && err.contains("MyStack") && err.contains("mystack"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ use std::path::PathBuf;
 pub use build::{
     StackImage, StackLayer, StackOptions, build, choose_flavour, ensure_image, lock, store_name,
 };
-pub use definition::{Lock, LockedPackage, StackDefinition, StackSource};
+pub use definition::{
+    FlavourName, InvalidName, Lock, LockedPackage, StackDefinition, StackName, StackSource,
+};
 
 /// Errors of stack operations.
 #[derive(Debug, thiserror::Error)]

@@ -496,3 +496,37 @@ fn stale_locks_and_missing_keyrings_are_refused() {
     );
     assert_exit(&f.kiln(&["stack", "lock", "bookworm"]), 40, &["read-only"]);
 }
+
+#[test]
+fn an_invalid_stack_name_is_a_clear_error_not_a_panic() {
+    // `name` names the stack's images (kiln/stacks/<name>-<flavour>), so uppercase is refused
+    // when stack.toml is read, naming the file and a valid spelling (exit 40), rather than
+    // panicking when the image name is made.
+    let f = Fixture::new();
+    let toml = fs::read_to_string(f.stack().join("stack.toml")).unwrap();
+    fs::write(
+        f.stack().join("stack.toml"),
+        toml.replace("name = \"teststack\"", "name = \"MyStack\""),
+    )
+    .unwrap();
+    let stack = f.stack();
+    let repo = crate::util::repo();
+    let detect = f.kiln(&[
+        "detect",
+        "--path",
+        repo.join("examples/hello-shell").to_str().unwrap(),
+        "--buildpack",
+        repo.join("examples/buildpacks/shell").to_str().unwrap(),
+        "--stack",
+        stack.to_str().unwrap(),
+    ]);
+    let build = f.kiln(&["stack", "build", stack.to_str().unwrap()]);
+    for out in [&detect, &build] {
+        assert_exit(out, 40, &["stack.toml", "\"MyStack\"", "\"mystack\""]);
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
