@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A phase of the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
     /// Reading the run image.
     Analyze,
@@ -32,6 +32,67 @@ impl fmt::Display for Phase {
             Self::Build => "BUILDING",
             Self::Export => "EXPORTING",
         })
+    }
+}
+
+/// What a build report's `timings` entry measured: a [`Phase`], publishing, or (on the
+/// nothing-changed fast path) checking that nothing changed.
+///
+/// Serialized as today's report keys: `analyzing`, `detecting`, `restoring`, `building`,
+/// `exporting`, `publish` and `checking`; ordered by that key, so a map of timings
+/// serializes in the same order as one keyed by the strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timing {
+    /// A phase of the pipeline.
+    Phase(Phase),
+    /// Publishing the image to its destination.
+    Publish,
+    /// Checking whether anything changed since the last build (the fast path).
+    Checking,
+}
+
+impl Timing {
+    /// The report key.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Phase(Phase::Analyze) => "analyzing",
+            Self::Phase(Phase::Detect) => "detecting",
+            Self::Phase(Phase::Restore) => "restoring",
+            Self::Phase(Phase::Build) => "building",
+            Self::Phase(Phase::Export) => "exporting",
+            Self::Publish => "publish",
+            Self::Checking => "checking",
+        }
+    }
+}
+
+impl From<Phase> for Timing {
+    fn from(phase: Phase) -> Self {
+        Self::Phase(phase)
+    }
+}
+
+impl fmt::Display for Timing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Ord for Timing {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Timing {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl serde::Serialize for Timing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -205,3 +266,41 @@ impl CancelToken {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
 #[error("cancelled")]
 pub struct Cancelled;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn timings_serialize_as_the_report_keys_in_their_order() {
+        let all = [
+            Timing::Phase(Phase::Analyze),
+            Timing::Phase(Phase::Detect),
+            Timing::Phase(Phase::Restore),
+            Timing::Phase(Phase::Build),
+            Timing::Phase(Phase::Export),
+            Timing::Publish,
+            Timing::Checking,
+        ];
+        let typed: BTreeMap<Timing, f64> = all.iter().map(|t| (*t, 1.5)).collect();
+        let strings: BTreeMap<String, f64> = all.iter().map(|t| (t.to_string(), 1.5)).collect();
+        assert_eq!(
+            serde_json::to_string(&typed).unwrap(),
+            serde_json::to_string(&strings).unwrap()
+        );
+        // The phase keys are the lowercase phase banners.
+        for phase in [
+            Phase::Analyze,
+            Phase::Detect,
+            Phase::Restore,
+            Phase::Build,
+            Phase::Export,
+        ] {
+            assert_eq!(
+                Timing::from(phase).as_str(),
+                phase.to_string().to_ascii_lowercase()
+            );
+        }
+    }
+}

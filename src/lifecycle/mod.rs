@@ -37,7 +37,7 @@ use self::prepare::{run_build, run_detect};
 use self::timings::Timings;
 use crate::cache::record::{BuildRecord, Recorded};
 use crate::error::Error;
-use crate::event::{CancelToken, Event, EventSink, Phase};
+use crate::event::{CancelToken, Event, EventSink, Phase, Timing};
 use crate::image::reference::ImageReference;
 use crate::plan::PlanEntry;
 use crate::stack;
@@ -170,7 +170,7 @@ fn run_phases(
             events,
             cancel,
         )?;
-        timings.record("publish", started);
+        timings.record(Timing::Publish, started);
         let saved = remember::save_caches(
             store, options, &cache, &memo, &output, &exported, &run_image, events, cancel,
         );

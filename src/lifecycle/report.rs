@@ -9,6 +9,7 @@ pub use crate::layer::LayerReport;
 
 use super::detect::DetectReport;
 use super::export::ExportedLayer;
+use crate::event::Timing;
 use crate::launch::Process;
 use crate::plan::PlanEntry;
 use crate::transport::publish;
@@ -36,8 +37,9 @@ pub struct BuildReport {
     pub default_process: Option<String>,
     /// The layers kiln wrote.
     pub layers: Vec<LayerReport>,
-    /// Seconds spent per phase.
-    pub timings: BTreeMap<String, f64>,
+    /// Seconds spent per phase (and publishing; checking instead of the phases when
+    /// [`up_to_date`](Self::up_to_date)).
+    pub timings: BTreeMap<Timing, f64>,
     /// What publishing did: for a registry, the pushed reference, digest and blobs
     /// uploaded, mounted or already there.
     pub published: publish::Published,

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::event::{Event, EventSink, Phase};
+use crate::event::{Event, EventSink, Phase, Timing};
 
-/// Seconds per phase for the report (`analyze`, `detect`, `restore`, `build`, `export`,
-/// `publish`), and the phase events.
+/// Seconds per phase for the report (each [`Phase`] and [`Timing::Publish`]), and the phase
+/// events.
 pub(crate) struct Timings<'a> {
     events: &'a dyn EventSink,
-    seconds: BTreeMap<String, f64>,
+    seconds: BTreeMap<Timing, f64>,
 }
 
 impl<'a> Timings<'a> {
@@ -32,18 +32,17 @@ impl<'a> Timings<'a> {
         let started = Instant::now();
         let out = run(self)?;
         let elapsed: Duration = started.elapsed();
-        self.record(&phase.to_string().to_ascii_lowercase(), started);
+        self.record(Timing::Phase(phase), started);
         self.events.event(&Event::PhaseFinished { phase, elapsed });
         Ok(out)
     }
 
     /// Records the time since `started` under `key`.
-    pub(super) fn record(&mut self, key: &str, started: Instant) {
-        self.seconds
-            .insert(key.to_string(), started.elapsed().as_secs_f64());
+    pub(super) fn record(&mut self, key: Timing, started: Instant) {
+        self.seconds.insert(key, started.elapsed().as_secs_f64());
     }
 
-    pub(super) fn finish(self) -> BTreeMap<String, f64> {
+    pub(super) fn finish(self) -> BTreeMap<Timing, f64> {
         self.seconds
     }
 }

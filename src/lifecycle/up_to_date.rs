@@ -13,7 +13,7 @@ use crate::buildenv::BuildEnvironment;
 use crate::cache::record::Inputs;
 use crate::cache::record::{self, Recorded};
 use crate::error::Error;
-use crate::event::{CancelToken, Event, EventSink};
+use crate::event::{CancelToken, Event, EventSink, Timing};
 use crate::image::TargetPlatform;
 use crate::image::reference::ImageReference;
 use crate::store::Store;
@@ -70,7 +70,7 @@ pub(super) fn up_to_date(
         recorded.manifest_digest
     )));
     let mut timings = BTreeMap::new();
-    timings.insert("checking".to_string(), checking.elapsed().as_secs_f64());
+    timings.insert(Timing::Checking, checking.elapsed().as_secs_f64());
     let started = Instant::now();
     let unchanged_file = recorded.output_stamp.is_some()
         && match destination {
@@ -104,7 +104,7 @@ pub(super) fn up_to_date(
             cancel,
         )?
     };
-    timings.insert("publish".to_string(), started.elapsed().as_secs_f64());
+    timings.insert(Timing::Publish, started.elapsed().as_secs_f64());
     Ok(Some(BuildReport {
         image: destination.to_string(),
         manifest_digest,
