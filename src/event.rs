@@ -169,7 +169,7 @@ pub enum Event {
         /// What it holds (`kiln/python:deps`, `application`, …).
         name: String,
         /// Its `diff_id`.
-        diff_id: String,
+        diff_id: oci_spec::image::Digest,
         /// Compressed size in bytes.
         size: u64,
         /// True when an identical blob already existed, so nothing was compressed.

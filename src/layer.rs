@@ -353,9 +353,9 @@ pub struct LayerReport {
     /// What it holds.
     pub name: String,
     /// `diff_id`.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// Blob digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Compressed size in bytes.
     pub size: u64,
     /// Whether the blob was already in the store.

@@ -11,7 +11,7 @@
 //! time, so the result is reproducible: rebasing back onto the original run image gives the
 //! original image, byte for byte.
 
-use oci_spec::image::{Descriptor, ImageConfiguration, RootFsBuilder};
+use oci_spec::image::{Descriptor, Digest, ImageConfiguration, RootFsBuilder};
 
 use crate::event::{CancelToken, Event, EventSink};
 use crate::image::reference::ImageReference;
@@ -106,9 +106,9 @@ pub struct RebaseReport {
     /// Where the rebased image went.
     pub image: String,
     /// Its manifest digest.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// Its config digest.
-    pub config_digest: String,
+    pub config_digest: Digest,
     /// The run image it was on (as recorded: name and manifest digest).
     pub old_run_image: String,
     /// The run image it is on now.
@@ -204,7 +204,8 @@ pub fn rebase(
 
     let destination = match &options.destination {
         Some(d) => d.clone(),
-        None => Destination::from_reference(&options.image, None).map_err(not_rebasable)?,
+        None => Destination::from_reference(&options.image, None)
+            .map_err(|e| not_rebasable(e.to_string()))?,
     };
     let published = publish::publish(
         store,
@@ -219,8 +220,8 @@ pub fn rebase(
     )?;
     Ok(RebaseReport {
         image: destination.to_string(),
-        manifest_digest: written.descriptor.digest().to_string(),
-        config_digest: written.manifest.config().digest().to_string(),
+        manifest_digest: written.descriptor.digest().clone(),
+        config_digest: written.manifest.config().digest().clone(),
         old_run_image,
         new_run_image: format!(
             "{}@{}",

@@ -11,7 +11,7 @@
 //! unreachable or unreadable only means a build without cache (with a warning); one that
 //! cannot be written only means the next build starts without it.
 
-use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder, MediaType, RootFsBuilder};
+use oci_spec::image::{ConfigBuilder, Digest, ImageConfigurationBuilder, MediaType, RootFsBuilder};
 
 use crate::cache::{CacheMetadata, LayerCache};
 use crate::event::{CancelToken, Event, EventSink};
@@ -25,6 +25,38 @@ use crate::transport::registry::PullPolicy;
 
 /// The label holding the cache metadata (the lifecycle's name for it).
 pub const CACHE_METADATA_LABEL: &str = "io.buildpacks.lifecycle.cache.metadata";
+
+/// Why a cache image could not be written (a warning: the next build starts without it).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheImageError {
+    /// A blob of a cached layer could not be found or read in the store.
+    #[error("cache blob {digest}: {error}")]
+    ReadBlob {
+        /// The blob.
+        digest: Digest,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// The cache metadata could not be encoded as the label.
+    #[error(transparent)]
+    EncodeMetadata(#[from] serde_json::Error),
+    /// The encoded cache metadata is not UTF-8.
+    #[error(transparent)]
+    MetadataNotUtf8(#[from] std::string::FromUtf8Error),
+    /// The image configuration could not be built.
+    #[error(transparent)]
+    BuildConfig(#[from] oci_spec::OciSpecError),
+    /// The image could not be written into the store.
+    #[error(transparent)]
+    WriteImage(#[from] crate::image::layout::LayoutError),
+    /// The reference cannot be written to.
+    #[error(transparent)]
+    Destination(#[from] publish::ScratchIsNoOutput),
+    /// Publishing the image to the reference failed.
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
+}
 
 /// Reads the cache image `reference` into the store and makes its metadata the cache of
 /// this build. Returns whether it did; failures are warnings.
@@ -102,35 +134,31 @@ fn write(
     transports: &Transports,
     events: &dyn EventSink,
     cancel: &CancelToken,
-) -> Result<(), String> {
+) -> Result<(), CacheImageError> {
     let layout = store.layout();
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for buildpack in &metadata.buildpacks {
         for layer in buildpack.layers.values() {
-            let digest = layer
-                .digest
-                .parse()
-                .map_err(|_| "a cached digest is invalid")?;
-            let size = std::fs::metadata(layout.blob_path(&digest))
-                .map_err(|e| format!("cache blob {digest}: {e}"))?
+            let digest = &layer.digest;
+            let size = std::fs::metadata(layout.blob_path(digest))
+                .map_err(|error| CacheImageError::ReadBlob {
+                    digest: digest.clone(),
+                    error,
+                })?
                 .len();
-            layers.push(descriptor(MediaType::ImageLayerGzip, &digest, size));
-            diff_ids.push(layer.sha.clone());
+            layers.push(descriptor(MediaType::ImageLayerGzip, digest, size));
+            diff_ids.push(layer.sha.to_string());
         }
     }
-    let label = String::from_utf8(
-        crate::reproducible::canonical_json(metadata).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let label = String::from_utf8(crate::reproducible::canonical_json(metadata)?)?;
     let config = ConfigBuilder::default()
         .labels(
             [(CACHE_METADATA_LABEL.to_string(), label)]
                 .into_iter()
                 .collect::<std::collections::HashMap<_, _>>(),
         )
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     let mut builder = ImageConfigurationBuilder::default()
         .created(crate::reproducible::created_timestamp(None))
         .architecture(platform.architecture.as_str())
@@ -140,14 +168,13 @@ fn write(
             RootFsBuilder::default()
                 .typ("layers")
                 .diff_ids(diff_ids)
-                .build()
-                .map_err(|e| e.to_string())?,
+                .build()?,
         );
     if let Some(variant) = &platform.variant {
         builder = builder.variant(variant.clone());
     }
-    let config = builder.build().map_err(|e| e.to_string())?;
-    let written = write_image(layout, layers, &config).map_err(|e| e.to_string())?;
+    let config = builder.build()?;
+    let written = write_image(layout, layers, &config)?;
     let destination = Destination::from_reference(reference, None)?;
     publish::publish(
         store,
@@ -159,8 +186,7 @@ fn write(
         transports,
         events,
         cancel,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     events.event(&Event::Step(format!("Wrote cache image {reference}")));
     Ok(())
 }

@@ -63,8 +63,7 @@ impl CacheMetadata {
             .find(|b| b.key == buildpack)?
             .layers
             .get(name)?;
-        let digest: Digest = layer.digest.parse().ok()?;
-        layout.has_blob(&digest).then_some(layer)
+        layout.has_blob(&layer.digest).then_some(layer)
     }
 
     /// The blob digest of `buildpack`'s layer `name` if it was cached with this `diff_id`
@@ -73,11 +72,11 @@ impl CacheMetadata {
         &self,
         buildpack: &str,
         name: &str,
-        diff_id: &str,
+        diff_id: &Digest,
         layout: &OciLayout,
-    ) -> Option<String> {
+    ) -> Option<Digest> {
         let layer = self.stored_layer(buildpack, name, layout)?;
-        (layer.sha == diff_id).then(|| layer.digest.clone())
+        (layer.sha == *diff_id).then(|| layer.digest.clone())
     }
 
     /// The `diff_id` and blob digest of `buildpack`'s layer `name` if it was cached from a
@@ -88,7 +87,7 @@ impl CacheMetadata {
         name: &str,
         fingerprint: Option<&str>,
         layout: &OciLayout,
-    ) -> Option<(String, String)> {
+    ) -> Option<(Digest, Digest)> {
         let layer = self.stored_layer(buildpack, name, layout)?;
         (fingerprint.is_some() && layer.fingerprint.as_deref() == fingerprint)
             .then(|| (layer.sha.clone(), layer.digest.clone()))
@@ -123,9 +122,9 @@ pub struct CachedBuildpack {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CachedLayer {
     /// `diff_id`.
-    pub sha: String,
+    pub sha: Digest,
     /// Blob digest in the store.
-    pub digest: String,
+    pub digest: Digest,
     /// The layer's `[metadata]`.
     #[serde(default)]
     pub data: serde_json::Value,
@@ -281,7 +280,7 @@ impl LayerCache {
                     .and_then(|b| b.layers.get(name))
                     .filter(|l| l.launch && l.cache)
                     .map(|l| l.sha.as_str());
-                if image_sha.is_some_and(|sha| sha != layer.sha) {
+                if image_sha.is_some_and(|sha| sha != layer.sha.as_ref()) {
                     continue;
                 }
                 let result = if kept
@@ -342,7 +341,7 @@ impl LayerCache {
                 let full_name = format!("{id}:{}", layer.name);
                 let mut fingerprint = None;
                 let (diff_id, digest) = match exported.iter().find(|e| e.name == full_name) {
-                    Some(e) if layer.types.launch => (e.diff_id.to_string(), e.digest.to_string()),
+                    Some(e) if layer.types.launch => (e.diff_id.clone(), e.digest.clone()),
                     _ => {
                         let spec =
                             buildpack_layer_spec(&id.escaped(), &layer.name, dir, owner.0, owner.1);
@@ -361,14 +360,14 @@ impl LayerCache {
                         ) {
                             (diff_id, digest)
                         } else {
-                            let diff_id = diff_id_of(&spec).map_err(failed)?.to_string();
+                            let diff_id = diff_id_of(&spec).map_err(failed)?;
                             if let Some(digest) =
                                 previous.unchanged(id.as_str(), &layer.name, &diff_id, layout)
                             {
                                 (diff_id, digest)
                             } else {
                                 let blob = write_layer(layout, &spec).map_err(failed)?;
-                                (blob.diff_id.to_string(), blob.digest.to_string())
+                                (blob.diff_id, blob.digest)
                             }
                         }
                     }
@@ -403,8 +402,8 @@ fn restore_layer(
     name: &str,
     layer: &CachedLayer,
 ) -> Result<(), RestoreError> {
-    let digest: Digest = layer.digest.parse().map_err(|_| RestoreError::Missing)?;
-    if !layout.has_blob(&digest) {
+    let digest = &layer.digest;
+    if !layout.has_blob(digest) {
         return Err(RestoreError::Missing);
     }
     fs::create_dir_all(bp_dir)?;
@@ -412,7 +411,7 @@ fn restore_layer(
         .prefix(&format!(".restore-{name}-"))
         .tempdir_in(bp_dir)?;
     let file = layout
-        .open_blob(&digest)
+        .open_blob(digest)
         .map_err(|_| RestoreError::Missing)?;
     let compressed = HashingReader::new(file);
     let uncompressed = HashingReader::new(flate2::read::MultiGzDecoder::new(compressed));
@@ -424,9 +423,9 @@ fn restore_layer(
     let (gz, diff_id, _) = uncompressed.into_parts();
     let (_, blob_digest, _) = gz.into_inner().into_parts();
     for (expected, found) in [(&layer.digest, blob_digest), (&layer.sha, diff_id)] {
-        if *expected != found.to_string() {
+        if *expected != found {
             return Err(RestoreError::Corrupt {
-                expected: expected.clone(),
+                expected: expected.to_string(),
                 found: found.to_string(),
             });
         }
@@ -541,8 +540,8 @@ mod tests {
         )
         .unwrap();
         CachedLayer {
-            sha: blob.diff_id.to_string(),
-            digest: blob.digest.to_string(),
+            sha: blob.diff_id,
+            digest: blob.digest,
             data: serde_json::json!({"lock": "abc", "n": 2}),
             build: false,
             launch: true,
@@ -613,8 +612,8 @@ mod tests {
         io::Write::write_all(&mut gz, &raw).unwrap();
         let (digest, _) = layout.write_blob(&gz.finish().unwrap()).unwrap();
         let layer = CachedLayer {
-            sha: crate::image::digest::sha256_digest(&raw).to_string(),
-            digest: digest.to_string(),
+            sha: crate::image::digest::sha256_digest(&raw),
+            digest,
             data: serde_json::Value::Null,
             build: false,
             launch: false,
@@ -639,12 +638,13 @@ mod tests {
         let bp = root.path().join("layers/kiln_x");
 
         let mut wrong = layer.clone();
-        wrong.sha =
-            "sha256:0000000000000000000000000000000000000000000000000000000000000000".into();
+        wrong.sha = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            .parse()
+            .unwrap();
         let err = restore_layer(&layout, &bp, "kiln_x", "deps", &wrong).unwrap_err();
         assert!(err.to_string().contains("corrupt"), "{err}");
 
-        let blob = layout.blob_path(&layer.digest.parse().unwrap());
+        let blob = layout.blob_path(&layer.digest);
         let mut bytes = fs::read(&blob).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;

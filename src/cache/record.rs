@@ -23,6 +23,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::image::layout::write_atomic;
@@ -43,12 +44,13 @@ pub struct Recorded {
     pub inputs: String,
     /// The run image, as the build resolved it (a store name for stack images).
     pub run_image: String,
-    /// Its manifest digest (empty for `scratch`).
-    pub run_image_digest: String,
+    /// Its manifest digest (`None` for `scratch`, written as an empty string).
+    #[serde(with = "empty_is_none")]
+    pub run_image_digest: Option<Digest>,
     /// The image's manifest digest.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// Its config digest.
-    pub config_digest: String,
+    pub config_digest: Digest,
     /// `id@version` of each buildpack of the group.
     pub buildpacks: Vec<String>,
     /// The processes.
@@ -67,7 +69,7 @@ pub struct KeptLayer {
     /// [`crate::fingerprint::tree`] of the directory.
     pub fingerprint: String,
     /// The layer's `diff_id` as cached.
-    pub diff_id: String,
+    pub diff_id: Digest,
 }
 
 /// Cache layer directories a build claimed from the last one: `<escaped id>/<name>` →
@@ -83,13 +85,13 @@ pub struct KeptLayers {
 impl KeptLayers {
     /// Moves the kept directory of `escaped`'s layer `name` to `dest` if it is still the
     /// layer `diff_id` (same fingerprint as recorded). Returns whether it did.
-    pub fn take(&self, escaped: &str, name: &str, diff_id: &str, dest: &Path) -> bool {
+    pub fn take(&self, escaped: &str, name: &str, diff_id: &Digest, dest: &Path) -> bool {
         let key = format!("{escaped}/{name}");
         let Some(kept) = self.layers.get(&key) else {
             return false;
         };
         let source = self.dir.join(escaped).join(name);
-        if kept.diff_id != diff_id
+        if kept.diff_id != *diff_id
             || crate::fingerprint::tree(&source).ok().as_ref() != Some(&kept.fingerprint)
         {
             return false;
@@ -162,7 +164,7 @@ impl BuildRecord {
     /// Keeps the given cache layer directories of a finished build for the next one:
     /// `layers` maps `<escaped id>/<name>` to the directory and its `diff_id`. They are
     /// moved (not copied) under a staging name, fingerprinted, and swapped in.
-    pub fn keep_layers(&self, layers: &BTreeMap<String, (PathBuf, String)>) -> io::Result<()> {
+    pub fn keep_layers(&self, layers: &BTreeMap<String, (PathBuf, Digest)>) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let staging = tempfile::Builder::new()
             .prefix(".layers-")
@@ -193,6 +195,31 @@ impl BuildRecord {
         write_atomic(&self.dir.join("layers.json"), &bytes).map_err(io::Error::other)?;
         fs::rename(staging.keep(), current)?;
         Ok(())
+    }
+}
+
+/// An optional digest written as its string, or an empty string for none (as records of
+/// earlier versions hold it).
+mod empty_is_none {
+    use oci_spec::image::Digest;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub(super) fn serialize<S: Serializer>(
+        digest: &Option<Digest>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(digest.as_ref().map_or("", Digest::as_ref))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Digest>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(serde::de::Error::custom)
     }
 }
 
@@ -261,7 +288,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn records_keep_their_json_and_old_ones_are_read_back() {
+        // A record as the previous version wrote it (digests as strings, an empty run image
+        // digest for scratch) reads back and is written again byte for byte.
+        let old = r#"{
+  "inputs": "f",
+  "run_image": "scratch",
+  "run_image_digest": "",
+  "manifest_digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+  "config_digest": "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+  "buildpacks": [
+    "kiln/shell@0.1.0"
+  ],
+  "processes": [],
+  "default_process": null,
+  "layers": [
+    {
+      "name": "application",
+      "diff_id": "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+      "digest": "sha256:4444444444444444444444444444444444444444444444444444444444444444",
+      "size": 5,
+      "reused": false
+    }
+  ],
+  "output_stamp": null
+}"#;
+        let recorded: Recorded = serde_json::from_str(old).unwrap();
+        assert_eq!(recorded.run_image_digest, None);
+        assert_eq!(serde_json::to_string_pretty(&recorded).unwrap(), old);
+        let with_run_image = old.replace(
+            r#""run_image_digest": """#,
+            r#""run_image_digest": "sha256:5555555555555555555555555555555555555555555555555555555555555555""#,
+        );
+        let recorded: Recorded = serde_json::from_str(&with_run_image).unwrap();
+        assert!(recorded.run_image_digest.is_some());
+        assert_eq!(
+            serde_json::to_string_pretty(&recorded).unwrap(),
+            with_run_image
+        );
+
+        // An unparsable digest makes the record unusable (a full build), not an error.
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let record = BuildRecord::for_destination(&store, "app:1");
+        fs::create_dir_all(record.dir()).unwrap();
+        fs::write(
+            record.dir().join("record.json"),
+            old.replace("sha256:1111", "sha256:zz11"),
+        )
+        .unwrap();
+        assert!(record.load().is_none());
+        fs::write(record.dir().join("record.json"), old).unwrap();
+        assert!(record.load().is_some());
+    }
+
+    #[test]
     fn kept_layers_move_between_builds_and_stale_ones_are_refused() {
+        let a = crate::image::digest::sha256_digest(b"a");
+        let other = crate::image::digest::sha256_digest(b"other");
         let home = tempfile::tempdir().unwrap();
         let store = Store::open(home.path()).unwrap();
         let record = BuildRecord::for_destination(&store, "app:1");
@@ -272,10 +356,7 @@ mod tests {
         fs::create_dir_all(&deps).unwrap();
         fs::write(deps.join("lib"), "v1").unwrap();
         let mut layers = BTreeMap::new();
-        layers.insert(
-            "kiln_x/deps".to_string(),
-            (deps.clone(), "sha256:a".to_string()),
-        );
+        layers.insert("kiln_x/deps".to_string(), (deps.clone(), a.clone()));
         record.keep_layers(&layers).unwrap();
         assert!(!deps.exists(), "moved, not copied");
 
@@ -283,17 +364,17 @@ mod tests {
         let kept = record.claim_layers(&work.path().join("kept1")).unwrap();
         assert!(record.claim_layers(&work.path().join("kept2")).is_none());
         let dest = work.path().join("build2/kiln_x/deps");
-        assert!(!kept.take("kiln_x", "deps", "sha256:other", &dest));
-        assert!(!kept.take("kiln_x", "missing", "sha256:a", &dest));
-        assert!(kept.take("kiln_x", "deps", "sha256:a", &dest));
+        assert!(!kept.take("kiln_x", "deps", &other, &dest));
+        assert!(!kept.take("kiln_x", "missing", &a, &dest));
+        assert!(kept.take("kiln_x", "deps", &a, &dest));
         assert_eq!(fs::read_to_string(dest.join("lib")).unwrap(), "v1");
 
         // Kept again, then changed behind kiln's back: refused.
         let mut layers = BTreeMap::new();
-        layers.insert("kiln_x/deps".to_string(), (dest, "sha256:a".to_string()));
+        layers.insert("kiln_x/deps".to_string(), (dest, a.clone()));
         record.keep_layers(&layers).unwrap();
         let kept = record.claim_layers(&work.path().join("kept3")).unwrap();
         fs::write(kept.dir.join("kiln_x/deps/lib"), "v2").unwrap();
-        assert!(!kept.take("kiln_x", "deps", "sha256:a", &work.path().join("build3/d")));
+        assert!(!kept.take("kiln_x", "deps", &a, &work.path().join("build3/d")));
     }
 }

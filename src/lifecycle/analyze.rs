@@ -257,7 +257,7 @@ impl PreviousImage {
 pub fn previous_image(
     store: &Store,
     destination: &crate::transport::publish::Destination,
-    recorded: Option<&str>,
+    recorded: Option<&oci_spec::image::Digest>,
     platform: &TargetPlatform,
     transports: &crate::transport::Transports,
     events: &dyn crate::event::EventSink,
@@ -272,7 +272,7 @@ pub fn previous_image(
         (None, crate::transport::publish::Destination::Registry(name)) => {
             let registry = transports.registry(store).ok()?;
             match registry.pull_config(name, platform, layout, events, cancel) {
-                Ok(descriptor) => Some(descriptor.digest().to_string()),
+                Ok(descriptor) => Some(descriptor.digest().clone()),
                 Err(e) => {
                     events.event(&crate::event::Event::Info(format!(
                         "no previous image of {name} in the registry ({e})"
@@ -281,7 +281,7 @@ pub fn previous_image(
                 }
             }
         }
-        (recorded, _) => recorded.map(str::to_string),
+        (recorded, _) => recorded.cloned(),
     };
     let (manifest_digest, manifest, config) =
         if let crate::transport::publish::Destination::Store(name) = destination {
@@ -294,7 +294,7 @@ pub fn previous_image(
                 image.config,
             )
         } else {
-            let digest: oci_spec::image::Digest = recorded?.parse().ok()?;
+            let digest = recorded?;
             let manifest: oci_spec::image::ImageManifest =
                 serde_json::from_slice(&layout.read_blob(&digest).ok()?).ok()?;
             let config: oci_spec::image::ImageConfiguration =

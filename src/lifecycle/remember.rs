@@ -94,8 +94,7 @@ pub(super) fn remember(
     let run_image_digest = run_image
         .image
         .as_ref()
-        .map(|i| i.manifest_descriptor.digest().to_string())
-        .unwrap_or_default();
+        .map(|i| i.manifest_descriptor.digest().clone());
     let output_stamp = match destination {
         Destination::Archive { path, .. } | Destination::DockerArchive { path, .. } => {
             record::file_stamp(path)
@@ -106,8 +105,8 @@ pub(super) fn remember(
         inputs,
         run_image: run_image.reference.to_string(),
         run_image_digest,
-        manifest_digest: report.manifest_digest.to_string(),
-        config_digest: report.config_digest.to_string(),
+        manifest_digest: report.manifest_digest.clone(),
+        config_digest: report.config_digest.clone(),
         buildpacks: report.buildpacks.clone(),
         processes: report.processes.clone(),
         default_process: report.default_process.clone(),

@@ -52,8 +52,8 @@ impl From<&ExportedLayer> for LayerReport {
     fn from(l: &ExportedLayer) -> Self {
         Self {
             name: l.name.clone(),
-            diff_id: l.diff_id.to_string(),
-            digest: l.digest.to_string(),
+            diff_id: l.diff_id.clone(),
+            digest: l.digest.clone(),
             size: l.size,
             reused: l.reused,
         }

@@ -60,7 +60,7 @@ pub fn restore(
         layers_dir,
         kept_dir,
     } = *inputs;
-    let recorded_manifest = recorded.map(|r| r.manifest_digest.as_str());
+    let recorded_manifest = recorded.map(|r| &r.manifest_digest);
     let previous = analyze::previous_image(
         store,
         destination,

@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use oci_spec::image::Digest;
-
 use super::options::{BuildOptions, BuildpackRef, BuildpackSelection};
 use super::report::{BuildReport, LayerReport};
 use crate::buildenv::BuildEnvironment;
@@ -33,9 +31,7 @@ pub(super) fn up_to_date(
     cancel: &CancelToken,
 ) -> Result<Option<BuildReport>, Error> {
     let layout = store.layout();
-    let Ok(manifest_digest) = recorded.manifest_digest.parse::<Digest>() else {
-        return Ok(None);
-    };
+    let manifest_digest = recorded.manifest_digest.clone();
     let Some(manifest) = layout
         .read_blob(&manifest_digest)
         .ok()
@@ -59,8 +55,8 @@ pub(super) fn up_to_date(
             .unwrap_or_else(TargetPlatform::host);
         let current =
             crate::transport::load(&ImageReference::Named(name.clone()), store, &platform)
-                .map(|i| i.manifest_descriptor.digest().to_string())
-                .unwrap_or_default();
+                .ok()
+                .map(|i| i.manifest_descriptor.digest().clone());
         if current != recorded.run_image_digest {
             return Ok(None);
         }

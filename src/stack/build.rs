@@ -544,7 +544,7 @@ fn build_layer(
     crate::image::diff_ids::DiffIds::in_home(store.root()).record(&blob.digest, &blob.diff_id);
     events.event(&Event::Layer {
         name: format!("{}/{level}", def.stack.name),
-        diff_id: blob.diff_id.to_string(),
+        diff_id: blob.diff_id.clone(),
         size: blob.size,
         reused: blob.existed,
     });

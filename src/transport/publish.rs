@@ -54,6 +54,11 @@ pub enum Destination {
     Registry(ImageName),
 }
 
+/// `scratch` was given where an image is to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("scratch cannot be an output")]
+pub struct ScratchIsNoOutput;
+
 impl Destination {
     /// The destination for `--output REF` given the image name (if any): `oci:`,
     /// `oci-archive:` and `docker-archive:` take their `:NAME`, else the image name, else
@@ -61,10 +66,10 @@ impl Destination {
     pub fn from_reference(
         reference: &ImageReference,
         image: Option<&ImageName>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ScratchIsNoOutput> {
         let default_name = || image.map_or_else(|| "latest".to_string(), ToString::to_string);
         match reference {
-            ImageReference::Scratch => Err("scratch cannot be an output".to_string()),
+            ImageReference::Scratch => Err(ScratchIsNoOutput),
             ImageReference::Layout { path, name } => Ok(Self::Layout {
                 path: path.clone(),
                 name: name.clone().unwrap_or_else(default_name),

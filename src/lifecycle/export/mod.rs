@@ -185,7 +185,7 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
         .map(|(plan, blob)| {
             ctx.events.event(&Event::Layer {
                 name: plan.name.clone(),
-                diff_id: blob.diff_id.to_string(),
+                diff_id: blob.diff_id.clone(),
                 size: blob.size,
                 reused: blob.existed,
             });
