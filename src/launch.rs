@@ -138,50 +138,112 @@ struct RawProcess {
     exec_env: Vec<String>,
 }
 
+/// Why a `launch.toml` is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// Not TOML of the expected shape.
+    #[error("{problem}")]
+    Syntax {
+        /// The problem, with the line it is on.
+        problem: String,
+    },
+    /// A process type is not a valid name.
+    #[error("{problem}")]
+    ProcessType {
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// `process.direct` is set.
+    #[error(
+        "process {process_type}: process.direct is not supported on this buildpack version; every process is direct"
+    )]
+    Direct {
+        /// The process.
+        process_type: ProcessType,
+    },
+    /// A command element is not a string.
+    #[error("process {process_type}: command elements must be strings, found {found}")]
+    CommandElement {
+        /// The process.
+        process_type: ProcessType,
+        /// The element found.
+        found: String,
+    },
+    /// The command is not an array.
+    #[error(
+        "process {process_type}: command must be an array of strings (Buildpack API 0.9 and later)"
+    )]
+    CommandNotArray {
+        /// The process.
+        process_type: ProcessType,
+    },
+    /// The command is empty.
+    #[error("process {process_type}: command must not be empty")]
+    EmptyCommand {
+        /// The process.
+        process_type: ProcessType,
+    },
+    /// Two processes are marked default.
+    #[error("multiple default process types aren't allowed ({first} and {second})")]
+    MultipleDefaults {
+        /// The first default.
+        first: ProcessType,
+        /// The second.
+        second: ProcessType,
+    },
+}
+
 /// Parses `launch.toml` of buildpack `buildpack_id`. `app_dir` resolves relative
-/// working directories. Returns a description of the problem on invalid input.
+/// working directories.
+///
+/// # Errors
+///
+/// [`LaunchError`] describing the problem of invalid input.
 pub fn parse_launch_toml(
     text: &str,
     buildpack_id: &str,
     app_dir: &Path,
-) -> Result<LaunchContribution, String> {
-    let raw: RawLaunch =
-        toml::from_str(text).map_err(|e| crate::untrusted::toml_problem(text, &e))?;
+) -> Result<LaunchContribution, LaunchError> {
+    let raw: RawLaunch = toml::from_str(text).map_err(|e| LaunchError::Syntax {
+        problem: crate::untrusted::toml_problem(text, &e),
+    })?;
     let mut processes = Vec::new();
-    let mut default_seen: Option<String> = None;
+    let mut default_seen: Option<ProcessType> = None;
     for p in raw.processes {
-        let process_type: ProcessType = p.process_type.parse()?;
+        let process_type: ProcessType = p
+            .process_type
+            .parse()
+            .map_err(|problem| LaunchError::ProcessType { problem })?;
         if p.direct.is_some() {
-            return Err(format!(
-                "process {process_type}: process.direct is not supported on this buildpack version; every process is direct"
-            ));
+            return Err(LaunchError::Direct { process_type });
         }
         let command = match p.command {
             toml::Value::Array(items) => items
                 .into_iter()
                 .map(|v| match v {
                     toml::Value::String(s) => Ok(s),
-                    other => Err(format!(
-                        "process {process_type}: command elements must be strings, found {other}"
-                    )),
+                    other => Err(LaunchError::CommandElement {
+                        process_type: process_type.clone(),
+                        found: other.to_string(),
+                    }),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             _ => {
-                return Err(format!(
-                    "process {process_type}: command must be an array of strings (Buildpack API 0.9 and later)"
-                ));
+                return Err(LaunchError::CommandNotArray { process_type });
             }
         };
         if command.is_empty() {
-            return Err(format!("process {process_type}: command must not be empty"));
+            return Err(LaunchError::EmptyCommand { process_type });
         }
         if p.default {
             if let Some(other) = &default_seen {
-                return Err(format!(
-                    "multiple default process types aren't allowed ({other} and {process_type})"
-                ));
+                return Err(LaunchError::MultipleDefaults {
+                    first: other.clone(),
+                    second: process_type,
+                });
             }
-            default_seen = Some(process_type.to_string());
+            default_seen = Some(process_type.clone());
         }
         let working_dir = match p.working_dir.filter(|w| !w.is_empty()) {
             Some(w) => app_dir.join(w).to_string_lossy().into_owned(),
@@ -268,7 +330,7 @@ impl Processes {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<LaunchContribution, String> {
+    fn parse(text: &str) -> Result<LaunchContribution, LaunchError> {
         parse_launch_toml(text, "bp", Path::new("/workspace"))
     }
 
@@ -330,7 +392,7 @@ mod tests {
             ("processes = 3", "invalid type"),
         ];
         for (text, needle) in cases {
-            let err = parse(text).unwrap_err();
+            let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
     }

@@ -60,6 +60,28 @@ pub struct Require {
     pub metadata: toml::Table,
 }
 
+/// A build plan the lifecycle would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A require has a top-level `version` key.
+    #[error(
+        "requires {name:?} has a \"version\" key, which is not supported; use \"metadata.version\""
+    )]
+    Version {
+        /// The required dependency.
+        name: String,
+    },
+    /// A require has both a top-level `version` and a `metadata.version`.
+    #[error(
+        "requires {name:?} has a \"version\" key and a \"metadata.version\", which cannot be specified together; use \"metadata.version\""
+    )]
+    VersionAndMetadataVersion {
+        /// The required dependency.
+        name: String,
+    },
+}
+
 impl BuildPlan {
     /// The options this plan offers: the top-level pair, then each `[[or]]`.
     pub fn options(&self) -> Vec<PlanSections> {
@@ -72,21 +94,23 @@ impl BuildPlan {
     }
 
     /// The lifecycle's check: a top-level `version` key in a require is an error.
-    pub fn validate(&self) -> Result<(), String> {
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError`] naming the first require with a `version` key.
+    pub fn validate(&self) -> Result<(), PlanError> {
         let all = std::iter::once(&self.requires).chain(self.or.iter().map(|o| &o.requires));
         for requires in all {
             for r in requires {
                 if r.version.is_some() {
                     return Err(if r.metadata.contains_key("version") {
-                        format!(
-                            "requires {:?} has a \"version\" key and a \"metadata.version\", which cannot be specified together; use \"metadata.version\"",
-                            r.name
-                        )
+                        PlanError::VersionAndMetadataVersion {
+                            name: r.name.clone(),
+                        }
                     } else {
-                        format!(
-                            "requires {:?} has a \"version\" key, which is not supported; use \"metadata.version\"",
-                            r.name
-                        )
+                        PlanError::Version {
+                            name: r.name.clone(),
+                        }
                     });
                 }
             }
@@ -459,7 +483,12 @@ mod tests {
     fn top_level_version_is_rejected() {
         let plan: BuildPlan =
             toml::from_str("[[requires]]\nname = \"ruby\"\nversion = \"3\"\n").unwrap();
-        assert!(plan.validate().unwrap_err().contains("metadata.version"));
+        assert!(
+            plan.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("metadata.version")
+        );
         let plan: BuildPlan =
             toml::from_str("[[requires]]\nname = \"ruby\"\n[requires.metadata]\nversion = \"3\"\n")
                 .unwrap();

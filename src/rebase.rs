@@ -55,14 +55,70 @@ pub enum RebaseError {
         /// The new run image.
         run_image: String,
         /// How they differ.
-        problem: String,
+        problem: Incompatibility,
     },
     /// Writing the rebased image failed.
     #[error("cannot write the rebased image: {0}")]
-    Write(String),
+    Write(WriteError),
     /// Publishing the rebased image failed.
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
+}
+
+/// How the new run image differs from the one the app was built on, in a way that could
+/// break the app.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Incompatibility {
+    /// Another OS, architecture or variant.
+    #[error("the image is for {image}, the run image for {run_image}")]
+    Platform {
+        /// The app image's platform.
+        image: TargetPlatform,
+        /// The run image's.
+        run_image: TargetPlatform,
+    },
+    /// Another distribution (name or version label).
+    #[error(
+        "{label} is {} on the image and {} on the run image",
+        image.as_deref().unwrap_or("unset"),
+        run_image.as_deref().unwrap_or("unset")
+    )]
+    Distro {
+        /// The label.
+        label: &'static str,
+        /// Its value on the app image.
+        image: Option<String>,
+        /// Its value on the run image.
+        run_image: Option<String>,
+    },
+}
+
+/// Why the rebased image could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The image has fewer layers than the run image it records.
+    #[error("the image has fewer than {base_count} diff_ids")]
+    TooFewDiffIds {
+        /// The run image layers it should start with.
+        base_count: usize,
+    },
+    /// The configuration could not be built.
+    #[error(transparent)]
+    BuildConfig(#[from] oci_spec::OciSpecError),
+    /// The lifecycle metadata label could not be encoded.
+    #[error(transparent)]
+    EncodeMetadata(#[from] serde_json::Error),
+    /// The encoded lifecycle metadata is not UTF-8.
+    #[error(transparent)]
+    MetadataNotUtf8(#[from] std::string::FromUtf8Error),
+    /// The image could not be written into the store.
+    #[error(transparent)]
+    WriteImage(#[from] crate::image::layout::LayoutError),
+    /// The store could not be guarded against a concurrent garbage collection.
+    #[error(transparent)]
+    Guard(#[from] crate::store::StoreError),
 }
 
 /// What to rebase.
@@ -128,8 +184,8 @@ pub fn rebase(
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<RebaseReport, RebaseError> {
-    let _guard = crate::cache::gc::BuildGuard::acquire(store)
-        .map_err(|e| RebaseError::Write(e.to_string()))?;
+    let _guard =
+        crate::cache::gc::BuildGuard::acquire(store).map_err(|e| RebaseError::Write(e.into()))?;
     let reference = options.image.to_string();
     let platform = options
         .platform
@@ -194,8 +250,8 @@ pub fn rebase(
     .map_err(RebaseError::Write)?;
     let mut layers = new_base_layers.clone();
     layers.extend_from_slice(app_layers);
-    let written = write_image(store.layout(), layers, &config)
-        .map_err(|e| RebaseError::Write(e.to_string()))?;
+    let written =
+        write_image(store.layout(), layers, &config).map_err(|e| RebaseError::Write(e.into()))?;
     events.event(&Event::Step(format!(
         "Rebased {reference}: {base_count} run image layers replaced by {} from {}",
         new_base_layers.len(),
@@ -350,17 +406,17 @@ fn check_compatible(
     app: &ImageConfiguration,
     app_labels: &std::collections::HashMap<String, String>,
     run_image: &RunImage,
-) -> Result<(), String> {
+) -> Result<(), Incompatibility> {
     let app_platform = TargetPlatform {
         os: app.os().to_string(),
         architecture: app.architecture().to_string(),
         variant: app.variant().clone().filter(|v| !v.is_empty()),
     };
     if app_platform != run_image.platform {
-        return Err(format!(
-            "the image is for {app_platform}, the run image for {}",
-            run_image.platform
-        ));
+        return Err(Incompatibility::Platform {
+            image: app_platform,
+            run_image: run_image.platform.clone(),
+        });
     }
     let target = run_image.target();
     for (label, new) in [
@@ -369,11 +425,11 @@ fn check_compatible(
     ] {
         let old = app_labels.get(label).filter(|v| !v.is_empty());
         if old != new.as_ref() {
-            return Err(format!(
-                "{label} is {} on the image and {} on the run image",
-                old.map_or("unset", String::as_str),
-                new.as_deref().unwrap_or("unset")
-            ));
+            return Err(Incompatibility::Distro {
+                label,
+                image: old.cloned(),
+                run_image: new.clone(),
+            });
         }
     }
     Ok(())
@@ -395,13 +451,13 @@ fn rebased_config(
     metadata: &mut LifecycleMetadata,
     run_image: &RunImage,
     base_count: usize,
-) -> Result<ImageConfiguration, String> {
+) -> Result<ImageConfiguration, WriteError> {
     let base = run_image.image.as_ref().map(|i| &i.config);
     let app_diff_ids = app
         .rootfs()
         .diff_ids()
         .get(base_count..)
-        .ok_or_else(|| format!("the image has fewer than {base_count} diff_ids"))?;
+        .ok_or(WriteError::TooFewDiffIds { base_count })?;
     let mut diff_ids: Vec<String> = base
         .map(|c| c.rootfs().diff_ids().clone())
         .unwrap_or_default();
@@ -409,8 +465,7 @@ fn rebased_config(
     let rootfs = RootFsBuilder::default()
         .typ("layers")
         .diff_ids(diff_ids)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
 
     // History: the run image's, then the entries of the app's own layers (one per layer,
     // the last ones of the app's history).
@@ -444,10 +499,7 @@ fn rebased_config(
     }
     new_labels.insert(
         labels::LIFECYCLE_METADATA.to_string(),
-        String::from_utf8(
-            crate::reproducible::canonical_json(metadata).map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?,
+        String::from_utf8(crate::reproducible::canonical_json(metadata)?)?,
     );
 
     let mut config = app.clone();

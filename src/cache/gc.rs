@@ -348,17 +348,39 @@ fn tree_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// A size that [`parse_size`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SizeError {
+    /// No number where the size starts.
+    #[error("{text:?} is not a size; write e.g. 500M or 10G")]
+    NotANumber {
+        /// The text given.
+        text: String,
+    },
+    /// A unit other than K, M, G or T.
+    #[error("{text:?} has an unknown unit; use K, M, G or T")]
+    UnknownUnit {
+        /// The text given.
+        text: String,
+    },
+}
+
 /// Parses a size: bytes, or a number with `K`, `M`, `G`, `T` (powers of 1024, with or
 /// without `iB`/`B`): `500M`, `10GiB`, `1.5G`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+///
+/// # Errors
+///
+/// [`SizeError`] when `text` is no number with a known unit.
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size; write e.g. 500M or 10G"))?;
+    let number: f64 = number.parse().map_err(|_| SizeError::NotANumber {
+        text: text.to_string(),
+    })?;
     let power = match unit
         .trim()
         .to_ascii_uppercase()
@@ -370,7 +392,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "M" => 2,
         "G" => 3,
         "T" => 4,
-        _ => return Err(format!("{text:?} has an unknown unit; use K, M, G or T")),
+        _ => {
+            return Err(SizeError::UnknownUnit {
+                text: text.to_string(),
+            });
+        }
     };
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((number * 1024f64.powi(power)) as u64)

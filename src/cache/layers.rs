@@ -158,7 +158,7 @@ enum RestoreError {
     #[error("it holds an unsafe path {0}")]
     UnsafePath(String),
     #[error("its metadata cannot be written: {0}")]
-    Metadata(String),
+    Metadata(MetadataError),
 }
 
 impl LayerCache {
@@ -437,22 +437,35 @@ fn restore_layer(
         .map_err(RestoreError::Metadata)
 }
 
+/// Why a layer's `<name>.toml` (or `store.toml`) could not be written back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// The cached metadata has no TOML form.
+    #[error(transparent)]
+    Convert(#[from] toml::ser::Error),
+    /// The file could not be written.
+    #[error(transparent)]
+    Write(#[from] io::Error),
+}
+
 /// Writes `bp_dir/file_name` holding `[metadata]` (and no `[types]`: a buildpack declares them
 /// again in every build).
 fn write_metadata_toml(
     bp_dir: &Path,
     file_name: &str,
     data: &serde_json::Value,
-) -> Result<(), String> {
+) -> Result<(), MetadataError> {
     let metadata: toml::Value = match data {
         serde_json::Value::Null => toml::Value::Table(toml::Table::new()),
-        data => toml::Value::try_from(data).map_err(|e| e.to_string())?,
+        data => toml::Value::try_from(data)?,
     };
     let mut doc = toml::Table::new();
     doc.insert("metadata".to_string(), metadata);
-    let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
-    fs::create_dir_all(bp_dir).map_err(|e| e.to_string())?;
-    fs::write(bp_dir.join(file_name), text).map_err(|e| e.to_string())
+    let text = toml::to_string(&doc)?;
+    fs::create_dir_all(bp_dir)?;
+    fs::write(bp_dir.join(file_name), text)?;
+    Ok(())
 }
 
 /// Extracts the entries under `prefix/` into `dest` with [`Beneath`]: no entry path with

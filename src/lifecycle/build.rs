@@ -358,7 +358,7 @@ fn read_launch_toml(bp_layers: &Path, id: &str) -> Result<Option<LaunchContribut
         .map_err(|problem| BuildError::InvalidOutput {
             id: id.to_string(),
             path,
-            problem,
+            problem: problem.to_string(),
         })
 }
 

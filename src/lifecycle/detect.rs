@@ -506,7 +506,7 @@ impl Detector<'_, '_> {
             }
         };
         if let Err(problem) = plan.validate() {
-            return Ok((DetectStatus::Error(problem), output, None));
+            return Ok((DetectStatus::Error(problem.to_string()), output, None));
         }
         Ok((DetectStatus::Pass, output, Some(plan)))
     }
