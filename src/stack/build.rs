@@ -446,7 +446,7 @@ fn discover_mirrors(def: &StackDefinition, options: &StackOptions) -> Result<Mir
         options.security_mirror.as_deref(),
         &suite,
     )
-    .map_err(StackError::NoMirror)
+    .map_err(|e| StackError::NoMirror(e.to_string()))
 }
 
 /// The package files of the flavour for `arch`: from its lock (checked against the

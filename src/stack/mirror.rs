@@ -40,12 +40,26 @@ pub struct AptSource {
     pub suites: Vec<String>,
 }
 
+/// No Debian mirror is configured for a suite.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no Debian mirror: give --mirror URL (e.g. http://deb.debian.org/debian), set KILN_DEBIAN_MIRROR, or configure apt sources for {suite}"
+)]
+pub struct NoMirror {
+    /// The suite that needs one.
+    pub suite: String,
+}
+
 /// Finds the mirrors for `suite`. `main` and `security` are the command-line values.
+///
+/// # Errors
+///
+/// [`NoMirror`] when neither the options, the environment nor apt name a mirror.
 pub fn discover(
     main: Option<&str>,
     security: Option<&str>,
     suite: &str,
-) -> Result<Mirrors, String> {
+) -> Result<Mirrors, NoMirror> {
     discover_with(main, security, suite, &env_var, &host_apt_sources())
 }
 
@@ -60,7 +74,7 @@ pub fn discover_with(
     suite: &str,
     env: &dyn Fn(&str) -> Option<String>,
     apt: &[AptSource],
-) -> Result<Mirrors, String> {
+) -> Result<Mirrors, NoMirror> {
     let serving = |s: &str| {
         apt.iter()
             .find(|a| a.suites.iter().any(|x| x == s))
@@ -70,10 +84,8 @@ pub fn discover_with(
         .map(str::to_string)
         .or_else(|| env("KILN_DEBIAN_MIRROR"))
         .or_else(|| serving(suite))
-        .ok_or_else(|| {
-            format!(
-                "no Debian mirror: give --mirror URL (e.g. http://deb.debian.org/debian), set KILN_DEBIAN_MIRROR, or configure apt sources for {suite}"
-            )
+        .ok_or_else(|| NoMirror {
+            suite: suite.to_string(),
         })?;
     let debian = debian.trim_end_matches('/').to_string();
     let security = security
@@ -233,6 +245,6 @@ mod tests {
             Some("http://env.example/debian-security")
         );
         let err = discover_with(None, None, "bookworm", &no_env, &[]).unwrap_err();
-        assert!(err.contains("--mirror"), "{err}");
+        assert!(err.to_string().contains("--mirror"), "{err}");
     }
 }
