@@ -26,14 +26,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
 
     let store = Store::open(Store::default_root()?)?;
-    let mut options = BuildOptions::default();
-    options.app_dir = PathBuf::from(app);
+    // What a build cannot do without goes to `new`; every other option has a default.
+    let mut options = BuildOptions::new(PathBuf::from(app), Destination::Store(name.parse()?));
     options.buildpacks = BuildpackSelection {
         buildpacks: vec![BuildpackRef::parse(buildpack)],
         ..BuildpackSelection::default()
     };
     options.run_image = Some(run_image.parse()?);
-    options.destination = Some(Destination::Store(name.parse()?));
 
     // Events arrive on the thread doing the work; a platform would forward them to its UI.
     let events = |event: &Event| match event {

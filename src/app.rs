@@ -95,7 +95,7 @@ pub enum AppError {
         problem: String,
     },
     /// `project.toml` or `.kilnignore` is not a regular file of at most
-    /// [`MAX_METADATA`] bytes in the source tree (a symbolic link, a FIFO, a device, too
+    /// `MAX_METADATA` bytes in the source tree (a symbolic link, a FIFO, a device, too
     /// large, not UTF-8).
     #[error(
         "{error}; {} in a source tree must be a regular file of at most {MAX_METADATA} bytes, or absent",
@@ -106,7 +106,7 @@ pub enum AppError {
         /// so that it is not printed twice).
         error: ReadError,
     },
-    /// The source tree is deeper than [`MAX_SOURCE_DEPTH`].
+    /// The source tree is deeper than `MAX_SOURCE_DEPTH`.
     #[error(
         "the source tree is more than {MAX_SOURCE_DEPTH} directories deep under {top}; kiln's limit is {MAX_SOURCE_DEPTH} levels (list the directory in {IGNORE_FILE} or flatten it)"
     )]
@@ -244,7 +244,7 @@ pub fn copy_source(source: &Path, dest: &Path, skip: &[PathBuf]) -> Result<AppSo
     Ok(app)
 }
 
-/// The stat fingerprint ([`crate::fingerprint`]) of what [`copy_source`] would copy, and of
+/// The stat fingerprint (`crate::fingerprint`) of what [`copy_source`] would copy, and of
 /// the files that steer it (`project.toml`, `.kilnignore`): equal fingerprints mean the
 /// source did not change.
 pub fn fingerprint_source(source: &Path, skip: &[PathBuf]) -> Result<String, AppError> {

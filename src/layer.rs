@@ -92,7 +92,7 @@ pub struct LayerBlob {
     pub existed: bool,
 }
 
-/// The stat fingerprint ([`crate::fingerprint`]) of everything that decides `spec`'s layer:
+/// The stat fingerprint (`crate::fingerprint`) of everything that decides `spec`'s layer:
 /// its settings and its source tree's metadata. Equal fingerprints mean equal layers, so the
 /// layer's `diff_id` is known without reading a file.
 pub fn spec_fingerprint(spec: &LayerSpec) -> io::Result<String> {

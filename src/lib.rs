@@ -1,36 +1,97 @@
 #![doc = include_str!("../README.md")]
 
-pub mod app;
-pub mod buildenv;
+// The public API (see "As a library" above): what an embedding platform calls, and what the
+// `kiln` binary — a crate of its own that sees only this API — calls.
 pub mod buildpack;
 pub mod cache;
-pub mod env;
-mod error;
 pub mod event;
-pub mod fingerprint;
 pub mod image;
 pub mod labels;
-pub mod launch;
 pub mod layer;
 pub mod lifecycle;
-pub mod plan;
 pub mod rebase;
 pub mod reproducible;
 pub mod stack;
 pub mod store;
 pub mod transport;
-pub mod untrusted;
 
+// Internals: the types of theirs a public item needs are re-exported below. Their other
+// items are `pub` for `internals` (the property tests' re-exports, at the end) or kept `pub`
+// from before issue 15 narrowed the API; without the feature nothing outside reaches them,
+// and what only the property tests call is unused.
+#[allow(unreachable_pub)]
+mod app;
+#[allow(unreachable_pub)]
+mod buildenv;
+#[allow(unreachable_pub, dead_code)]
+mod env;
+mod error;
+#[allow(unreachable_pub)]
+mod fingerprint;
+#[allow(unreachable_pub)]
+mod launch;
+#[allow(unreachable_pub)]
+mod plan;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
+mod untrusted;
+
+pub use app::AppError;
+pub use buildenv::{BuildEnvError, BuildEnvironment};
+pub use env::EnvDirError;
 pub use error::{Error, is_cancelled};
 pub use event::{CancelToken, Cancelled, Event, EventSink, NoEvents, Phase};
 pub use image::reference::{ImageName, ImageReference};
 pub use image::{LoadedImage, TargetPlatform};
-pub use launch::ProcessType;
+pub use launch::{Process, ProcessType};
 pub use lifecycle::{
     BuildOptions, BuildReport, BuildpackRef, BuildpackSelection, DEFAULT_STACK, DetectSummary,
-    LayerReport, build, detect,
+    LayerReport, build, detect, read_env_file,
 };
 /// The OCI image-spec types kiln uses at its edges.
 pub use oci_spec::image as oci;
+pub use plan::PlanEntry;
 pub use store::Store;
 pub use transport::publish::Destination;
+pub use untrusted::ReadError;
+
+/// kiln's internal parsers, for its property tests (`tests/properties/`) only: **not** part
+/// of the API, no semver promise. Present with the non-default `internals` feature.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    /// `crate::untrusted`: paths and files from outside kiln.
+    pub mod untrusted {
+        pub use crate::untrusted::*;
+    }
+    /// `crate::plan`: `plan.toml` and the build plan.
+    pub mod plan {
+        pub use crate::plan::*;
+    }
+    /// `crate::launch`: `launch.toml`.
+    pub mod launch {
+        pub use crate::launch::*;
+    }
+    /// `crate::app`: the app source and `project.toml`.
+    pub mod app {
+        pub use crate::app::*;
+    }
+    /// `crate::stack`'s Debian readers.
+    pub mod stack {
+        /// Debian control data.
+        pub mod control {
+            pub use crate::stack::control::*;
+        }
+        /// The `.deb` unpacker.
+        pub mod deb {
+            pub use crate::stack::deb::*;
+        }
+        /// `Release` files.
+        pub mod release {
+            pub use crate::stack::release::*;
+        }
+        /// `Packages` indexes.
+        pub mod resolve {
+            pub use crate::stack::resolve::*;
+        }
+    }
+}

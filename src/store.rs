@@ -37,11 +37,11 @@ pub struct StateDirs {
 /// Where the state kept between builds of one destination lives.
 #[derive(Debug, Clone)]
 pub struct DestinationState {
-    /// The layer cache metadata ([`crate::cache::LayerCache`]).
+    /// The layer cache metadata (`crate::cache::LayerCache`).
     pub layer_cache: PathBuf,
-    /// The build record and kept layers ([`crate::cache::record::BuildRecord`]).
+    /// The build record and kept layers (`crate::cache::record::BuildRecord`).
     pub build_dir: PathBuf,
-    /// The export memo ([`crate::cache::memo::ExportMemo`]).
+    /// The export memo (`crate::cache::memo::ExportMemo`).
     pub export_memo: PathBuf,
 }
 

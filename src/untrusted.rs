@@ -134,7 +134,7 @@ pub enum Links {
     Refuse,
 }
 
-/// Reading a file with [`read_file`] failed.
+/// Reading a file with `read_file` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {

@@ -66,37 +66,9 @@ pub(crate) fn run(
     printer: &Printer,
     cancel: &kiln::CancelToken,
 ) -> anyhow::Result<ExitCode> {
-    let mut options = args.source.to_options()?;
-    let image: Option<kiln::ImageName> = args
-        .image
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .context("invalid IMAGE")?;
-    options.destination = Some(match (&args.output, &image) {
-        (None, Some(image)) if args.publish => kiln::Destination::Registry(image.clone()),
-        (None, None) if args.publish => {
-            return Err(UsageError(
-                "--publish needs an image name with its registry: kiln build HOST/REPO:TAG --publish"
-                    .to_string(),
-            )
-            .into());
-        }
-        (Some(output), _) => {
-            let reference: kiln::ImageReference = output
-                .parse()
-                .with_context(|| format!("invalid --output {output:?}"))?;
-            kiln::Destination::from_reference(&reference, image.as_ref())
-                .map_err(|e| UsageError(format!("invalid --output {output:?}: {e}")))?
-        }
-        (None, Some(image)) => kiln::Destination::Store(image.clone()),
-        (None, None) => {
-            return Err(UsageError(
-                "give an image name (kiln build myapp) or an output (--output oci:DIR)".to_string(),
-            )
-            .into());
-        }
-    });
+    let mut options = args
+        .source
+        .to_options(|path| Ok(kiln::BuildOptions::new(path, destination(args)?)))?;
     options.clear_cache = args.clear_cache;
     options.rebuild = args.rebuild;
     options.cache_image = args
@@ -166,6 +138,40 @@ pub(crate) fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the image goes: IMAGE, --output and --publish.
+fn destination(args: &BuildArgs) -> anyhow::Result<kiln::Destination> {
+    let image: Option<kiln::ImageName> = args
+        .image
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("invalid IMAGE")?;
+    Ok(match (&args.output, &image) {
+        (None, Some(image)) if args.publish => kiln::Destination::Registry(image.clone()),
+        (None, None) if args.publish => {
+            return Err(UsageError(
+                "--publish needs an image name with its registry: kiln build HOST/REPO:TAG --publish"
+                    .to_string(),
+            )
+            .into());
+        }
+        (Some(output), _) => {
+            let reference: kiln::ImageReference = output
+                .parse()
+                .with_context(|| format!("invalid --output {output:?}"))?;
+            kiln::Destination::from_reference(&reference, image.as_ref())
+                .map_err(|e| UsageError(format!("invalid --output {output:?}: {e}")))?
+        }
+        (None, Some(image)) => kiln::Destination::Store(image.clone()),
+        (None, None) => {
+            return Err(UsageError(
+                "give an image name (kiln build myapp) or an output (--output oci:DIR)".to_string(),
+            )
+            .into());
+        }
+    })
 }
 
 /// Prunes build caches while the store is over `max_size` (0: no limit), unless other kiln

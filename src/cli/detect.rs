@@ -26,7 +26,7 @@ pub(crate) fn run(
     printer: &Printer,
     cancel: &kiln::CancelToken,
 ) -> anyhow::Result<ExitCode> {
-    let options = args.source.to_options()?;
+    let options = args.source.to_detect_options()?;
     let store = open_store(home)?;
     let summary = kiln::detect(&store, &options, args.build, printer, cancel)?;
     match args.format {
@@ -106,11 +106,11 @@ pub(crate) fn run(
         (true, _) => Ok(ExitCode::SUCCESS),
         (false, false) => Ok(ExitCode::from(20)),
         // Also on stderr, as every failure is (exit code 21).
-        (false, true) => Err(kiln::Error::Detect(
-            kiln::lifecycle::detect::DetectError::BuildpackErrored {
+        (false, true) => Err(
+            kiln::Error::Detect(kiln::lifecycle::DetectError::BuildpackErrored {
                 results: summary.results,
-            },
-        )
-        .into()),
+            })
+            .into(),
+        ),
     }
 }

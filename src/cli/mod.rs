@@ -182,11 +182,19 @@ pub(crate) struct SourceArgs {
 }
 
 impl SourceArgs {
-    /// Converts to library options (no destination yet).
-    pub(crate) fn to_options(&self) -> anyhow::Result<kiln::BuildOptions> {
-        let mut options = kiln::BuildOptions::default();
-        options.app_dir.clone_from(&self.path);
-        options.buildpacks = kiln::BuildpackSelection {
+    /// Library options for `kiln detect`, which publishes nothing.
+    pub(crate) fn to_detect_options(&self) -> anyhow::Result<kiln::BuildOptions> {
+        self.to_options(|path| Ok(kiln::BuildOptions::for_detect(path)))
+    }
+
+    /// Converts to library options: `make` makes them from the app's directory (with the
+    /// destination, for a build) once these arguments are known to be valid, so their
+    /// mistakes are reported before the caller's.
+    pub(crate) fn to_options(
+        &self,
+        make: impl FnOnce(&std::path::Path) -> anyhow::Result<kiln::BuildOptions>,
+    ) -> anyhow::Result<kiln::BuildOptions> {
+        let buildpacks = kiln::BuildpackSelection {
             buildpacks: self
                 .buildpacks
                 .iter()
@@ -195,7 +203,7 @@ impl SourceArgs {
             order_file: self.order.clone(),
             search_roots: self.buildpacks_dirs.clone(),
         };
-        options.run_image = self
+        let run_image = self
             .run_image
             .as_deref()
             .map(|r| {
@@ -203,8 +211,7 @@ impl SourceArgs {
                     .with_context(|| format!("invalid --run-image {r:?}"))
             })
             .transpose()?;
-        options.stack.clone_from(&self.stack);
-        options.platform = self
+        let platform = self
             .platform
             .as_deref()
             .map(str::parse)
@@ -217,14 +224,10 @@ impl SourceArgs {
             ))
             .into());
         }
-        options.exec_env.clone_from(&self.exec_env);
+        let mut env = std::collections::BTreeMap::new();
         for file in &self.env_files {
-            let text = kiln::untrusted::read_text(
-                file,
-                kiln::untrusted::MAX_METADATA,
-                kiln::untrusted::Links::Follow,
-            )
-            .with_context(|| format!("failed to read env file {}", file.display()))?;
+            let text = kiln::read_env_file(file)
+                .with_context(|| format!("failed to read env file {}", file.display()))?;
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -232,18 +235,27 @@ impl SourceArgs {
                 }
                 let (name, value) =
                     parse_env(line).with_context(|| format!("{}:{}", file.display(), n + 1))?;
-                options.env.insert(name, value);
+                env.insert(name, value);
             }
         }
         for entry in &self.env {
             let (name, value) =
                 parse_env(entry).map_err(|e| UsageError(format!("invalid --env: {e:#}")))?;
-            options.env.insert(name, value);
+            env.insert(name, value);
         }
-        options.source_date_epoch = source_date_epoch()?;
-        options.transports = self
+        let source_date_epoch = source_date_epoch()?;
+        let transports = self
             .transport
             .to_transports(kiln::transport::registry::PullPolicy::Always)?;
+        let mut options = make(&self.path)?;
+        options.buildpacks = buildpacks;
+        options.run_image = run_image;
+        options.stack.clone_from(&self.stack);
+        options.platform = platform;
+        options.exec_env.clone_from(&self.exec_env);
+        options.env = env;
+        options.source_date_epoch = source_date_epoch;
+        options.transports = transports;
         Ok(options)
     }
 }
@@ -371,7 +383,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// chain is 130, whichever module's error carries it.
 pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     use kiln::buildpack::BuildpackError;
-    use kiln::lifecycle::build::BuildError;
+    use kiln::lifecycle::BuildError;
     if kiln::is_cancelled(error.as_ref()) {
         return 130;
     }
@@ -397,21 +409,21 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
     match error {
         kiln::Error::InvalidOptions(_) => 2,
         kiln::Error::Buildpack(BuildpackError::UnsupportedApi { .. })
-        | kiln::Error::Detect(kiln::lifecycle::detect::DetectError::Buildpack(
+        | kiln::Error::Detect(kiln::lifecycle::DetectError::Buildpack(
             BuildpackError::UnsupportedApi { .. },
         )) => 12,
         kiln::Error::App(_)
         | kiln::Error::ReadOrder { .. }
         | kiln::Error::ParseOrder { .. }
         | kiln::Error::Buildpack(_)
-        | kiln::Error::Detect(kiln::lifecycle::detect::DetectError::Buildpack(_)) => 3,
+        | kiln::Error::Detect(kiln::lifecycle::DetectError::Buildpack(_)) => 3,
         kiln::Error::NothingDetected { .. } => 20,
-        kiln::Error::Detect(kiln::lifecycle::detect::DetectError::BuildpackErrored { .. }) => 21,
+        kiln::Error::Detect(kiln::lifecycle::DetectError::BuildpackErrored { .. }) => 21,
         kiln::Error::Analyze(_) | kiln::Error::Image(_) => 30,
         kiln::Error::Build(BuildError::BuildpackFailed { .. } | BuildError::Spawn { .. }) => 51,
         kiln::Error::Build(BuildError::InvalidOutput { .. })
-        | kiln::Error::Export(kiln::lifecycle::export::ExportError::EnvFiles(
-            kiln::env::EnvDirError::Invalid { .. },
+        | kiln::Error::Export(kiln::lifecycle::ExportError::EnvFiles(
+            kiln::EnvDirError::Invalid { .. },
         )) => 52,
         kiln::Error::Export(_) => 62,
         kiln::Error::Publish(_) => 63,
@@ -423,10 +435,10 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
 /// 42: verification failed (signature, checksum); 41: the mirror failed or is missing;
 /// 40: anything else about the stack (definition, lock, options).
 fn stack_exit_code(error: &kiln::stack::StackError) -> u8 {
+    use kiln::stack::FetchError;
     use kiln::stack::StackError as E;
-    use kiln::stack::fetch::FetchError;
     match error {
-        E::Release(kiln::stack::release::ReleaseError::BadSignature { .. })
+        E::Release(kiln::stack::ReleaseError::BadSignature { .. })
         | E::IndexMismatch { .. }
         | E::Fetch(FetchError::Mismatch { .. }) => 42,
         E::Fetch(_) | E::NoMirror(_) | E::NotServed { .. } => 41,
@@ -452,9 +464,9 @@ mod tests {
         let errors: Vec<anyhow::Error> = vec![
             Cancelled.into(),
             kiln::Error::Cancelled(Cancelled).into(),
-            kiln::Error::from(kiln::lifecycle::build::BuildError::from(Cancelled)).into(),
-            kiln::Error::from(kiln::lifecycle::detect::DetectError::from(Cancelled)).into(),
-            kiln::Error::from(kiln::lifecycle::export::ExportError::from(Cancelled)).into(),
+            kiln::Error::from(kiln::lifecycle::BuildError::from(Cancelled)).into(),
+            kiln::Error::from(kiln::lifecycle::DetectError::from(Cancelled)).into(),
+            kiln::Error::from(kiln::lifecycle::ExportError::from(Cancelled)).into(),
             kiln::Error::from(kiln::stack::StackError::from(Cancelled)).into(),
             kiln::Error::from(kiln::image::ImageError::from(RegistryError::from(
                 Cancelled,

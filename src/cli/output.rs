@@ -98,7 +98,7 @@ impl Printer {
 
     /// Prints the per-buildpack results after a failed detection, always: this is what
     /// the user needs to see to fix it.
-    pub(crate) fn detect_failures(&self, results: &[kiln::lifecycle::detect::DetectReport]) {
+    pub(crate) fn detect_failures(&self, results: &[kiln::lifecycle::DetectReport]) {
         for r in results {
             self.line(&format!("{}@{}: {}", r.id, r.version, r.status));
             let show_output = self.verbose > 0 || matches!(r.status, DetectStatus::Error(_));

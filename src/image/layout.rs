@@ -285,7 +285,7 @@ impl OciLayout {
     }
 
     /// Reads a small blob (manifest, config, index) into memory and verifies its digest.
-    /// At most [`MAX_DOCUMENT`] bytes are read.
+    /// At most `MAX_DOCUMENT` bytes are read.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, LayoutError> {
         let file = self.open_blob(digest)?;
         let path = self.blob_path(digest);
@@ -375,7 +375,7 @@ impl OciLayout {
         })
     }
 
-    /// Reads `index.json` (a regular file of at most [`MAX_DOCUMENT`] bytes, opened without
+    /// Reads `index.json` (a regular file of at most `MAX_DOCUMENT` bytes, opened without
     /// blocking).
     pub fn read_index(&self) -> Result<ImageIndex, LayoutError> {
         let path = self.root.join("index.json");

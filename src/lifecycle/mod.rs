@@ -12,19 +12,30 @@
 //! inputs did not change since the last one of its destination skips all of it
 //! (`up_to_date.rs`).
 
-pub mod analyze;
-pub mod build;
-pub mod detect;
-pub mod export;
+// The phases are the crate's own; their errors and detect verdicts are public (below).
+// (`dead_code`: output fields nothing reads yet, public until issue 15 narrowed the API.)
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod analyze;
+#[allow(unreachable_pub)]
+pub(crate) mod build;
+#[allow(unreachable_pub)]
+pub(crate) mod detect;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod export;
 mod options;
 mod prepare;
 mod remember;
 mod report;
-pub mod restore;
+#[allow(unreachable_pub)]
+pub(crate) mod restore;
 mod timings;
 mod up_to_date;
 
-pub use options::{BuildOptions, BuildpackRef, BuildpackSelection, DEFAULT_STACK};
+pub use self::analyze::AnalyzeError;
+pub use self::build::BuildError;
+pub use self::detect::{DetectError, DetectReport};
+pub use self::export::ExportError;
+pub use options::{BuildOptions, BuildpackRef, BuildpackSelection, DEFAULT_STACK, read_env_file};
 pub use report::{BuildReport, DetectSummary, LayerReport};
 
 use std::collections::BTreeSet;
@@ -48,8 +59,8 @@ use crate::transport::publish::{self, Destination};
 ///
 /// The image's blobs always land in `store`; `options.destination` (default: the store
 /// itself, which then requires a name) says where the image is named or copied. When nothing
-/// the build depends on changed since the last build of the same destination (see
-/// [`crate::cache::record`]), the buildpacks do not run: the recorded image is published again.
+/// the build depends on changed since the last build of the same destination (as
+/// its build record says), the buildpacks do not run: the recorded image is published again.
 pub fn build(
     store: &Store,
     options: &BuildOptions,

@@ -1,20 +1,37 @@
 //! What a build is asked to do: [`BuildOptions`] and the buildpack selection.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::buildenv::BuildEnvironment;
 use crate::image::TargetPlatform;
 use crate::image::reference::ImageReference;
 use crate::launch::ProcessType;
 use crate::transport::publish::Destination;
+use crate::untrusted::{Links, MAX_METADATA, ReadError};
 
 pub use crate::buildpack::catalog::{BuildpackRef, BuildpackSelection};
 
 /// The stack default run images come from.
 pub const DEFAULT_STACK: &str = "bookworm";
 
-/// Options for [`build()`](super::build()) and [`detect()`](super::detect()). `Default` gives an empty app path and `scratch`.
+/// What [`build()`](super::build()) and [`detect()`](super::detect()) are asked to do.
+///
+/// What a build cannot do without is taken by the constructors: [`BuildOptions::new`] for a
+/// build (the app's directory and where the image goes), [`BuildOptions::for_detect`] for a
+/// detection, which publishes nothing and so has no destination. Everything else is an
+/// optional public field with a working default, set after construction (the struct is
+/// `#[non_exhaustive]`, so a new option is never a breaking change):
+///
+/// ```
+/// use kiln::{BuildOptions, BuildpackRef, Destination};
+///
+/// let mut options = BuildOptions::new("my-app", Destination::Store("my-app:1".parse()?));
+/// options.buildpacks.buildpacks.push(BuildpackRef::parse("kiln/procfile"));
+/// options.env.insert("PORT".into(), "9000".into());
+/// assert_eq!(options.stack, kiln::DEFAULT_STACK);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BuildOptions {
@@ -29,8 +46,10 @@ pub struct BuildOptions {
     pub stack: String,
     /// Platform for multi-platform run images and `scratch` (default: the host's).
     pub platform: Option<TargetPlatform>,
-    /// Where the image goes.
-    pub destination: Option<Destination>,
+    /// Where the image goes: set by [`BuildOptions::new`], `None` for options made by
+    /// [`BuildOptions::for_detect`] (which [`build()`](super::build()) refuses). Read it with
+    /// [`BuildOptions::destination`].
+    pub(crate) destination: Option<Destination>,
     /// User environment variables for buildpacks (`--env`), on top of `project.toml`'s.
     pub env: BTreeMap<String, String>,
     /// Process type to make the default, overriding the buildpacks' choice.
@@ -52,21 +71,43 @@ pub struct BuildOptions {
     pub clear_cache: bool,
     /// Run the buildpacks even when nothing changed since the last build of the destination.
     pub rebuild: bool,
-    /// A cache image (see [`crate::cache::image`]) read before and written after the build.
+    /// A cache image (see `--cache-image`) read before and written after the build.
     pub cache_image: Option<ImageReference>,
     /// How registries and the Docker daemon are reached (run images, destinations).
     pub transports: crate::transport::Transports,
 }
 
-impl Default for BuildOptions {
-    fn default() -> Self {
+impl BuildOptions {
+    /// Options to build the app in `app_dir` into an image published to `destination`, with
+    /// every other option at its default: kiln's built-in buildpack order, the run image of
+    /// the [`DEFAULT_STACK`] flavour the buildpacks need, the host's platform, the
+    /// `production` exec environment, the layer cache restored, the buildpacks skipped when
+    /// nothing changed since the last build of `destination`.
+    pub fn new(app_dir: impl Into<PathBuf>, destination: Destination) -> Self {
+        Self::with(app_dir.into(), Some(destination))
+    }
+
+    /// Options to run [`detect()`](super::detect()) on the app in `app_dir` (as `kiln
+    /// detect` does): detection publishes nothing, so there is no destination, and
+    /// [`build()`](super::build()) refuses these options with [`Error::InvalidOptions`](crate::Error::InvalidOptions).
+    /// The other defaults are those of [`BuildOptions::new`].
+    pub fn for_detect(app_dir: impl Into<PathBuf>) -> Self {
+        Self::with(app_dir.into(), None)
+    }
+
+    /// Where the image goes (`None` for options made by [`BuildOptions::for_detect`]).
+    pub fn destination(&self) -> Option<&Destination> {
+        self.destination.as_ref()
+    }
+
+    fn with(app_dir: PathBuf, destination: Option<Destination>) -> Self {
         Self {
-            app_dir: PathBuf::new(),
+            app_dir,
             buildpacks: BuildpackSelection::default(),
             run_image: None,
             stack: DEFAULT_STACK.to_string(),
             platform: None,
-            destination: None,
+            destination,
             env: BTreeMap::new(),
             process: None,
             source_date_epoch: None,
@@ -80,4 +121,11 @@ impl Default for BuildOptions {
             transports: crate::transport::Transports::default(),
         }
     }
+}
+
+/// Reads a file of `NAME=VALUE` lines meant for [`BuildOptions::env`] (`kiln build
+/// --env-file`) the way kiln reads every file it is handed: a regular file (a link is
+/// followed) of UTF-8 text, at most 1 MiB. Parsing the lines is the caller's.
+pub fn read_env_file(path: &Path) -> Result<String, ReadError> {
+    crate::untrusted::read_text(path, MAX_METADATA, Links::Follow)
 }

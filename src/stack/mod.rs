@@ -6,19 +6,29 @@
 //! pins every package file by SHA-256 in `stacks/<name>/<flavour>.lock`; `kiln stack build`
 //! downloads exactly those files (verified, cached by digest), unpacks them without dpkg or
 //! maintainer scripts, does the few things those scripts would have done that matter at run
-//! time ([`rootfs`]), and writes one layer per flavour level plus the image config into kiln's
+//! time (`rootfs`), and writes one layer per flavour level plus the image config into kiln's
 //! store as `kiln/stacks/<name>-<flavour>`, an image index with one manifest per architecture.
 
+// Locking and building are public (below); how is the crate's own.
 mod build;
-pub mod choose;
-pub mod control;
-pub mod deb;
-pub mod definition;
-pub mod fetch;
-pub mod mirror;
-pub mod release;
-pub mod resolve;
-pub mod rootfs;
+#[allow(unreachable_pub)]
+pub(crate) mod choose;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
+pub(crate) mod control;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
+pub(crate) mod deb;
+#[allow(unreachable_pub)]
+pub(crate) mod definition;
+#[allow(unreachable_pub)]
+pub(crate) mod fetch;
+#[allow(unreachable_pub)]
+pub(crate) mod mirror;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
+pub(crate) mod release;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
+pub(crate) mod resolve;
+#[allow(unreachable_pub)]
+pub(crate) mod rootfs;
 
 use std::path::PathBuf;
 
@@ -28,6 +38,8 @@ pub use build::{
 pub use definition::{
     FlavourName, InvalidName, Lock, LockedPackage, StackDefinition, StackName, StackSource,
 };
+pub use fetch::FetchError;
+pub use release::ReleaseError;
 
 /// Errors of stack operations.
 #[derive(Debug, thiserror::Error)]

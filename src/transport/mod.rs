@@ -34,7 +34,7 @@ pub struct Transports {
 
 impl Transports {
     /// A registry client that remembers blob locations in `store`, and the `diff_ids` of
-    /// the layers it downloads (see [`crate::image::diff_ids`]).
+    /// the layers it downloads (see `crate::image::diff_ids`).
     pub fn registry(&self, store: &Store) -> Result<Registry, RegistryError> {
         Registry::new(
             self.registry.clone(),

@@ -21,6 +21,7 @@ mod cancel;
 mod cli;
 mod detect;
 mod errors;
+mod embed;
 mod examples;
 mod export;
 mod fixtures;

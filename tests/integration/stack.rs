@@ -121,7 +121,14 @@ fn key(seed: u64) -> SignedSecretKey {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    kiln::stack::fetch::sha256_hex(bytes)
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// A served fake archive and a stack directory using it.

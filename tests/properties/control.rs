@@ -1,4 +1,4 @@
-//! Debian control data (`kiln::stack::control`) and the `Packages` and `Release` files built
+//! Debian control data (`kiln::internals::stack::control`) and the `Packages` and `Release` files built
 //! on it (`PackageIndex::add_packages_file`, `Release::parse`): never a panic, stanzas
 //! survive a write and re-read, and versions are totally ordered (a sort of an index's
 //! versions would panic otherwise).
@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use kiln::stack::control::{Stanza, Version, parse_relations, parse_stanzas};
-use kiln::stack::release::Release;
-use kiln::stack::resolve::PackageIndex;
+use kiln::internals::stack::control::{Stanza, Version, parse_relations, parse_stanzas};
+use kiln::internals::stack::release::Release;
+use kiln::internals::stack::resolve::PackageIndex;
 use proptest::prelude::*;
 
 use crate::support::{config, corpus_text};

@@ -1,8 +1,8 @@
-//! kiln's Debian package unpacker (`kiln::stack::deb::Unpacker::unpack`): a `.deb` with a
+//! kiln's Debian package unpacker (`kiln::internals::stack::deb::Unpacker::unpack`): a `.deb` with a
 //! hostile `data.tar` or `control.tar`, or arbitrary bytes, never writes outside the root
 //! and never panics.
 
-use kiln::stack::deb::Unpacker;
+use kiln::internals::stack::deb::Unpacker;
 use proptest::prelude::*;
 
 use crate::support::{Canary, config, corpus};

@@ -4,8 +4,10 @@
 //!
 //! Each module generates inputs with proptest and replays the committed samples of
 //! `tests/corpus/<target>/`. `KILN_FUZZ_CASES` sets how many cases each property tries
-//! (default 256, a few seconds in all); `KILN_FUZZ_CASES=100000 cargo test --test properties`
-//! fuzzes for longer. Failures proptest finds are kept in `proptest-regressions/` beside the
+//! (default 256, a few seconds in all);
+//! `KILN_FUZZ_CASES=100000 cargo test --features internals --test properties` fuzzes for
+//! longer. The parsers are kiln's internals, reached through `kiln::internals` (the
+//! `internals` feature this binary requires), not its API. Failures proptest finds are kept in `proptest-regressions/` beside the
 //! modules and replayed first on every run.
 
 // Test code: panicking on unexpected results is the point, and helpers are `pub` for the

@@ -1,11 +1,11 @@
-//! `kiln::untrusted::{component, relative, Beneath}`: no name from outside kiln becomes a
+//! `kiln::internals::untrusted::{component, relative, Beneath}`: no name from outside kiln becomes a
 //! path outside the directory it is meant for.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use kiln::untrusted::{Beneath, ParentLinks, component, relative};
+use kiln::internals::untrusted::{Beneath, ParentLinks, component, relative};
 use proptest::prelude::*;
 
 use crate::support::{Canary, config, corpus};

@@ -7,7 +7,7 @@
 use std::fs;
 use std::process::Command;
 
-use kiln::plan::BuildPlan;
+use kiln::internals::plan::BuildPlan;
 use proptest::prelude::*;
 
 use crate::support::{config, corpus};

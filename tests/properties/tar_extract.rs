@@ -10,7 +10,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use kiln::untrusted::{Beneath, ParentLinks};
+use kiln::internals::untrusted::{Beneath, ParentLinks};
 use proptest::prelude::*;
 
 use crate::paths::hostile_path;

@@ -1,8 +1,8 @@
 //! The CNB TOML files kiln reads from buildpacks and source trees: `launch.toml`
-//! (`kiln::launch::parse_launch_toml`), `plan.toml` (`kiln::plan::BuildPlan`, validated and
+//! (`kiln::internals::launch::parse_launch_toml`), `plan.toml` (`kiln::internals::plan::BuildPlan`, validated and
 //! resolved as detection does), `buildpack.toml` (`kiln::buildpack::Buildpack::load`),
-//! `project.toml` (read by `kiln::app::fingerprint_source`), and the error text kiln makes of
-//! every TOML error (`kiln::untrusted::toml_problem`). `build.toml`, `store.toml` and
+//! `project.toml` (read by `kiln::internals::app::fingerprint_source`), and the error text kiln makes of
+//! every TOML error (`kiln::internals::untrusted::toml_problem`). `build.toml`, `store.toml` and
 //! `<layer>.toml` are read by private functions of the build phase behind a buildpack run;
 //! their parse is `toml`'s, covered here through the same documents and `toml_problem`.
 
@@ -11,9 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use kiln::buildpack::Buildpack;
-use kiln::launch::parse_launch_toml;
-use kiln::plan::{BuildPlan, Candidate, resolve};
-use kiln::untrusted::toml_problem;
+use kiln::internals::launch::parse_launch_toml;
+use kiln::internals::plan::{BuildPlan, Candidate, resolve};
+use kiln::internals::untrusted::toml_problem;
 use proptest::prelude::*;
 
 use crate::support::{config, corpus_text};
@@ -135,7 +135,7 @@ fn check_project(text: &str) {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("project.toml"), text).unwrap();
     fs::write(dir.path().join("app.py"), "print(1)\n").unwrap();
-    let _ = kiln::app::fingerprint_source(dir.path(), &[]);
+    let _ = kiln::internals::app::fingerprint_source(dir.path(), &[]);
 }
 
 /// TOML errors are described without any value from the file (it may be a link to

@@ -14,7 +14,14 @@ const CACHE_LABEL: &str = "io.buildpacks.lifecycle.cache.metadata";
 const LIFECYCLE_LABEL: &str = "io.buildpacks.lifecycle.metadata";
 
 fn sha256(bytes: &[u8]) -> String {
-    kiln::image::digest::sha256_digest(bytes).to_string()
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::from("sha256:"), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// Writes `bytes` as a blob of the layout `dir`; returns its descriptor fields.

@@ -16,7 +16,14 @@ use crate::util::{TestEnv, example_app, example_buildpack, oci};
 
 /// The SHA-256 digest of `bytes`, `sha256:<hex>`.
 fn digest(bytes: &[u8]) -> String {
-    kiln::image::digest::sha256_digest(bytes).to_string()
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::from("sha256:"), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 fn blob_path(layout: &Path, digest: &str) -> std::path::PathBuf {
