@@ -270,7 +270,8 @@ pub fn previous_image(
     );
     let recorded = match (recorded, destination) {
         (None, crate::transport::publish::Destination::Registry(name)) => {
-            let registry = transports.registry(store).ok()?;
+            let registry =
+                crate::transport::registry::Registry::for_transports(transports, store).ok()?;
             match registry.pull_config(name, platform, layout, events, cancel) {
                 Ok(descriptor) => Some(descriptor.digest().clone()),
                 Err(e) => {

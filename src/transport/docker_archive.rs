@@ -458,6 +458,52 @@ fn open_archive(path: &Path) -> io::Result<File> {
     })
 }
 
+/// An image in a docker archive (`docker-archive:FILE[:NAME]`, what `docker save` writes):
+/// read by importing its layers into the store (verified), written as a new file renamed over
+/// the old one.
+#[derive(Debug, Clone)]
+pub struct DockerArchive {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The tag it carries, if given.
+    pub name: Option<String>,
+    /// The reference it was named by.
+    pub reference: crate::image::reference::ImageReference,
+}
+
+impl super::context::Transport for DockerArchive {
+    fn read(
+        &self,
+        cx: &super::context::Context<'_>,
+        _: &crate::image::TargetPlatform,
+    ) -> Result<LoadedImage, ImageError> {
+        import(
+            &self.path,
+            self.name.as_deref(),
+            cx.store.layout(),
+            &self.reference,
+        )
+    }
+
+    fn write(
+        &self,
+        cx: &super::context::Context<'_>,
+        image: super::publish::Publishable<'_>,
+    ) -> Result<super::publish::Published, super::publish::PublishError> {
+        write_docker_archive(
+            &self.path,
+            cx.store.layout(),
+            image.manifest,
+            self.name.as_deref().unwrap_or("latest"),
+        )
+        .map_err(|source| super::publish::PublishError::Write {
+            destination: self.reference.to_string(),
+            source,
+        })?;
+        Ok(super::publish::Published::Written)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -226,9 +226,106 @@ impl Daemon {
     }
 }
 
+impl From<DaemonError> for crate::transport::publish::PublishError {
+    fn from(error: DaemonError) -> Self {
+        Self::Transport(Box::new(error))
+    }
+}
+
 impl From<DaemonError> for crate::image::ImageError {
     fn from(error: DaemonError) -> Self {
         Self::Transport(Box::new(error))
+    }
+}
+
+impl Daemon {
+    /// The daemon `transports` name (`DOCKER_HOST` or the default socket otherwise).
+    pub fn for_transports(
+        transports: &crate::transport::context::Transports,
+    ) -> Result<Self, DaemonError> {
+        Self::connect(transports.docker_host.as_deref())
+    }
+}
+
+/// An image in the Docker daemon (`docker-daemon:NAME`): read by saving it to a docker
+/// archive and importing that, written by loading a docker archive into the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonImage {
+    /// Its name in the daemon.
+    pub name: crate::image::reference::ImageName,
+    /// The reference it was named by.
+    pub reference: crate::image::reference::ImageReference,
+}
+
+impl DaemonImage {
+    fn temp_archive(
+        store: &crate::store::Store,
+    ) -> Result<tempfile::NamedTempFile, std::io::Error> {
+        tempfile::Builder::new()
+            .prefix("daemon-")
+            .suffix(".tar")
+            .tempfile_in(store.work_dir())
+    }
+}
+
+impl super::context::Transport for DaemonImage {
+    fn read(
+        &self,
+        cx: &super::context::Context<'_>,
+        platform: &crate::image::TargetPlatform,
+    ) -> Result<crate::image::LoadedImage, crate::image::ImageError> {
+        let daemon = Daemon::for_transports(cx.transports)?;
+        cx.events.event(&crate::event::Event::Step(format!(
+            "Saving {} from the Docker daemon at {}",
+            self.name,
+            daemon.host()
+        )));
+        let temp =
+            Self::temp_archive(cx.store).map_err(|source| crate::image::ImageError::Archive {
+                path: cx.store.work_dir(),
+                source,
+            })?;
+        daemon.save(&self.name.to_string(), temp.path())?;
+        let archive = super::docker_archive::DockerArchive {
+            path: temp.path().to_path_buf(),
+            name: None,
+            reference: crate::image::reference::ImageReference::DockerArchive {
+                path: temp.path().to_path_buf(),
+                name: None,
+            },
+        };
+        let mut loaded = super::context::Transport::read(&archive, cx, platform)?;
+        loaded.reference = self.reference.clone();
+        Ok(loaded)
+    }
+
+    fn write(
+        &self,
+        cx: &super::context::Context<'_>,
+        image: super::publish::Publishable<'_>,
+    ) -> Result<super::publish::Published, super::publish::PublishError> {
+        let write_err = |source| super::publish::PublishError::Write {
+            destination: self.reference.to_string(),
+            source,
+        };
+        let daemon = Daemon::for_transports(cx.transports)?;
+        daemon.ping()?;
+        let temp = Self::temp_archive(cx.store).map_err(|source| {
+            write_err(crate::image::layout::LayoutError::Write {
+                path: cx.store.work_dir(),
+                source,
+            })
+        })?;
+        super::docker_archive::write_docker_archive(
+            temp.path(),
+            cx.store.layout(),
+            image.manifest,
+            &self.name.to_string(),
+        )
+        .map_err(write_err)?;
+        Ok(super::publish::Published::Loaded {
+            messages: daemon.load(temp.path())?,
+        })
     }
 }
 

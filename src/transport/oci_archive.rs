@@ -231,6 +231,54 @@ pub(super) fn append_dir<W: Write>(builder: &mut tar::Builder<W>, name: &str) ->
     )
 }
 
+/// An image in an OCI archive (`oci-archive:FILE[:NAME]`): read by importing its blobs into
+/// the store (verified), written as a whole new file renamed over the old one.
+#[derive(Debug, Clone)]
+pub struct OciArchive {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Its `org.opencontainers.image.ref.name`, if given.
+    pub name: Option<String>,
+    /// The reference it was named by.
+    pub reference: crate::image::reference::ImageReference,
+}
+
+impl super::context::Transport for OciArchive {
+    fn read(
+        &self,
+        cx: &super::context::Context<'_>,
+        platform: &crate::image::TargetPlatform,
+    ) -> Result<crate::image::LoadedImage, ImageError> {
+        let index = import(&self.path, cx.store.layout())?;
+        crate::image::resolve(
+            &self.reference,
+            cx.store.layout().clone(),
+            &index,
+            self.name.as_deref(),
+            platform,
+        )
+    }
+
+    fn write(
+        &self,
+        cx: &super::context::Context<'_>,
+        image: super::publish::Publishable<'_>,
+    ) -> Result<super::publish::Published, super::publish::PublishError> {
+        write_archive(
+            &self.path,
+            cx.store.layout(),
+            image.descriptor,
+            image.manifest,
+            self.name.as_deref().unwrap_or("latest"),
+        )
+        .map_err(|source| super::publish::PublishError::Write {
+            destination: self.reference.to_string(),
+            source,
+        })?;
+        Ok(super::publish::Published::Written)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

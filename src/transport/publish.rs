@@ -12,14 +12,9 @@ use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageManifest};
 
-use crate::event::{CancelToken, EventSink};
-use crate::image::layout::{LayoutError, OciLayout};
+use crate::image::layout::LayoutError;
 use crate::image::reference::{ImageName, ImageReference};
-use crate::store::{Store, StoreError};
-use crate::transport::Transports;
-use crate::transport::docker_daemon::DaemonError;
-use crate::transport::registry::{PushReport, RegistryError};
-use crate::transport::{write_archive, write_docker_archive};
+use crate::store::StoreError;
 
 /// Where a built image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +84,29 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// The reference that reads back what was written here.
+    pub fn reference(&self) -> ImageReference {
+        match self {
+            Self::Store(name) => ImageReference::Named(name.clone()),
+            Self::Layout { path, name } => ImageReference::Layout {
+                path: path.clone(),
+                name: Some(name.clone()),
+            },
+            Self::Archive { path, name } => ImageReference::Archive {
+                path: path.clone(),
+                name: Some(name.clone()),
+            },
+            Self::DockerArchive { path, name } => ImageReference::DockerArchive {
+                path: path.clone(),
+                name: Some(name.clone()),
+            },
+            Self::DockerDaemon(name) => ImageReference::DockerDaemon(name.clone()),
+            Self::Registry(name) => ImageReference::Registry(name.clone()),
+        }
+    }
+}
+
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -119,12 +137,11 @@ pub enum PublishError {
     /// Naming the image in the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The push to a registry failed.
+    /// The push to a registry, or loading into the Docker daemon, failed. The transport's
+    /// own error is kept whole (it converts with `From`), boxed so that publishing does not
+    /// depend on the transports that implement it.
     #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// Loading into the Docker daemon failed.
-    #[error(transparent)]
-    Daemon(#[from] DaemonError),
+    Transport(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// An image to publish: its manifest, whose blobs are all in the store.
@@ -134,6 +151,24 @@ pub struct Publishable<'a> {
     pub descriptor: &'a Descriptor,
     /// The manifest.
     pub manifest: &'a ImageManifest,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct PushReport {
+    /// Where the image went (`host/repository:tag`).
+    pub reference: String,
+    /// The manifest's digest (`host/repository@<digest>` pulls exactly this image).
+    pub digest: String,
+    /// Blobs uploaded.
+    pub uploaded: Vec<String>,
+    /// Blobs mounted from another repository of the registry.
+    pub mounted: Vec<String>,
+    /// Blobs the repository already had.
+    pub existing: Vec<String>,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
 }
 
 /// What publishing did, where it says more than "done". In JSON reports it is an object
@@ -152,71 +187,4 @@ pub enum Published {
         /// What the daemon said (`Loaded image: …`).
         messages: Vec<String>,
     },
-}
-
-/// Publishes `image` (whose blobs are in `store`) to `destination`.
-pub fn publish(
-    store: &Store,
-    image: Publishable<'_>,
-    destination: &Destination,
-    transports: &Transports,
-    events: &dyn EventSink,
-    cancel: &CancelToken,
-) -> Result<Published, PublishError> {
-    let write_err = |source| PublishError::Write {
-        destination: destination.to_string(),
-        source,
-    };
-    match destination {
-        Destination::Store(name) => store.tag(image.descriptor, &name.to_string())?,
-        Destination::Layout { path, name } => {
-            let layout = OciLayout::ensure(path).map_err(write_err)?;
-            let mut blobs = image.manifest.layers().clone();
-            blobs.push(image.manifest.config().clone());
-            blobs.push(image.descriptor.clone());
-            for blob in &blobs {
-                layout
-                    .copy_blob_from(store.layout(), blob)
-                    .map_err(write_err)?;
-            }
-            layout.tag(image.descriptor, name).map_err(write_err)?;
-        }
-        Destination::Archive { path, name } => {
-            write_archive(path, store.layout(), image.descriptor, image.manifest, name)
-                .map_err(write_err)?;
-        }
-        Destination::DockerArchive { path, name } => {
-            write_docker_archive(path, store.layout(), image.manifest, name).map_err(write_err)?;
-        }
-        Destination::DockerDaemon(name) => {
-            let daemon = transports.daemon()?;
-            daemon.ping()?;
-            let temp = tempfile::Builder::new()
-                .prefix("daemon-")
-                .suffix(".tar")
-                .tempfile_in(store.work_dir())
-                .map_err(|source| {
-                    write_err(LayoutError::Write {
-                        path: store.work_dir(),
-                        source,
-                    })
-                })?;
-            write_docker_archive(
-                temp.path(),
-                store.layout(),
-                image.manifest,
-                &name.to_string(),
-            )
-            .map_err(write_err)?;
-            return Ok(Published::Loaded {
-                messages: daemon.load(temp.path())?,
-            });
-        }
-        Destination::Registry(name) => {
-            let registry = transports.registry(store)?;
-            let report = registry.push(store.layout(), image.descriptor, name, events, cancel)?;
-            return Ok(Published::Pushed(report));
-        }
-    }
-    Ok(Published::Written)
 }

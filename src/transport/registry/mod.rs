@@ -23,9 +23,11 @@
 //! operation at a time, so the rest of kiln stays synchronous.
 
 pub mod auth;
+mod remote;
 mod sources;
 mod transfer;
 
+pub use remote::{RegistryImage, pull};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -40,62 +42,10 @@ use oci_client::{
 use crate::event::{CancelToken, Event, EventSink};
 use crate::image::reference::ImageName;
 
+pub use crate::transport::publish::PushReport;
 pub use auth::Credentials;
-pub use transfer::PushReport;
 
-/// How kiln talks to registries.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct RegistryOptions {
-    /// Registries (`host[:port]`) spoken to over plain HTTP (`--insecure-registry`);
-    /// loopback ones always are.
-    pub insecure: Vec<String>,
-    /// Credentials for the registries of this operation (`--creds`, `KILN_REGISTRY_AUTH`),
-    /// used before any credentials file.
-    pub credentials: Option<Credentials>,
-    /// Attempts per request when it fails transiently (at least 1).
-    pub attempts: u32,
-    /// The first delay between attempts; it doubles each time.
-    pub backoff: Duration,
-}
-
-impl Default for RegistryOptions {
-    fn default() -> Self {
-        Self {
-            insecure: Vec::new(),
-            credentials: None,
-            attempts: 5,
-            backoff: Duration::from_millis(500),
-        }
-    }
-}
-
-/// When a registry image already in kiln's store is pulled again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PullPolicy {
-    /// Always ask the registry (cheap when nothing changed: only the manifest moves).
-    #[default]
-    Always,
-    /// Only when the store does not have it.
-    Missing,
-    /// Never; the image must be in the store.
-    Never,
-}
-
-impl std::str::FromStr for PullPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "always" => Ok(Self::Always),
-            "missing" => Ok(Self::Missing),
-            "never" => Ok(Self::Never),
-            other => Err(format!(
-                "{other:?} is not a pull policy; use always, missing or never"
-            )),
-        }
-    }
-}
+pub use crate::transport::context::{PullPolicy, RegistryOptions};
 
 /// Errors talking to a registry.
 #[derive(Debug, thiserror::Error)]
@@ -554,9 +504,30 @@ fn transient(error: &OciDistributionError) -> bool {
     }
 }
 
+impl From<RegistryError> for crate::transport::publish::PublishError {
+    fn from(error: RegistryError) -> Self {
+        Self::Transport(Box::new(error))
+    }
+}
+
 impl From<RegistryError> for crate::image::ImageError {
     fn from(error: RegistryError) -> Self {
         Self::Transport(Box::new(error))
+    }
+}
+
+impl Registry {
+    /// The client `transports` describe, remembering blob locations in `store` and the
+    /// `diff_ids` of the layers it downloads (see `image::diff_ids`).
+    pub fn for_transports(
+        transports: &crate::transport::context::Transports,
+        store: &crate::store::Store,
+    ) -> Result<Self, RegistryError> {
+        Self::new(
+            transports.registry.clone(),
+            Some(store.root().join("cache").join("blob-sources.json")),
+        )
+        .map(|r| r.with_diff_ids(crate::image::diff_ids::DiffIds::in_home(store.root())))
     }
 }
 

@@ -20,6 +20,7 @@ use crate::image::digest::{GzipContentHasher, sha256_digest};
 use crate::image::layout::OciLayout;
 use crate::image::reference::ImageName;
 use crate::image::{TargetPlatform, docker_media, select_platform};
+use crate::transport::publish::PushReport;
 use crate::untrusted::MAX_DOCUMENT;
 
 /// The manifest media types kiln asks for (registries answer OCI manifests only to clients
@@ -34,24 +35,6 @@ const ACCEPT: &[&str] = &[
 /// Blobs up to this size go in one request; larger ones in chunks, which proxies with a
 /// request-size limit let through.
 const MONOLITHIC_MAX: u64 = 64 * 1024 * 1024;
-
-/// What a push did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-#[non_exhaustive]
-pub struct PushReport {
-    /// Where the image went (`host/repository:tag`).
-    pub reference: String,
-    /// The manifest's digest (`host/repository@<digest>` pulls exactly this image).
-    pub digest: String,
-    /// Blobs uploaded.
-    pub uploaded: Vec<String>,
-    /// Blobs mounted from another repository of the registry.
-    pub mounted: Vec<String>,
-    /// Blobs the repository already had.
-    pub existing: Vec<String>,
-    /// Bytes uploaded.
-    pub bytes_uploaded: u64,
-}
 
 fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
