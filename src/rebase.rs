@@ -263,7 +263,7 @@ pub fn rebase(
         None => Destination::from_reference(&options.image, None)
             .map_err(|e| not_rebasable(e.to_string()))?,
     };
-    let published = publish::publish(
+    let published = crate::transport::publish(
         store,
         publish::Publishable {
             descriptor: &written.descriptor,

@@ -176,7 +176,7 @@ fn write(
     let config = builder.build()?;
     let written = write_image(layout, layers, &config)?;
     let destination = Destination::from_reference(reference, None)?;
-    publish::publish(
+    crate::transport::publish(
         store,
         publish::Publishable {
             descriptor: &written.descriptor,

@@ -100,7 +100,7 @@ pub(crate) fn run_push(
             .copy_blob_from(&image.layout, blob)
             .map_err(|e| kiln::Error::from(kiln::store::StoreError::from(e)))?;
     }
-    let published = kiln::transport::publish::publish(
+    let published = kiln::transport::publish(
         &store,
         kiln::transport::publish::Publishable {
             descriptor: &image.manifest_descriptor,

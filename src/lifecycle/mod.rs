@@ -170,7 +170,7 @@ fn run_phases(
         })?;
         cancel.check()?;
         let started = Instant::now();
-        let published = publish::publish(
+        let published = crate::transport::publish(
             store,
             publish::Publishable {
                 descriptor: &exported.manifest_descriptor,

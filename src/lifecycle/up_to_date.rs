@@ -88,7 +88,7 @@ pub(super) fn up_to_date(
             )
             .build()
             .expect("a descriptor with digest, size and media type builds");
-        publish::publish(
+        crate::transport::publish(
             store,
             publish::Publishable {
                 descriptor: &descriptor,
