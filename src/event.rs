@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::buildpack_id::{BuildpackId, VersionedBuildpackId};
+
 /// A phase of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
@@ -136,8 +138,8 @@ pub enum Event {
     /// One buildpack's detection result (with its output, which pack shows only at debug
     /// level or on errors).
     Detected {
-        /// `id@version`.
-        buildpack: String,
+        /// The buildpack (`id@version` when displayed).
+        buildpack: VersionedBuildpackId,
         /// The result.
         status: DetectStatus,
         /// Its combined stdout and stderr.
@@ -146,21 +148,21 @@ pub enum Event {
     /// A buildpack's `bin/build` started.
     BuildpackStarted {
         /// Buildpack ID.
-        id: String,
+        id: BuildpackId,
         /// Its version.
         version: String,
     },
     /// A line a buildpack printed during build (stdout and stderr merged).
     BuildpackOutput {
         /// Buildpack ID.
-        id: String,
+        id: BuildpackId,
         /// The line, without its newline.
         line: String,
     },
     /// A buildpack's `bin/build` finished successfully.
     BuildpackFinished {
         /// Buildpack ID.
-        id: String,
+        id: BuildpackId,
         /// How long it ran.
         elapsed: Duration,
     },

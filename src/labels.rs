@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
+
+use crate::buildpack_id::BuildpackId;
 
 /// `io.buildpacks.lifecycle.metadata`.
 pub const LIFECYCLE_METADATA: &str = "io.buildpacks.lifecycle.metadata";
@@ -50,9 +53,10 @@ pub fn is_reserved(key: &str) -> bool {
 /// A `{"sha": "sha256:…"}` reference to a layer by `diff_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
-    /// The layer's `diff_id` (empty when the image has no such layer).
-    #[serde(default)]
-    pub sha: String,
+    /// The layer's `diff_id` (`None` when the image has no such layer, written as an empty
+    /// string).
+    #[serde(default, with = "crate::image::digest::empty_is_none")]
+    pub sha: Option<Digest>,
 }
 
 /// `io.buildpacks.lifecycle.metadata`.
@@ -82,10 +86,10 @@ pub struct LifecycleMetadata {
 }
 
 /// One buildpack's entry in [`LifecycleMetadata`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildpackLayers {
     /// Buildpack ID.
-    pub key: String,
+    pub key: BuildpackId,
     /// Buildpack version.
     pub version: String,
     /// Launch layers by name.
@@ -99,8 +103,9 @@ pub struct BuildpackLayers {
 /// A layer's entry in [`BuildpackLayers`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LayerMetadata {
-    /// The layer's `diff_id`.
-    pub sha: String,
+    /// The layer's `diff_id` (`None`, written as an empty string, until it is known).
+    #[serde(with = "crate::image::digest::empty_is_none")]
+    pub sha: Option<Digest>,
     /// The layer's `[metadata]`.
     #[serde(default)]
     pub data: serde_json::Value,
@@ -126,9 +131,14 @@ pub struct StoreMetadata {
 /// The run image, as recorded for rebase.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunImageMetadata {
-    /// `diff_id` of the run image's top layer: the boundary between base and app layers.
-    #[serde(default, rename = "topLayer")]
-    pub top_layer: String,
+    /// `diff_id` of the run image's top layer: the boundary between base and app layers
+    /// (`None` for a run image without layers, written as an empty string).
+    #[serde(
+        default,
+        rename = "topLayer",
+        with = "crate::image::digest::empty_is_none"
+    )]
+    pub top_layer: Option<Digest>,
     /// The run image's manifest digest.
     #[serde(default)]
     pub reference: String,
@@ -331,5 +341,23 @@ mod tests {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["runImage"]["topLayer"], "");
+    }
+
+    #[test]
+    fn typed_digests_and_ids_keep_the_label_bytes() {
+        // A label as kiln wrote it with strings: no layer is an empty sha.
+        let label = r#"{"app":[{"sha":"sha256:1111111111111111111111111111111111111111111111111111111111111111"}],"buildpacks":[{"key":"kiln/python","version":"0.1.0","layers":{"deps":{"sha":"sha256:2222222222222222222222222222222222222222222222222222222222222222","data":{},"build":false,"launch":true,"cache":true},"none":{"sha":"","data":null,"build":false,"launch":false,"cache":false}}}],"config":{"sha":""},"launcher":{"sha":""},"process-types":{"sha":""},"runImage":{"topLayer":"sha256:3333333333333333333333333333333333333333333333333333333333333333","reference":"sha256:4444444444444444444444444444444444444444444444444444444444444444","image":"kiln/run"},"stack":{"runImage":{"image":"kiln/run"}}}"#;
+        let metadata: LifecycleMetadata = serde_json::from_str(label).unwrap();
+        assert_eq!(metadata.config.sha, None);
+        assert_eq!(metadata.buildpacks[0].key, "kiln/python");
+        assert_eq!(metadata.buildpacks[0].layers["none"].sha, None);
+        assert!(metadata.run_image.top_layer.is_some());
+        assert_eq!(serde_json::to_string(&metadata).unwrap(), label);
+        // Absent fields are none too.
+        let bare: LifecycleMetadata = serde_json::from_str("{}").unwrap();
+        assert_eq!(bare.run_image.top_layer, None);
+        // Something that is no digest, or an invalid buildpack id, does not read.
+        assert!(serde_json::from_str::<LayerRef>(r#"{"sha":"sha256:xyz"}"#).is_err());
+        assert!(serde_json::from_str::<BuildpackLayers>(r#"{"key":"a b","version":"1"}"#).is_err());
     }
 }

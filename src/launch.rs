@@ -24,8 +24,16 @@ impl ProcessType {
     }
 }
 
+/// Text that is not a [`ProcessType`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a valid process type; use letters, digits, '.', '_' and '-'")]
+pub struct InvalidProcessType {
+    /// The text.
+    pub text: String,
+}
+
 impl FromStr for ProcessType {
-    type Err = String;
+    type Err = InvalidProcessType;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty()
@@ -35,16 +43,16 @@ impl FromStr for ProcessType {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
-            return Err(format!(
-                "{s:?} is not a valid process type; use letters, digits, '.', '_' and '-'"
-            ));
+            return Err(InvalidProcessType {
+                text: s.to_string(),
+            });
         }
         Ok(Self(s.to_string()))
     }
 }
 
 impl TryFrom<String> for ProcessType {
-    type Error = String;
+    type Error = InvalidProcessType;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
     }
@@ -149,11 +157,8 @@ pub enum LaunchError {
         problem: String,
     },
     /// A process type is not a valid name.
-    #[error("{problem}")]
-    ProcessType {
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    ProcessType(#[from] InvalidProcessType),
     /// `process.direct` is set.
     #[error(
         "process {process_type}: process.direct is not supported on this buildpack version; every process is direct"
@@ -211,10 +216,7 @@ pub fn parse_launch_toml(
     let mut processes = Vec::new();
     let mut default_seen: Option<ProcessType> = None;
     for p in raw.processes {
-        let process_type: ProcessType = p
-            .process_type
-            .parse()
-            .map_err(|problem| LaunchError::ProcessType { problem })?;
+        let process_type: ProcessType = p.process_type.parse().map_err(LaunchError::ProcessType)?;
         if p.direct.is_some() {
             return Err(LaunchError::Direct { process_type });
         }

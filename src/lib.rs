@@ -23,6 +23,9 @@ pub mod transport;
 mod app;
 #[allow(unreachable_pub)]
 mod buildenv;
+// Re-exported from `buildpack`; a module of its own on the ground floor, so events, labels
+// and records can name buildpacks.
+mod buildpack_id;
 #[allow(unreachable_pub, dead_code)]
 mod env;
 mod error;
@@ -42,7 +45,7 @@ pub use error::{Error, is_cancelled};
 pub use event::{CancelToken, Cancelled, Event, EventSink, NoEvents, Phase};
 pub use image::reference::{ImageName, ImageReference};
 pub use image::{LoadedImage, TargetPlatform};
-pub use launch::{Process, ProcessType};
+pub use launch::{InvalidProcessType, Process, ProcessType};
 pub use lifecycle::{
     BuildOptions, BuildReport, BuildpackRef, BuildpackSelection, DEFAULT_STACK, DetectSummary,
     LayerReport, build, detect, read_env_file,

@@ -355,19 +355,17 @@ fn load_app(
             ))
         })?;
     let diff_ids = app.diff_ids().to_vec();
-    let base_count = if metadata.run_image.top_layer.is_empty() {
-        0
-    } else {
-        diff_ids
+    let base_count = match &metadata.run_image.top_layer {
+        None => 0,
+        Some(top_layer) => diff_ids
             .iter()
-            .position(|d| *d == metadata.run_image.top_layer)
+            .position(|d| d == top_layer.as_ref())
             .map(|i| i + 1)
             .ok_or_else(|| {
                 not_rebasable(format!(
-                    "its recorded run image top layer {} is not one of its layers",
-                    metadata.run_image.top_layer
+                    "its recorded run image top layer {top_layer} is not one of its layers"
                 ))
-            })?
+            })?,
     };
     if !options.force
         && app_labels

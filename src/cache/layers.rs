@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
+use crate::buildpack_id::BuildpackId;
 use crate::cache::record::KeptLayers;
 use crate::event::{Event, EventSink};
 use crate::image::digest::HashingReader;
@@ -110,7 +111,7 @@ pub struct Sources<'a> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CachedBuildpack {
     /// Buildpack id.
-    pub key: String,
+    pub key: BuildpackId,
     /// Buildpack version.
     pub version: String,
     /// Layers by name.
@@ -279,8 +280,8 @@ impl LayerCache {
                 let image_sha = in_image
                     .and_then(|b| b.layers.get(name))
                     .filter(|l| l.launch && l.cache)
-                    .map(|l| l.sha.as_str());
-                if image_sha.is_some_and(|sha| sha != layer.sha.as_ref()) {
+                    .map(|l| l.sha.as_ref());
+                if image_sha.is_some_and(|sha| sha != Some(&layer.sha)) {
                     continue;
                 }
                 let result = if kept
@@ -326,7 +327,7 @@ impl LayerCache {
         for output in &build.buildpacks {
             let id = output.buildpack.id();
             let mut entry = CachedBuildpack {
-                key: id.to_string(),
+                key: id.clone(),
                 version: output.buildpack.version().to_string(),
                 layers: BTreeMap::new(),
             };

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
+use crate::buildpack_id::VersionedBuildpackId;
 use crate::image::layout::write_atomic;
 use crate::launch::Process;
 use crate::layer::LayerReport;
@@ -45,14 +46,14 @@ pub struct Recorded {
     /// The run image, as the build resolved it (a store name for stack images).
     pub run_image: String,
     /// Its manifest digest (`None` for `scratch`, written as an empty string).
-    #[serde(with = "empty_is_none")]
+    #[serde(with = "crate::image::digest::empty_is_none")]
     pub run_image_digest: Option<Digest>,
     /// The image's manifest digest.
     pub manifest_digest: Digest,
     /// Its config digest.
     pub config_digest: Digest,
-    /// `id@version` of each buildpack of the group.
-    pub buildpacks: Vec<String>,
+    /// Each buildpack of the group (written `id@version`).
+    pub buildpacks: Vec<VersionedBuildpackId>,
     /// The processes.
     pub processes: Vec<Process>,
     /// The default process.
@@ -195,31 +196,6 @@ impl BuildRecord {
         write_atomic(&self.dir.join("layers.json"), &bytes).map_err(io::Error::other)?;
         fs::rename(staging.keep(), current)?;
         Ok(())
-    }
-}
-
-/// An optional digest written as its string, or an empty string for none (as records of
-/// earlier versions hold it).
-mod empty_is_none {
-    use oci_spec::image::Digest;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
-    pub(super) fn serialize<S: Serializer>(
-        digest: &Option<Digest>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(digest.as_ref().map_or("", Digest::as_ref))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Digest>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text.is_empty() {
-            return Ok(None);
-        }
-        text.parse().map(Some).map_err(serde::de::Error::custom)
     }
 }
 

@@ -82,7 +82,7 @@ pub(crate) fn run(
         .as_deref()
         .map(str::parse)
         .transpose()
-        .map_err(|e: String| UsageError(format!("invalid --process: {e}")))?;
+        .map_err(|e: kiln::InvalidProcessType| UsageError(format!("invalid --process: {e}")))?;
 
     let store = open_store(home)?;
     let report = match kiln::build(&store, &options, printer, cancel) {

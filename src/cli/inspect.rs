@@ -79,9 +79,9 @@ pub(crate) fn run(
         .parse()
         .with_context(|| format!("invalid image {:?}", args.image))?;
     let platform = match &args.platform {
-        Some(p) => p
-            .parse()
-            .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?,
+        Some(p) => p.parse().map_err(|e: kiln::image::InvalidPlatform| {
+            UsageError(format!("invalid --platform: {e}"))
+        })?,
         None => kiln::TargetPlatform::host(),
     };
     let (store, _guard) = open_store_guarded(home)?;
@@ -127,11 +127,15 @@ fn inspect(image: &kiln::LoadedImage) -> anyhow::Result<Inspection> {
         .map(|h| h.created_by().clone().unwrap_or_default())
         .collect();
     let diff_ids = image.diff_ids();
-    let top = lifecycle.as_ref().map(|l| l.run_image.top_layer.clone());
-    let base_count = match &top {
-        Some(t) if !t.is_empty() => diff_ids.iter().position(|d| d == t).map_or(0, |i| i + 1),
-        _ => 0,
-    };
+    let top = lifecycle
+        .as_ref()
+        .and_then(|l| l.run_image.top_layer.as_ref());
+    let base_count = top.map_or(0, |t| {
+        diff_ids
+            .iter()
+            .position(|d| d == t.as_ref())
+            .map_or(0, |i| i + 1)
+    });
     let layers = image
         .manifest
         .layers()
@@ -167,7 +171,11 @@ fn inspect(image: &kiln::LoadedImage) -> anyhow::Result<Inspection> {
         run_image: lifecycle.map(|l| RunImageInfo {
             image: l.run_image.image,
             reference: l.run_image.reference,
-            top_layer: l.run_image.top_layer,
+            top_layer: l
+                .run_image
+                .top_layer
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
         }),
         layers,
         buildpacks: build.map(|b| b.buildpacks).unwrap_or_default(),

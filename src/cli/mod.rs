@@ -130,7 +130,9 @@ impl TransportArgs {
         transports.pull_policy = match &self.pull_policy {
             Some(p) => p
                 .parse()
-                .map_err(|e: String| UsageError(format!("invalid --pull-policy: {e}")))?,
+                .map_err(|e: kiln::transport::registry::InvalidPullPolicy| {
+                    UsageError(format!("invalid --pull-policy: {e}"))
+                })?,
             None => default_policy,
         };
         Ok(transports)
@@ -216,7 +218,9 @@ impl SourceArgs {
             .as_deref()
             .map(str::parse)
             .transpose()
-            .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?;
+            .map_err(|e: kiln::image::InvalidPlatform| {
+                UsageError(format!("invalid --platform: {e}"))
+            })?;
         if self.exec_env.is_empty() || self.exec_env.contains('/') {
             return Err(UsageError(format!(
                 "invalid --exec-env {:?}: it must be non-empty and contain no '/'",

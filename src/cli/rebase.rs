@@ -71,7 +71,9 @@ pub(crate) fn run(
         .as_deref()
         .map(str::parse)
         .transpose()
-        .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?;
+        .map_err(|e: kiln::image::InvalidPlatform| {
+            UsageError(format!("invalid --platform: {e}"))
+        })?;
     options.transports = args
         .transport
         .to_transports(kiln::transport::registry::PullPolicy::Missing)?;

@@ -47,7 +47,7 @@ fn platform(text: Option<&str>) -> anyhow::Result<kiln::TargetPlatform> {
     Ok(text
         .map(str::parse)
         .transpose()
-        .map_err(|e: String| UsageError(format!("invalid --platform: {e}")))?
+        .map_err(|e: kiln::image::InvalidPlatform| UsageError(format!("invalid --platform: {e}")))?
         .unwrap_or_else(kiln::TargetPlatform::host))
 }
 

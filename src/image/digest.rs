@@ -188,6 +188,33 @@ pub fn hex(digest: &Digest) -> &str {
     digest.digest()
 }
 
+/// Serde for an optional digest written as its string, or as an empty string for none (as
+/// build records and the CNB labels hold "no layer"): `#[serde(with = "…::empty_is_none")]`.
+pub(crate) mod empty_is_none {
+    use oci_spec::image::Digest;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the digest, or `""` for none.
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub(crate) fn serialize<S: Serializer>(
+        digest: &Option<Digest>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(digest.as_ref().map_or("", Digest::as_ref))
+    }
+
+    /// Reads a digest, `""` as none; anything else that is not a digest is an error.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Digest>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -360,8 +360,16 @@ impl fmt::Display for TargetPlatform {
     }
 }
 
+/// Text that is not a platform (`os/arch[/variant]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a platform; write os/arch[/variant], e.g. linux/arm64")]
+pub struct InvalidPlatform {
+    /// The text.
+    pub text: String,
+}
+
 impl FromStr for TargetPlatform {
-    type Err = String;
+    type Err = InvalidPlatform;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('/').collect();
@@ -378,9 +386,9 @@ impl FromStr for TargetPlatform {
                     variant: Some((*variant).to_string()),
                 })
             }
-            _ => Err(format!(
-                "{s:?} is not a platform; write os/arch[/variant], e.g. linux/arm64"
-            )),
+            _ => Err(InvalidPlatform {
+                text: s.to_string(),
+            }),
         }
     }
 }

@@ -124,12 +124,13 @@ impl RunImage {
         }
     }
 
-    /// `diff_id` of the run image's top layer (empty for `scratch`).
-    pub fn top_layer(&self) -> String {
+    /// `diff_id` of the run image's top layer (`None` for `scratch`, an image without layers,
+    /// or a top `diff_id` that is no digest).
+    pub fn top_layer(&self) -> Option<oci_spec::image::Digest> {
         self.image
             .as_ref()
-            .and_then(|i| i.diff_ids().last().cloned())
-            .unwrap_or_default()
+            .and_then(|i| i.diff_ids().last())
+            .and_then(|d| d.parse().ok())
     }
 }
 
@@ -243,7 +244,7 @@ impl PreviousImage {
             .rootfs()
             .diff_ids()
             .iter()
-            .position(|d| *d == layer.sha)?;
+            .position(|d| layer.sha.as_ref().is_some_and(|sha| d == sha.as_ref()))?;
         Some((layer, self.manifest.layers().get(index)?))
     }
 }

@@ -190,7 +190,7 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         let plan_path = write_buildpack_plan(ctx, &escaped, &bp_plan)?;
 
         ctx.runner.events.event(&Event::BuildpackStarted {
-            id: id.clone(),
+            id: buildpack.id().clone(),
             version: buildpack.version().to_string(),
         });
         let started = Instant::now();
@@ -245,7 +245,7 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         }
         let store = read_store_toml(&host_layers, &id)?;
         ctx.runner.events.event(&Event::BuildpackFinished {
-            id,
+            id: buildpack.id().clone(),
             elapsed: started.elapsed(),
         });
         output.buildpacks.push(BuildpackOutput {
@@ -326,7 +326,7 @@ fn run_bin_build(
         .env("CNB_LAYERS_DIR", guest_layers);
     let outcome = exec::run(command, ctx.runner.cancel, &mut |line| {
         ctx.runner.events.event(&Event::BuildpackOutput {
-            id: id.clone(),
+            id: buildpack.id().clone(),
             line,
         });
     })

@@ -22,7 +22,9 @@ use crate::buildenv::PLATFORM_DIR;
 use crate::buildpack::descriptor::Target;
 use crate::buildpack::order::{GroupEntry, Order};
 pub use crate::buildpack::target::RunTarget;
-use crate::buildpack::{Buildpack, BuildpackError, Catalog, Runner, exec};
+use crate::buildpack::{
+    Buildpack, BuildpackError, BuildpackId, Catalog, Runner, VersionedBuildpackId, exec,
+};
 use crate::env::Env;
 use crate::event::{DetectStatus, Event};
 use crate::plan::{self, BuildPlan, Candidate, PlanEntry};
@@ -71,7 +73,7 @@ fn describe_errors(results: &[DetectReport]) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct DetectReport {
     /// Buildpack ID.
-    pub id: String,
+    pub id: BuildpackId,
     /// Buildpack version.
     pub version: String,
     /// Whether it was an optional member.
@@ -154,7 +156,7 @@ pub fn detect(ctx: &DetectContext<'_>) -> Result<DetectOutcome, DetectError> {
             for element in members {
                 let buildpack = ctx
                     .catalog
-                    .lookup(&element.id, Some(&element.version))?
+                    .lookup(element.id.as_str(), Some(&element.version))?
                     .clone();
                 group.push(GroupMember { buildpack });
             }
@@ -173,7 +175,7 @@ pub fn detect(ctx: &DetectContext<'_>) -> Result<DetectOutcome, DetectError> {
 /// A group element that will take part in resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Element {
-    id: String,
+    id: BuildpackId,
     version: String,
     optional: bool,
 }
@@ -181,6 +183,10 @@ struct Element {
 impl Element {
     fn key(&self) -> String {
         format!("{}@{}", self.id, self.version)
+    }
+
+    fn versioned(&self) -> VersionedBuildpackId {
+        VersionedBuildpackId::new(self.id.clone(), self.version.clone())
     }
 }
 
@@ -264,7 +270,7 @@ impl Detector<'_, '_> {
             return Err(DetectError::from(cancelled).into());
         }
         for (i, entry) in entries.iter().enumerate() {
-            if done.iter().any(|e| e.id == entry.id) {
+            if done.iter().any(|e| e.id == *entry.id) {
                 continue;
             }
             let buildpack = self
@@ -272,7 +278,7 @@ impl Detector<'_, '_> {
                 .catalog
                 .lookup(&entry.id, entry.version.as_deref())?;
             if buildpack.is_composite() {
-                let reference = buildpack.reference();
+                let reference = buildpack.reference().to_string();
                 if expanding.contains(&reference) {
                     let mut chain = expanding.clone();
                     chain.push(reference);
@@ -290,7 +296,7 @@ impl Detector<'_, '_> {
                 return result;
             }
             let element = Element {
-                id: buildpack.id().to_string(),
+                id: buildpack.id().clone(),
                 version: buildpack.version().to_string(),
                 optional: entry.optional,
             };
@@ -370,7 +376,7 @@ impl Detector<'_, '_> {
                         let buildpack = self
                             .ctx
                             .catalog
-                            .lookup(&element.id, Some(&element.version))?;
+                            .lookup(element.id.as_str(), Some(&element.version))?;
                         let (status, output, plan) = self.run_detect(buildpack)?;
                         Ok(DetectRun {
                             element: (*element).clone(),
@@ -394,7 +400,7 @@ impl Detector<'_, '_> {
                 plan,
             } = result?;
             self.ctx.runner.events.event(&Event::Detected {
-                buildpack: element.key(),
+                buildpack: element.versioned(),
                 status: status.clone(),
                 output: output.clone(),
             });
@@ -525,7 +531,7 @@ impl Detector<'_, '_> {
             match status {
                 Some(DetectStatus::Pass) => candidates.push(Candidate {
                     index,
-                    id: element.id.clone(),
+                    id: element.id.to_string(),
                     version: element.version.clone(),
                     optional: element.optional,
                     options: plans

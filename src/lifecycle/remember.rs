@@ -75,7 +75,7 @@ pub(super) fn remember(
 ) {
     let mut keep = BTreeMap::new();
     for buildpack in &saved.buildpacks {
-        let escaped = buildpack.key.replace('/', "_");
+        let escaped = buildpack.key.escaped();
         for (name, layer) in &buildpack.layers {
             let dir = work.layers.join(&escaped).join(name);
             if dir.is_dir() {

@@ -9,6 +9,7 @@ pub use crate::layer::LayerReport;
 
 use super::detect::DetectReport;
 use super::export::ExportedLayer;
+use crate::buildpack_id::VersionedBuildpackId;
 use crate::event::Timing;
 use crate::launch::Process;
 use crate::plan::PlanEntry;
@@ -29,8 +30,8 @@ pub struct BuildReport {
     pub config_digest: Digest,
     /// The run image.
     pub run_image: String,
-    /// The buildpacks that built the image, `id@version`.
-    pub buildpacks: Vec<String>,
+    /// The buildpacks that built the image (serialized `id@version`).
+    pub buildpacks: Vec<VersionedBuildpackId>,
     /// Every process.
     pub processes: Vec<Process>,
     /// The process the image runs by default.
@@ -71,8 +72,8 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S:
 pub struct DetectSummary {
     /// Whether a group passed.
     pub detected: bool,
-    /// The group, `id@version`, in build order.
-    pub group: Vec<String>,
+    /// The group (serialized `id@version`), in build order.
+    pub group: Vec<VersionedBuildpackId>,
     /// The build plan.
     pub plan: Vec<PlanEntry>,
     /// The processes, when the build phase also ran (`kiln detect --build`).

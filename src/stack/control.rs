@@ -5,6 +5,78 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+/// deb822 text that is not a sequence of stanzas.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StanzaError {
+    /// An indented line before any field.
+    #[error("line {line}: continuation line without a field")]
+    ContinuationWithoutField {
+        /// Its line number (from 1).
+        line: usize,
+    },
+    /// A line that is neither `Field: value` nor a continuation.
+    #[error("line {line}: expected \"Field: value\", found {text:?}")]
+    NotAField {
+        /// Its line number (from 1).
+        line: usize,
+        /// The line.
+        text: String,
+    },
+}
+
+/// Text that is not a Debian version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersionError {
+    /// The version is empty.
+    #[error("empty version")]
+    Empty,
+    /// The part before `:` is not a number.
+    #[error("version {version:?} has a non-numeric epoch")]
+    NonNumericEpoch {
+        /// The version.
+        version: String,
+    },
+    /// The upstream version does not start with a digit.
+    #[error("version {version:?} must start with a digit")]
+    NoLeadingDigit {
+        /// The version.
+        version: String,
+    },
+}
+
+/// A relation field (`Depends`, `Provides`) that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelationError {
+    /// A `[` (architectures) or `(` (version constraint) is not closed.
+    #[error("unclosed '{bracket}' in {relation:?}")]
+    Unclosed {
+        /// The bracket.
+        bracket: char,
+        /// The relation.
+        relation: String,
+    },
+    /// The version constraint's operator is none of `<<`, `<=`, `=`, `>=`, `>>`.
+    #[error("unknown relation operator {operator:?} in {relation:?}")]
+    UnknownOperator {
+        /// The operator.
+        operator: String,
+        /// The relation.
+        relation: String,
+    },
+    /// The constraint's version does not parse.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The relation has no package name.
+    #[error("relation {relation:?} names no package")]
+    NoPackage {
+        /// The relation.
+        relation: String,
+    },
+}
+
 /// One deb822 stanza: fields in file order, names compared case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stanza {
@@ -68,7 +140,7 @@ impl Stanza {
 
 /// Parses deb822 text into stanzas. `#` comment lines are skipped; a line that is neither a
 /// field nor a continuation is an error naming its line number.
-pub fn parse_stanzas(text: &str) -> Result<Vec<Stanza>, String> {
+pub fn parse_stanzas(text: &str) -> Result<Vec<Stanza>, StanzaError> {
     let mut stanzas = Vec::new();
     let mut current = Stanza::default();
     for (n, line) in text.lines().enumerate() {
@@ -83,7 +155,7 @@ pub fn parse_stanzas(text: &str) -> Result<Vec<Stanza>, String> {
         }
         if line.starts_with([' ', '\t']) {
             let Some((_, value)) = current.fields.last_mut() else {
-                return Err(format!("line {}: continuation line without a field", n + 1));
+                return Err(StanzaError::ContinuationWithoutField { line: n + 1 });
             };
             let cont = line.trim();
             value.push('\n');
@@ -93,10 +165,10 @@ pub fn parse_stanzas(text: &str) -> Result<Vec<Stanza>, String> {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
-            return Err(format!(
-                "line {}: expected \"Field: value\", found {line:?}",
-                n + 1
-            ));
+            return Err(StanzaError::NotAField {
+                line: n + 1,
+                text: line.to_string(),
+            });
         };
         // Only the end of a name is trimmed: a line starting with other whitespace than a
         // continuation's (`\u{b}#: x`) must not become a `#…` field, which reads back as a
@@ -122,15 +194,16 @@ pub struct Version {
 
 impl Version {
     /// Parses a version string.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, VersionError> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("empty version".to_string());
+            return Err(VersionError::Empty);
         }
         let (epoch, rest) = match text.split_once(':') {
             Some((e, rest)) => (
-                e.parse()
-                    .map_err(|_| format!("version {text:?} has a non-numeric epoch"))?,
+                e.parse().map_err(|_| VersionError::NonNumericEpoch {
+                    version: text.to_string(),
+                })?,
                 rest,
             ),
             None => (0, text),
@@ -140,7 +213,9 @@ impl Version {
             None => (rest, ""),
         };
         if upstream.is_empty() || !upstream.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!("version {text:?} must start with a digit"));
+            return Err(VersionError::NoLeadingDigit {
+                version: text.to_string(),
+            });
         }
         Ok(Self {
             epoch,
@@ -292,7 +367,7 @@ impl fmt::Display for Relation {
 /// Parses a relation field (`Depends`, `Pre-Depends`, `Provides`) into clauses of
 /// alternatives, keeping only alternatives whose architecture restriction (`[amd64]`,
 /// `[!i386]`) admits `arch`. Arch qualifiers (`:any`, `:native`) are dropped.
-pub fn parse_relations(field: &str, arch: &str) -> Result<Vec<Vec<Relation>>, String> {
+pub fn parse_relations(field: &str, arch: &str) -> Result<Vec<Vec<Relation>>, RelationError> {
     let mut clauses = Vec::new();
     for clause in field.split(',') {
         let clause = clause.trim();
@@ -312,7 +387,11 @@ pub fn parse_relations(field: &str, arch: &str) -> Result<Vec<Vec<Relation>>, St
     Ok(clauses)
 }
 
-fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, String> {
+fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, RelationError> {
+    let unclosed = |bracket| RelationError::Unclosed {
+        bracket,
+        relation: text.to_string(),
+    };
     let mut rest = text;
     // Build profiles (<!nocheck>) only appear in build relations; drop them.
     if let Some(i) = rest.find('<')
@@ -324,7 +403,7 @@ fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, String> {
         let close = rest[open..]
             .find(']')
             .map(|c| open + c)
-            .ok_or_else(|| format!("unclosed '[' in {text:?}"))?;
+            .ok_or_else(|| unclosed('['))?;
         let arches: Vec<&str> = rest[open + 1..close].split_whitespace().collect();
         let negated = arches.iter().all(|a| a.starts_with('!'));
         let listed = arches.iter().any(|a| a.trim_start_matches('!') == arch);
@@ -339,7 +418,7 @@ fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, String> {
             let close = rest[open..]
                 .rfind(')')
                 .map(|c| open + c)
-                .ok_or_else(|| format!("unclosed '(' in {text:?}"))?;
+                .ok_or_else(|| unclosed('('))?;
             let inner = rest[open + 1..close].trim();
             let split = inner
                 .find(|c: char| !matches!(c, '<' | '>' | '='))
@@ -350,7 +429,12 @@ fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, String> {
                 "=" => Op::Eq,
                 ">=" | ">" => Op::GreaterEq,
                 ">>" => Op::Greater,
-                other => return Err(format!("unknown relation operator {other:?} in {text:?}")),
+                other => {
+                    return Err(RelationError::UnknownOperator {
+                        operator: other.to_string(),
+                        relation: text.to_string(),
+                    });
+                }
             };
             (&rest[..open], Some((op, Version::parse(&inner[split..])?)))
         }
@@ -359,7 +443,9 @@ fn parse_relation(text: &str, arch: &str) -> Result<Option<Relation>, String> {
     let name = name_part.trim();
     let name = name.split_once(':').map_or(name, |(n, _)| n.trim_end());
     if name.is_empty() {
-        return Err(format!("relation {text:?} names no package"));
+        return Err(RelationError::NoPackage {
+            relation: text.to_string(),
+        });
     }
     Ok(Some(Relation {
         name: name.to_string(),
@@ -436,5 +522,31 @@ mod tests {
         assert!(!r[0][0].accepts(None));
         assert!(parse_relations("a (=> 1)", "amd64").is_err());
         assert!(parse_relations("a (>= 1", "amd64").is_err());
+        // The messages name what failed, as they did as strings.
+        for (field, message) in [
+            ("a (>= 1", r#"unclosed '(' in "a (>= 1""#),
+            ("a [amd64", r#"unclosed '[' in "a [amd64""#),
+            (
+                "a (=> 1)",
+                r#"unknown relation operator "=>" in "a (=> 1)""#,
+            ),
+            ("(>= 1)", r#"relation "(>= 1)" names no package"#),
+            ("a (>= x)", r#"version "x" must start with a digit"#),
+        ] {
+            let error = parse_relations(field, "amd64").unwrap_err();
+            assert_eq!(error.to_string(), message, "{field}");
+        }
+        assert_eq!(
+            parse_stanzas("no colon here\n").unwrap_err().to_string(),
+            r#"line 1: expected "Field: value", found "no colon here""#
+        );
+        assert_eq!(
+            parse_stanzas(" orphan\n").unwrap_err(),
+            StanzaError::ContinuationWithoutField { line: 1 }
+        );
+        assert_eq!(
+            Version::parse("x:1").unwrap_err().to_string(),
+            r#"version "x:1" has a non-numeric epoch"#
+        );
     }
 }

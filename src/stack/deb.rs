@@ -50,6 +50,44 @@ pub enum DebError {
     },
 }
 
+/// What is wrong with a part of a `.deb` (the `problem` of [`DebError::Invalid`]).
+#[derive(Debug, thiserror::Error)]
+enum PartError {
+    /// A path that is absolute or climbs out with `..`.
+    #[error("refusing unsafe path {} (absolute or with ..)", path.display())]
+    UnsafePath { path: PathBuf },
+    /// A zstd member whose stream does not start.
+    #[error("bad zstd stream: {0}")]
+    BadZstd(io::Error),
+    /// A member compressed with something kiln does not read.
+    #[error("unsupported compression {0:?}")]
+    UnsupportedCompression(String),
+    /// `control.tar` cannot be listed.
+    #[error("control.tar is unreadable: {0}")]
+    ControlTarUnreadable(io::Error),
+    /// An entry of `control.tar` cannot be read.
+    #[error("control.tar is corrupt: {0}")]
+    ControlTarCorrupt(io::Error),
+    /// An entry of `control.tar` has a path that cannot be read.
+    #[error("{0}")]
+    ControlTarPath(io::Error),
+    /// The `control` file cannot be read (or is too large).
+    #[error("control file is unreadable: {0}")]
+    ControlUnreadable(io::Error),
+    /// The `control` file is not UTF-8.
+    #[error("the control file is not UTF-8 text")]
+    ControlNotUtf8,
+    /// The `control` file is not deb822.
+    #[error(transparent)]
+    ControlStanza(#[from] super::control::StanzaError),
+    /// The `control` file holds no stanza.
+    #[error("the control file is empty")]
+    ControlEmpty,
+    /// `control.tar` has no `control` file.
+    #[error("control.tar has no control file")]
+    NoControlFile,
+}
+
 /// Unpacks packages into a staging root and remembers each entry's declared metadata.
 #[derive(Debug)]
 pub struct Unpacker {
@@ -108,6 +146,7 @@ impl Unpacker {
             package: package.to_string(),
             problem,
         };
+        let part = |problem: PartError| invalid(problem.to_string());
         let mut archive = ar::Archive::new(reader);
         let mut control = None;
         let mut saw_data = false;
@@ -131,10 +170,10 @@ impl Unpacker {
                 }
                 saw_version = true;
             } else if let Some(compression) = name.strip_prefix("control.tar") {
-                let reader = decompressor(&mut entry, compression).map_err(invalid)?;
-                control = Some(read_control(reader).map_err(invalid)?);
+                let reader = decompressor(&mut entry, compression).map_err(part)?;
+                control = Some(read_control(reader).map_err(part)?);
             } else if let Some(compression) = name.strip_prefix("data.tar") {
-                let reader = decompressor(&mut entry, compression).map_err(invalid)?;
+                let reader = decompressor(&mut entry, compression).map_err(part)?;
                 self.unpack_data(reader, package)?;
                 saw_data = true;
             }
@@ -162,7 +201,7 @@ impl Unpacker {
                 .path()
                 .map_err(|e| invalid(format!("bad path in data.tar: {e}")))?
                 .into_owned();
-            let Some(rel) = confine(&raw).map_err(invalid)? else {
+            let Some(rel) = confine(&raw).map_err(|e| invalid(e.to_string()))? else {
                 continue; // the root itself
             };
             let header = entry.header();
@@ -209,7 +248,7 @@ impl Unpacker {
                         .map_err(|e| invalid(format!("bad link in data.tar: {e}")))?
                         .ok_or_else(|| invalid(format!("hard link {rel} has no target")))?;
                     let target_rel = confine(&target)
-                        .map_err(invalid)?
+                        .map_err(|e| invalid(e.to_string()))?
                         .ok_or_else(|| invalid(format!("hard link {rel} points at the root")))?;
                     self.record_parents(&rel);
                     self.dir
@@ -247,17 +286,16 @@ impl Unpacker {
 
 /// Turns a path from a package into a relative path inside the root, applying merged-`/usr`.
 /// `None` for the root itself; an error for paths that would escape the root.
-fn confine(raw: &Path) -> Result<Option<String>, String> {
+fn confine(raw: &Path) -> Result<Option<String>, PartError> {
     let mut parts: Vec<String> = Vec::new();
     for component in raw.components() {
         match component {
             Component::CurDir => {}
             Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
             Component::RootDir | Component::Prefix(_) | Component::ParentDir => {
-                return Err(format!(
-                    "refusing unsafe path {} (absolute or with ..)",
-                    raw.display()
-                ));
+                return Err(PartError::UnsafePath {
+                    path: raw.to_path_buf(),
+                });
             }
         }
     }
@@ -270,43 +308,42 @@ fn confine(raw: &Path) -> Result<Option<String>, String> {
     Ok(Some(parts.join("/")))
 }
 
-fn decompressor<'a>(reader: &'a mut dyn Read, suffix: &str) -> Result<Box<dyn Read + 'a>, String> {
+fn decompressor<'a>(
+    reader: &'a mut dyn Read,
+    suffix: &str,
+) -> Result<Box<dyn Read + 'a>, PartError> {
     Ok(match suffix {
         "" => Box::new(reader),
         ".gz" => Box::new(flate2::read::MultiGzDecoder::new(reader)),
         ".xz" => Box::new(liblzma::read::XzDecoder::new(reader)),
-        ".zst" => Box::new(
-            zstd::stream::read::Decoder::new(reader)
-                .map_err(|e| format!("bad zstd stream: {e}"))?,
-        ),
-        other => return Err(format!("unsupported compression {other:?}")),
+        ".zst" => Box::new(zstd::stream::read::Decoder::new(reader).map_err(PartError::BadZstd)?),
+        other => return Err(PartError::UnsupportedCompression(other.to_string())),
     })
 }
 
-fn read_control(reader: impl Read) -> Result<Stanza, String> {
+fn read_control(reader: impl Read) -> Result<Stanza, PartError> {
     let mut archive = tar::Archive::new(reader);
-    for entry in archive
-        .entries()
-        .map_err(|e| format!("control.tar is unreadable: {e}"))?
-    {
-        let mut entry = entry.map_err(|e| format!("control.tar is corrupt: {e}"))?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+    for entry in archive.entries().map_err(PartError::ControlTarUnreadable)? {
+        let mut entry = entry.map_err(PartError::ControlTarCorrupt)?;
+        let path = entry
+            .path()
+            .map_err(PartError::ControlTarPath)?
+            .into_owned();
         if path.file_name().is_some_and(|n| n == "control") {
             let bytes = crate::untrusted::read_limited(
                 &mut entry,
                 crate::untrusted::MAX_METADATA,
                 "the control file",
             )
-            .map_err(|e| format!("control file is unreadable: {e}"))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| "the control file is not UTF-8 text".to_string())?;
+            .map_err(PartError::ControlUnreadable)?;
+            let text = String::from_utf8(bytes).map_err(|_| PartError::ControlNotUtf8)?;
             return parse_stanzas(&text)?
                 .into_iter()
                 .next()
-                .ok_or_else(|| "the control file is empty".to_string());
+                .ok_or(PartError::ControlEmpty);
         }
     }
-    Err("control.tar has no control file".to_string())
+    Err(PartError::NoControlFile)
 }
 
 #[cfg(test)]

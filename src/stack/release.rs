@@ -10,6 +10,21 @@ use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
 
 use super::control::parse_stanzas;
 
+/// Keyring bytes that hold no usable OpenPGP public key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// The bytes are neither an armored nor a binary OpenPGP keyring.
+    #[error("{problem}")]
+    Unreadable {
+        /// What the OpenPGP reader said (the whole message).
+        problem: pgp::errors::Error,
+    },
+    /// The keyring parsed but holds no public key.
+    #[error("no OpenPGP public keys found")]
+    NoKeys,
+}
+
 /// Errors reading or verifying a Release file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -80,24 +95,25 @@ impl Keyring {
     }
 
     /// A keyring from in-memory keyring bytes (binary or armored).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyringError> {
         Ok(Self {
             keys: Self::parse(bytes)?,
         })
     }
 
-    fn parse(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, String> {
+    fn parse(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, KeyringError> {
+        let unreadable = |problem| KeyringError::Unreadable { problem };
         let parsed: Vec<SignedPublicKey> = if bytes.starts_with(b"-----BEGIN") {
-            let (iter, _) = SignedPublicKey::from_armor_many(bytes).map_err(|e| e.to_string())?;
+            let (iter, _) = SignedPublicKey::from_armor_many(bytes).map_err(unreadable)?;
             iter.filter_map(Result::ok).collect()
         } else {
             SignedPublicKey::from_bytes_many(bytes)
-                .map_err(|e| e.to_string())?
+                .map_err(unreadable)?
                 .filter_map(Result::ok)
                 .collect()
         };
         if parsed.is_empty() {
-            return Err("no OpenPGP public keys found".to_string());
+            return Err(KeyringError::NoKeys);
         }
         Ok(parsed)
     }
@@ -165,7 +181,7 @@ impl Release {
             url: url.to_string(),
             problem,
         };
-        let stanzas = parse_stanzas(text).map_err(invalid)?;
+        let stanzas = parse_stanzas(text).map_err(|e| invalid(e.to_string()))?;
         let stanza = stanzas
             .first()
             .ok_or_else(|| invalid("it is empty".to_string()))?;

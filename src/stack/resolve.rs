@@ -81,7 +81,7 @@ impl PackageIndex {
             index: index_name.to_string(),
             problem,
         };
-        let stanzas = parse_stanzas(text).map_err(bad)?;
+        let stanzas = parse_stanzas(text).map_err(|e| bad(e.to_string()))?;
         let count = stanzas.len();
         for stanza in stanzas {
             let field = |name: &str| {

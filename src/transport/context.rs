@@ -62,17 +62,25 @@ pub enum PullPolicy {
     Never,
 }
 
+/// Text that is not a [`PullPolicy`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a pull policy; use always, missing or never")]
+pub struct InvalidPullPolicy {
+    /// The text.
+    pub text: String,
+}
+
 impl std::str::FromStr for PullPolicy {
-    type Err = String;
+    type Err = InvalidPullPolicy;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "always" => Ok(Self::Always),
             "missing" => Ok(Self::Missing),
             "never" => Ok(Self::Never),
-            other => Err(format!(
-                "{other:?} is not a pull policy; use always, missing or never"
-            )),
+            other => Err(InvalidPullPolicy {
+                text: other.to_string(),
+            }),
         }
     }
 }

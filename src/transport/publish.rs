@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use oci_spec::image::{Descriptor, ImageManifest};
+use oci_spec::image::{Descriptor, Digest, ImageManifest};
 
 use crate::image::layout::LayoutError;
 use crate::image::reference::{ImageName, ImageReference};
@@ -154,19 +154,19 @@ pub struct Publishable<'a> {
 }
 
 /// What a push did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]
 pub struct PushReport {
     /// Where the image went (`host/repository:tag`).
     pub reference: String,
     /// The manifest's digest (`host/repository@<digest>` pulls exactly this image).
-    pub digest: String,
+    pub digest: Digest,
     /// Blobs uploaded.
-    pub uploaded: Vec<String>,
+    pub uploaded: Vec<Digest>,
     /// Blobs mounted from another repository of the registry.
-    pub mounted: Vec<String>,
+    pub mounted: Vec<Digest>,
     /// Blobs the repository already had.
-    pub existing: Vec<String>,
+    pub existing: Vec<Digest>,
     /// Bytes uploaded.
     pub bytes_uploaded: u64,
 }

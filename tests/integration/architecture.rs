@@ -7,8 +7,8 @@
 //!    lifecycle or build state (`cache`);
 //! 4. build state (`cache`) never imports the lifecycle's orchestrator or the CLI;
 //! 5. the ground floor (`layer`, `reproducible`, `event`, `untrusted`, `fingerprint`,
-//!    `buildenv`, and the `image::digest` and `image::layout` primitives the layer writer
-//!    writes with) imports nothing of kiln but itself.
+//!    `buildenv`, `buildpack_id`, and the `image::digest` and `image::layout` primitives the
+//!    layer writer writes with) imports nothing of kiln but itself.
 //!
 //! References are `crate::…`, `super::…` and `self::…` paths outside comments and outside
 //! the `#[cfg(test)]` module at the end of a file (tests may use anything).
@@ -220,7 +220,10 @@ fn build_state_never_imports_the_orchestrator() {
 fn the_ground_floor_imports_nothing_above_it() {
     // The layer writer hashes while it writes blobs into a layout, so the digest and layout
     // primitives of `image` are on the ground floor with it.
-    const GROUND: [&str; 8] = [
+    // Buildpack ids are values events, labels and records name, so `buildpack_id` is
+    // there too (re-exported from `buildpack`, which loads buildpacks).
+    const GROUND: [&str; 9] = [
+        "buildpack_id",
         "layer",
         "reproducible",
         "event",

@@ -80,7 +80,10 @@ fn build_through_the_library_reports_what_it_wrote() {
         index_digest(&layout, "embedded")
     );
     assert!(!report.up_to_date);
-    assert_eq!(report.buildpacks, ["test/embed@1.0.0"]);
+    let buildpacks: Vec<String> = report.buildpacks.iter().map(ToString::to_string).collect();
+    assert_eq!(buildpacks, ["test/embed@1.0.0"]);
+    assert_eq!(report.buildpacks[0].id, "test/embed");
+    assert_eq!(report.buildpacks[0].version, "1.0.0");
     assert_eq!(report.default_process.as_deref(), Some("web"));
     assert!(
         report
@@ -147,7 +150,8 @@ fn detect_through_the_library_needs_no_destination() {
     )
     .unwrap();
     assert!(summary.detected);
-    assert_eq!(summary.group, ["test/embed@1.0.0"]);
+    let group: Vec<String> = summary.group.iter().map(ToString::to_string).collect();
+    assert_eq!(group, ["test/embed@1.0.0"]);
 
     // Options for detection publish nothing, so a build refuses them.
     let err = kiln::build(&store, &options, &kiln::NoEvents, &CancelToken::new()).unwrap_err();

@@ -202,11 +202,13 @@ pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
     let (launch_blobs, app_blobs) = blobs.split_at(launch_layer_count);
     let mut launch_blobs = launch_blobs.iter();
     for layer in bp_metadata.iter_mut().flat_map(|e| e.layers.values_mut()) {
-        layer.sha = launch_blobs
-            .next()
-            .expect("one blob per launch layer")
-            .diff_id
-            .to_string();
+        layer.sha = Some(
+            launch_blobs
+                .next()
+                .expect("one blob per launch layer")
+                .diff_id
+                .clone(),
+        );
     }
 
     let process = choose_process(ctx)?;
@@ -250,7 +252,7 @@ fn plan_launch_layers(
         let id = output.buildpack.id();
         let escaped = id.escaped();
         let mut entry = BuildpackLayers {
-            key: id.to_string(),
+            key: id.clone(),
             version: output.buildpack.version().to_string(),
             layers: BTreeMap::new(),
             store: output.store.as_ref().map(|s| labels::StoreMetadata {
@@ -264,7 +266,7 @@ fn plan_launch_layers(
                 output.buildpack.version()
             );
             let mut metadata = labels::LayerMetadata {
-                sha: String::new(),
+                sha: None,
                 data: labels::toml_to_json(&layer.metadata),
                 build: layer.types.build,
                 launch: layer.types.launch,
@@ -295,7 +297,7 @@ fn plan_launch_layers(
                     created_by,
                     spec: buildpack_layer_spec(&escaped, &layer.name, Path::new(""), uid, gid),
                     reused: Some(LayerBlob {
-                        diff_id: previous.sha.parse().map_err(|_| {
+                        diff_id: previous.sha.clone().ok_or_else(|| {
                             ExportError::MissingLayerContents {
                                 buildpack: id.to_string(),
                                 layer: layer.name.clone(),
@@ -344,7 +346,7 @@ fn lifecycle_metadata(
         app: app_blobs
             .iter()
             .map(|b| labels::LayerRef {
-                sha: b.diff_id.to_string(),
+                sha: Some(b.diff_id.clone()),
             })
             .collect(),
         buildpacks,

@@ -19,6 +19,57 @@ use std::path::{Path, PathBuf};
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 use oci_client::secrets::RegistryAuth;
 
+/// `--creds` / `KILN_REGISTRY_AUTH` text that is not `USER:PASSWORD` (with a user name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("credentials are written USER:PASSWORD")]
+pub struct NotUserPassword;
+
+/// Credentials for a registry host that could not be looked up. (Messages name the host and
+/// file, never a credential.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// The credentials file could not be read as a bounded regular file.
+    #[error("cannot read credentials for {host}: {problem}")]
+    UnreadableFile {
+        /// The registry host.
+        host: String,
+        /// Why (part of the message, not a separate cause).
+        problem: crate::untrusted::ReadError,
+    },
+    /// The credential helper the file names failed.
+    #[error(
+        "the credential helper docker-credential-{helper} (named in {}) failed for {host}",
+        path.display()
+    )]
+    HelperFailed {
+        /// The helper, as the credential library names it.
+        helper: String,
+        /// The file naming it.
+        path: PathBuf,
+        /// The registry host.
+        host: String,
+    },
+    /// The file's credentials for the host could not be read.
+    #[error("cannot read credentials for {host} from {}: {problem}", path.display())]
+    Unreadable {
+        /// The registry host.
+        host: String,
+        /// The file.
+        path: PathBuf,
+        /// Why (part of the message, not a separate cause).
+        problem: CredentialRetrievalError,
+    },
+    /// The file holds an OAuth identity token, which kiln cannot exchange.
+    #[error(
+        "{origin} holds an identity token (from an OAuth login), which kiln cannot exchange; log in with a user name and password or token instead (docker login -u …)"
+    )]
+    IdentityToken {
+        /// Where it came from (the file).
+        origin: String,
+    },
+}
+
 /// A user name and password (or token) for a registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -36,10 +87,10 @@ impl Credentials {
     }
 
     /// Parses `USER:PASSWORD` (the password may contain `:`).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, NotUserPassword> {
         match text.split_once(':') {
             Some((user, password)) if !user.is_empty() => Ok(Self::new(user, password)),
-            _ => Err("credentials are written USER:PASSWORD".to_string()),
+            _ => Err(NotUserPassword),
         }
     }
 
@@ -75,7 +126,7 @@ fn config_key(host: &str) -> &str {
     }
 }
 
-fn from_file(path: &Path, host: &str) -> Result<Option<Resolved>, String> {
+fn from_file(path: &Path, host: &str) -> Result<Option<Resolved>, CredentialsError> {
     // Bounded, and never waiting on a FIFO; a file that cannot be read holds nothing.
     let bytes = match crate::untrusted::read_file(
         path,
@@ -85,7 +136,12 @@ fn from_file(path: &Path, host: &str) -> Result<Option<Resolved>, String> {
         Ok(bytes) => bytes,
         // Missing or unreadable: no credentials there (as before bounded reads).
         Err(crate::untrusted::ReadError::Io { .. }) => return Ok(None),
-        Err(e) => return Err(format!("cannot read credentials for {host}: {e}")),
+        Err(problem) => {
+            return Err(CredentialsError::UnreadableFile {
+                host: host.to_string(),
+                problem,
+            });
+        }
     };
     match docker_credential::get_credential_from_reader(&bytes[..], config_key(host)) {
         Ok(credential) => to_resolved(credential, &path.display().to_string()).map(Some),
@@ -101,31 +157,38 @@ fn from_file(path: &Path, host: &str) -> Result<Option<Resolved>, String> {
         {
             Ok(None)
         }
-        Err(CredentialRetrievalError::HelperFailure { helper, .. }) => Err(format!(
-            "the credential helper docker-credential-{helper} (named in {}) failed for {host}",
-            path.display()
-        )),
-        Err(e) => Err(format!(
-            "cannot read credentials for {host} from {}: {e}",
-            path.display()
-        )),
+        Err(CredentialRetrievalError::HelperFailure { helper, .. }) => {
+            Err(CredentialsError::HelperFailed {
+                helper,
+                path: path.to_path_buf(),
+                host: host.to_string(),
+            })
+        }
+        Err(problem) => Err(CredentialsError::Unreadable {
+            host: host.to_string(),
+            path: path.to_path_buf(),
+            problem,
+        }),
     }
 }
 
-fn to_resolved(credential: DockerCredential, origin: &str) -> Result<Resolved, String> {
+fn to_resolved(credential: DockerCredential, origin: &str) -> Result<Resolved, CredentialsError> {
     match credential {
         DockerCredential::UsernamePassword(user, password) => Ok(Resolved {
             auth: RegistryAuth::Basic(user, password),
             how: format!("with credentials from {origin}"),
         }),
-        DockerCredential::IdentityToken(_) => Err(format!(
-            "{origin} holds an identity token (from an OAuth login), which kiln cannot exchange; log in with a user name and password or token instead (docker login -u …)"
-        )),
+        DockerCredential::IdentityToken(_) => Err(CredentialsError::IdentityToken {
+            origin: origin.to_string(),
+        }),
     }
 }
 
 /// The credentials to use for `host`.
-pub(crate) fn resolve(host: &str, given: Option<&Credentials>) -> Result<Resolved, String> {
+pub(crate) fn resolve(
+    host: &str,
+    given: Option<&Credentials>,
+) -> Result<Resolved, CredentialsError> {
     if let Some(credentials) = given {
         return Ok(Resolved {
             auth: credentials.to_auth(),

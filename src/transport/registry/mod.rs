@@ -45,7 +45,7 @@ use crate::image::reference::ImageName;
 pub use crate::transport::publish::PushReport;
 pub use auth::Credentials;
 
-pub use crate::transport::context::{PullPolicy, RegistryOptions};
+pub use crate::transport::context::{InvalidPullPolicy, PullPolicy, RegistryOptions};
 
 /// Errors talking to a registry.
 #[derive(Debug, thiserror::Error)]
@@ -112,8 +112,8 @@ pub enum RegistryError {
         problem: String,
     },
     /// Credentials could not be read.
-    #[error("{0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Credentials(auth::CredentialsError),
     /// An image name cannot be used as a registry reference.
     #[error("{name} is not a registry reference: {problem}")]
     BadReference {

@@ -363,8 +363,11 @@ impl Registry {
         let mut sources = Sources::load(self.sources_file.as_deref());
         let mut report = PushReport {
             reference: reference.whole(),
-            digest: manifest_digest.clone(),
-            ..PushReport::default()
+            digest: manifest_descriptor.digest().clone(),
+            uploaded: Vec::new(),
+            mounted: Vec::new(),
+            existing: Vec::new(),
+            bytes_uploaded: 0,
         };
         for blob in &blobs {
             Self::check(cancel)?;
@@ -373,12 +376,12 @@ impl Registry {
                 client.blob_exists(&reference, &digest)
             })?;
             if exists {
-                report.existing.push(digest.clone());
+                report.existing.push(blob.digest().clone());
             } else if self.mount(&client, &reference, &sources, &digest, &repository) {
-                report.mounted.push(digest.clone());
+                report.mounted.push(blob.digest().clone());
             } else {
                 self.upload(layout, &reference, blob, events, cancel)?;
-                report.uploaded.push(digest.clone());
+                report.uploaded.push(blob.digest().clone());
                 report.bytes_uploaded += blob.size();
             }
             sources.record(&digest, &repository);
