@@ -28,6 +28,7 @@ mod remember;
 mod report;
 #[allow(unreachable_pub)]
 pub(crate) mod restore;
+mod steps;
 mod timings;
 mod up_to_date;
 
@@ -43,7 +44,6 @@ use std::time::Instant;
 
 use self::analyze::RunImage;
 use self::detect::{DetectOutcome, GroupMember};
-use self::export::ExportContext;
 use self::prepare::{run_build, run_detect};
 use self::timings::Timings;
 use crate::cache::record::{BuildRecord, Recorded};
@@ -106,7 +106,7 @@ pub fn build(
     )
 }
 
-/// The phases of a build that runs its buildpacks, in order.
+/// A build that runs its buildpacks: kiln's phases ([`steps::Steps`]) in [`sequence`].
 #[allow(clippy::too_many_arguments)]
 fn run_phases(
     store: &Store,
@@ -118,103 +118,134 @@ fn run_phases(
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<BuildReport, Error> {
+    let mut steps = steps::Steps::new(
+        store,
+        options,
+        destination,
+        record,
+        recorded,
+        inputs,
+        events,
+        cancel,
+    );
+    sequence(&mut steps, events, cancel)
+}
+
+/// The phases as the orchestrator sees them: kiln's own ([`steps::Steps`]) or, in tests,
+/// fakes. Each step takes what earlier steps returned; what it needs besides (the store, the
+/// options) its implementation holds.
+pub(crate) trait Phases {
+    /// Scratch, buildpacks, the copy of the source, the sandbox (and a run image given).
+    type Prepared;
+    /// What detection chose: the group and its plan.
+    type Detected;
+    /// The run image.
+    type RunImage;
+    /// What restore found: the layer cache and the previous image.
+    type Restored;
+    /// What the buildpacks built.
+    type Built;
+    /// The image the export wrote.
+    type Exported;
+    /// The caches saved after publishing, for the build record.
+    type Saved;
+
+    /// Analyze (a run image given by the user; times the analyze phase) and prepare.
+    fn prepare(&mut self, timings: &mut Timings<'_>) -> Result<Self::Prepared, Error>;
+    /// Detect; "no group passed" is [`Error::NothingDetected`].
+    fn detect(&mut self, prepared: &Self::Prepared) -> Result<Self::Detected, Error>;
+    /// The run image: the one given, or the stack flavour the group needs.
+    fn run_image(
+        &mut self,
+        prepared: &Self::Prepared,
+        detected: &Self::Detected,
+    ) -> Result<Self::RunImage, Error>;
+    /// Restore; failures there only cost speed, so it cannot fail.
+    fn restore(
+        &mut self,
+        prepared: &Self::Prepared,
+        detected: &Self::Detected,
+        run_image: &Self::RunImage,
+    ) -> Self::Restored;
+    /// Build.
+    fn build(
+        &mut self,
+        prepared: &Self::Prepared,
+        detected: &Self::Detected,
+    ) -> Result<Self::Built, Error>;
+    /// Export into the store.
+    fn export(
+        &mut self,
+        prepared: &Self::Prepared,
+        run_image: &Self::RunImage,
+        restored: &Self::Restored,
+        built: &Self::Built,
+    ) -> Result<Self::Exported, Error>;
+    /// Publish to the destination.
+    fn publish(&mut self, exported: &Self::Exported) -> Result<publish::Published, Error>;
+    /// Save the caches (warnings only); `None` when they were not saved.
+    fn save(
+        &mut self,
+        run_image: &Self::RunImage,
+        restored: &Self::Restored,
+        built: &Self::Built,
+        exported: &Self::Exported,
+    ) -> Option<Self::Saved>;
+    /// The report.
+    fn report(
+        &self,
+        parts: (
+            &Self::Detected,
+            &Self::RunImage,
+            &Self::Built,
+            &Self::Exported,
+        ),
+        published: publish::Published,
+        timings: std::collections::BTreeMap<Timing, f64>,
+    ) -> BuildReport;
+    /// Record the build for the next one (warnings only).
+    fn remember(
+        &mut self,
+        prepared: &Self::Prepared,
+        run_image: &Self::RunImage,
+        saved: &Self::Saved,
+        report: &BuildReport,
+    );
+}
+
+/// The order of a build, as the README's "How it works" draws it: analyze and prepare,
+/// detect, pick the run image, restore, build, export, publish, save the caches, report,
+/// remember. Each phase is timed and announced; a cancellation between export and publish
+/// publishes nothing.
+pub(crate) fn sequence<P: Phases>(
+    phases: &mut P,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<BuildReport, Error> {
     let mut timings = Timings::new(events);
-    let prepared = prepare::prepare(store, options, events, cancel, &mut timings)?;
-    let runner = prepared.runner(options, events, cancel);
-    let (group, plan) =
-        timings.phase(Phase::Detect, |_| match run_detect(&prepared, &runner)? {
-            DetectOutcome::Detected { group, plan, .. } => Ok((group, plan)),
-            DetectOutcome::NoMatch { results } => Err(Error::NothingDetected { results }),
-        })?;
-    let run_image = match &prepared.run_image {
-        Some(image) => image.clone(),
-        None => default_run_image(store, options, &group, events, cancel)?,
-    };
-    let (cache, previous) = timings.phase(Phase::Restore, |_| {
-        Ok(restore::restore(
-            store,
-            &restore::RestoreInputs {
-                destination,
-                record,
-                recorded,
-                cache_image: options.cache_image.as_ref(),
-                clear_cache: options.clear_cache,
-                platform: &run_image.platform,
-                transports: &options.transports,
-                group: &group,
-                layers_dir: &prepared.work.layers,
-                kept_dir: &prepared.work.kept,
-            },
-            events,
-            cancel,
-        ))
+    let prepared = phases.prepare(&mut timings)?;
+    let detected = timings.phase(Phase::Detect, |_| phases.detect(&prepared))?;
+    let run_image = phases.run_image(&prepared, &detected)?;
+    let restored = timings.phase(Phase::Restore, |_| {
+        Ok(phases.restore(&prepared, &detected, &run_image))
     })?;
-    let output = timings.phase(Phase::Build, |_| {
-        run_build(&prepared, &runner, &group, &plan)
-    })?;
+    let built = timings.phase(Phase::Build, |_| phases.build(&prepared, &detected))?;
     let (exported, published, saved) = timings.phase(Phase::Export, |timings| {
-        let memo = crate::cache::memo::ExportMemo::for_destination(store, &destination.to_string());
-        let exported = export::export(&ExportContext {
-            layout: store.layout(),
-            run_image: &run_image,
-            build: &output,
-            app_dir: &prepared.work.app,
-            process: options.process.as_ref(),
-            source_date_epoch: options.source_date_epoch,
-            exec_env: &options.exec_env,
-            memo: &memo,
-            app_source: prepared.untouched_app_source().as_deref(),
-            previous: previous.as_ref(),
-            events,
-            cancel,
-        })?;
+        let exported = phases.export(&prepared, &run_image, &restored, &built)?;
         cancel.check()?;
         let started = Instant::now();
-        let published = crate::transport::publish(
-            store,
-            publish::Publishable {
-                descriptor: &exported.manifest_descriptor,
-                manifest: &exported.manifest,
-            },
-            destination,
-            &options.transports,
-            events,
-            cancel,
-        )?;
+        let published = phases.publish(&exported)?;
         timings.record(Timing::Publish, started);
-        let saved = remember::save_caches(
-            store, options, &cache, &memo, &output, &exported, &run_image, events, cancel,
-        );
+        let saved = phases.save(&run_image, &restored, &built, &exported);
         Ok((exported, published, saved))
     })?;
-
-    let report = BuildReport {
-        image: destination.to_string(),
-        manifest_digest: exported.manifest_descriptor.digest().clone(),
-        config_digest: exported.manifest.config().digest().clone(),
-        run_image: run_image.reference.to_string(),
-        buildpacks: group.iter().map(|m| m.buildpack.reference()).collect(),
-        processes: output.processes.list(),
-        default_process: exported
-            .default_process
-            .as_ref()
-            .map(|p| p.process_type.to_string()),
-        layers: exported.layers.iter().map(LayerReport::from).collect(),
-        timings: timings.finish(),
+    let report = phases.report(
+        (&detected, &run_image, &built, &exported),
         published,
-        up_to_date: false,
-    };
+        timings.finish(),
+    );
     if let Some(saved) = saved {
-        remember::remember(
-            record,
-            &prepared.work,
-            &saved,
-            inputs,
-            &run_image,
-            destination,
-            &report,
-            events,
-        );
+        phases.remember(&prepared, &run_image, &saved, &report);
     }
     Ok(report)
 }
@@ -353,5 +384,236 @@ pub fn detect(
                 results,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::image::digest::sha256_digest;
+
+    /// Phases that record what ran and fail where told to.
+    #[derive(Default)]
+    struct Fake {
+        ran: Vec<&'static str>,
+        fail_at: Option<&'static str>,
+        cancel_at: Option<(&'static str, CancelToken)>,
+        not_saved: bool,
+    }
+
+    impl Fake {
+        fn step(&mut self, name: &'static str) -> Result<(), Error> {
+            self.ran.push(name);
+            if let Some((at, token)) = &self.cancel_at
+                && *at == name
+            {
+                token.cancel();
+            }
+            if self.fail_at == Some(name) {
+                return Err(Error::InvalidOptions(format!("{name} failed")));
+            }
+            Ok(())
+        }
+    }
+
+    impl Phases for Fake {
+        type Prepared = ();
+        type Detected = ();
+        type RunImage = ();
+        type Restored = ();
+        type Built = ();
+        type Exported = ();
+        type Saved = ();
+
+        fn prepare(&mut self, timings: &mut Timings<'_>) -> Result<(), Error> {
+            timings.phase(Phase::Analyze, |_| Ok(()))?;
+            self.step("prepare")
+        }
+        fn detect(&mut self, (): &()) -> Result<(), Error> {
+            self.ran.push("detect");
+            if self.fail_at == Some("detect") {
+                return Err(Error::NothingDetected {
+                    results: Vec::new(),
+                });
+            }
+            Ok(())
+        }
+        fn run_image(&mut self, (): &(), (): &()) -> Result<(), Error> {
+            self.step("run image")
+        }
+        fn restore(&mut self, (): &(), (): &(), (): &()) {
+            self.ran.push("restore");
+        }
+        fn build(&mut self, (): &(), (): &()) -> Result<(), Error> {
+            self.step("build")
+        }
+        fn export(&mut self, (): &(), (): &(), (): &(), (): &()) -> Result<(), Error> {
+            self.step("export")
+        }
+        fn publish(&mut self, (): &()) -> Result<publish::Published, Error> {
+            self.step("publish").map(|()| publish::Published::Written)
+        }
+        fn save(&mut self, (): &(), (): &(), (): &(), (): &()) -> Option<()> {
+            self.ran.push("save");
+            (!self.not_saved).then_some(())
+        }
+        fn report(
+            &self,
+            _: (&(), &(), &(), &()),
+            published: publish::Published,
+            timings: BTreeMap<Timing, f64>,
+        ) -> BuildReport {
+            BuildReport {
+                image: "fake".to_string(),
+                manifest_digest: sha256_digest(b"manifest"),
+                config_digest: sha256_digest(b"config"),
+                run_image: "scratch".to_string(),
+                buildpacks: Vec::new(),
+                processes: Vec::new(),
+                default_process: None,
+                layers: Vec::new(),
+                timings,
+                published,
+                up_to_date: false,
+            }
+        }
+        fn remember(&mut self, (): &(), (): &(), (): &(), _: &BuildReport) {
+            self.ran.push("remember");
+        }
+    }
+
+    /// Runs the sequence over `fake`, returning the result and the phase events seen.
+    fn run(fake: &mut Fake, cancel: &CancelToken) -> (Result<BuildReport, Error>, Vec<String>) {
+        let seen = Mutex::new(Vec::new());
+        let events = |e: &Event| match e {
+            Event::PhaseStarted(p) => seen.lock().unwrap().push(format!("start {p}")),
+            Event::PhaseFinished { phase, .. } => {
+                seen.lock().unwrap().push(format!("end {phase}"));
+            }
+            _ => {}
+        };
+        let result = sequence(fake, &events, cancel);
+        (result, seen.into_inner().unwrap())
+    }
+
+    #[test]
+    fn phases_run_in_the_order_of_the_pipeline_each_timed_and_announced() {
+        let mut fake = Fake::default();
+        let (report, events) = run(&mut fake, &CancelToken::new());
+        let report = report.unwrap();
+        assert_eq!(
+            fake.ran,
+            [
+                "prepare",
+                "detect",
+                "run image",
+                "restore",
+                "build",
+                "export",
+                "publish",
+                "save",
+                "remember"
+            ]
+        );
+        let phases = [
+            "ANALYZING",
+            "DETECTING",
+            "RESTORING",
+            "BUILDING",
+            "EXPORTING",
+        ];
+        let expected: Vec<String> = phases
+            .iter()
+            .flat_map(|p| [format!("start {p}"), format!("end {p}")])
+            .collect();
+        assert_eq!(events, expected);
+        let keys: Vec<Timing> = report.timings.keys().copied().collect();
+        for key in [
+            Timing::Phase(Phase::Analyze),
+            Timing::Phase(Phase::Detect),
+            Timing::Phase(Phase::Restore),
+            Timing::Phase(Phase::Build),
+            Timing::Phase(Phase::Export),
+            Timing::Publish,
+        ] {
+            assert!(keys.contains(&key), "{key:?} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_phase_stops_the_build_before_anything_is_published_or_kept() {
+        for (at, ran) in [
+            ("detect", vec!["prepare", "detect"]),
+            ("run image", vec!["prepare", "detect", "run image"]),
+            (
+                "build",
+                vec!["prepare", "detect", "run image", "restore", "build"],
+            ),
+            (
+                "export",
+                vec![
+                    "prepare",
+                    "detect",
+                    "run image",
+                    "restore",
+                    "build",
+                    "export",
+                ],
+            ),
+            (
+                "publish",
+                vec![
+                    "prepare",
+                    "detect",
+                    "run image",
+                    "restore",
+                    "build",
+                    "export",
+                    "publish",
+                ],
+            ),
+        ] {
+            let mut fake = Fake {
+                fail_at: Some(at),
+                ..Fake::default()
+            };
+            let (result, events) = run(&mut fake, &CancelToken::new());
+            assert!(result.is_err(), "{at}");
+            assert_eq!(fake.ran, ran, "failing at {at}");
+            // The failing phase was announced but never said to have finished (choosing the
+            // run image happens between phases).
+            let last = events.last().unwrap();
+            if at == "run image" {
+                assert_eq!(last, "end DETECTING");
+            } else {
+                assert!(last.starts_with("start "), "{at}: {events:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cancellation_after_the_export_publishes_nothing() {
+        let cancel = CancelToken::new();
+        let mut fake = Fake {
+            cancel_at: Some(("export", cancel.clone())),
+            ..Fake::default()
+        };
+        let (result, _) = run(&mut fake, &cancel);
+        assert!(crate::error::is_cancelled(&result.unwrap_err()));
+        assert_eq!(fake.ran.last(), Some(&"export"));
+    }
+
+    #[test]
+    fn caches_that_were_not_saved_are_not_remembered() {
+        let mut fake = Fake {
+            not_saved: true,
+            ..Fake::default()
+        };
+        let (result, _) = run(&mut fake, &CancelToken::new());
+        assert!(result.is_ok());
+        assert_eq!(fake.ran.last(), Some(&"save"));
     }
 }
