@@ -29,19 +29,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where buildpacks see their layers directory.
-pub const LAYERS_DIR: &str = "/layers";
+pub(crate) const LAYERS_DIR: &str = "/layers";
 /// Where buildpacks (and the image) see the app.
-pub const APP_DIR: &str = "/workspace";
+pub(crate) const APP_DIR: &str = "/workspace";
 /// Where buildpacks see the platform directory.
-pub const PLATFORM_DIR: &str = "/platform";
+pub(crate) const PLATFORM_DIR: &str = "/platform";
 /// Where buildpacks see buildpack directories.
-pub const BUILDPACKS_DIR: &str = "/cnb/buildpacks";
+pub(crate) const BUILDPACKS_DIR: &str = "/cnb/buildpacks";
 /// Where buildpacks see the build's plan files (`plan.toml` of detect and build).
-pub const PLANS_DIR: &str = "/cnb/plans";
+pub(crate) const PLANS_DIR: &str = "/cnb/plans";
 
 /// The path inside the sandbox of `host`, a file under the build's plans directory
 /// `plans` (bound at [`PLANS_DIR`]).
-pub fn guest_plan_path(plans: &Path, host: &Path) -> PathBuf {
+pub(crate) fn guest_plan_path(plans: &Path, host: &Path) -> PathBuf {
     host.strip_prefix(plans)
         .map_or_else(|_| host.to_path_buf(), |rel| Path::new(PLANS_DIR).join(rel))
 }
@@ -740,7 +740,7 @@ fn cstring(path: &Path) -> Result<CString, BuildEnvError> {
 }
 
 /// The guest path of a buildpack's directory.
-pub fn buildpack_guest_dir(escaped_id: &str, version: &str) -> PathBuf {
+pub(crate) fn buildpack_guest_dir(escaped_id: &str, version: &str) -> PathBuf {
     Path::new(BUILDPACKS_DIR).join(escaped_id).join(version)
 }
 

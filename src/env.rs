@@ -33,7 +33,7 @@ use crate::untrusted::{self, Links, MAX_METADATA, ReadError};
 
 /// Variables passed through from kiln's own environment to buildpacks, besides the path
 /// variables below (the lifecycle's `BuildEnvIncludelist`).
-pub const BUILD_ENV_PASSTHROUGH: [&str; 9] = [
+pub(crate) const BUILD_ENV_PASSTHROUGH: [&str; 9] = [
     "CNB_STACK_ID",
     "HOSTNAME",
     "HOME",
@@ -48,7 +48,7 @@ pub const BUILD_ENV_PASSTHROUGH: [&str; 9] = [
 /// Variables of the build host's own tools, also passed through: kiln builds with the host's
 /// toolchains (design.md, decision 3), and they need to find their installation, their
 /// certificate bundle (a TLS-intercepting proxy's CA) and their package registry settings.
-pub const HOST_TOOL_PASSTHROUGH: [&str; 23] = [
+pub(crate) const HOST_TOOL_PASSTHROUGH: [&str; 23] = [
     "LANG",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
@@ -76,7 +76,7 @@ pub const HOST_TOOL_PASSTHROUGH: [&str; 23] = [
 
 /// Prefixes of host tool settings passed through (pip, uv, npm, Yarn, pnpm, Cargo
 /// registries and network settings).
-pub const HOST_TOOL_PREFIXES: [&str; 9] = [
+pub(crate) const HOST_TOOL_PREFIXES: [&str; 9] = [
     "PIP_",
     "UV_",
     "npm_config_",
@@ -89,7 +89,7 @@ pub const HOST_TOOL_PREFIXES: [&str; 9] = [
 ];
 
 /// Layer sub-directories that extend path variables while buildpacks run.
-pub const BUILD_ROOT_DIRS: [(&str, &[&str]); 4] = [
+pub(crate) const BUILD_ROOT_DIRS: [(&str, &[&str]); 4] = [
     ("bin", &["PATH"]),
     ("lib", &["LD_LIBRARY_PATH", "LIBRARY_PATH"]),
     ("include", &["CPATH"]),
@@ -97,12 +97,12 @@ pub const BUILD_ROOT_DIRS: [(&str, &[&str]); 4] = [
 ];
 
 /// Layer sub-directories that extend path variables when the app runs.
-pub const LAUNCH_ROOT_DIRS: [(&str, &[&str]); 2] =
+pub(crate) const LAUNCH_ROOT_DIRS: [(&str, &[&str]); 2] =
     [("bin", &["PATH"]), ("lib", &["LD_LIBRARY_PATH"])];
 
 /// What an env file without a suffix does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DefaultAction {
+pub(crate) enum DefaultAction {
     /// Buildpack layers: override.
     Override,
     /// The operator's build-config env: default.
@@ -134,7 +134,7 @@ pub enum EnvDirError {
 
 /// Checks an environment variable name taken from outside kiln (an env file's name): not
 /// empty, no `=`, no NUL. Returns what is wrong.
-pub fn check_var_name(name: &str) -> Result<(), &'static str> {
+pub(crate) fn check_var_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         Err("the variable name (the file name up to its first '.') is empty")
     } else if name.contains('=') {
@@ -163,7 +163,7 @@ pub(crate) fn read_problem(error: &ReadError) -> String {
 
 /// Checks every env directory of a layer (`env/`, `env.build/`, `env.launch/` and
 /// `env.launch/<process>/`) as [`Env::add_env_dir`] would read it, without applying it.
-pub fn check_layer_env(layer_dir: &Path) -> Result<(), EnvDirError> {
+pub(crate) fn check_layer_env(layer_dir: &Path) -> Result<(), EnvDirError> {
     for sub in ["env", "env.build"] {
         read_env_files(&layer_dir.join(sub))?;
     }
@@ -192,19 +192,19 @@ pub fn check_layer_env(layer_dir: &Path) -> Result<(), EnvDirError> {
 /// A set of environment variables, ordered by name so that everything derived from it is
 /// deterministic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Env {
+pub(crate) struct Env {
     vars: BTreeMap<String, String>,
 }
 
 impl Env {
     /// An empty environment.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The build environment's starting point: only the pass-through variables (the
     /// lifecycle's, then the host tools'), and the path variables of `host` survive.
-    pub fn for_build<I, K, V>(host: I) -> Self
+    pub(crate) fn for_build<I, K, V>(host: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -227,7 +227,7 @@ impl Env {
 
     /// Parses `NAME=value` entries (an image config's `Env`). Entries without `=` are kept
     /// with an empty value.
-    pub fn from_list<S: AsRef<str>>(list: &[S]) -> Self {
+    pub(crate) fn from_list<S: AsRef<str>>(list: &[S]) -> Self {
         Self {
             vars: list
                 .iter()
@@ -240,32 +240,32 @@ impl Env {
     }
 
     /// The value of `name`, or `""` if unset (the lifecycle treats both alike).
-    pub fn get(&self, name: &str) -> &str {
+    pub(crate) fn get(&self, name: &str) -> &str {
         self.vars.get(name).map_or("", String::as_str)
     }
 
     /// Whether `name` is set (possibly to the empty string).
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.vars.contains_key(name)
     }
 
     /// Sets `name`.
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub(crate) fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.vars.insert(name.into(), value.into());
     }
 
     /// Removes `name`.
-    pub fn remove(&mut self, name: &str) {
+    pub(crate) fn remove(&mut self, name: &str) {
         self.vars.remove(name);
     }
 
     /// Iterates over `(name, value)` in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// `NAME=value` strings in name order (an image config's `Env`).
-    pub fn to_list(&self) -> Vec<String> {
+    pub(crate) fn to_list(&self) -> Vec<String> {
         self.vars.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 
@@ -274,7 +274,12 @@ impl Env {
     ///
     /// `host_dir` is where kiln sees the layer; `guest_dir` is where buildpacks and the app
     /// see it (`/layers/<buildpack>/<layer>`).
-    pub fn add_root_dir(&mut self, host_dir: &Path, guest_dir: &Path, roots: &[(&str, &[&str])]) {
+    pub(crate) fn add_root_dir(
+        &mut self,
+        host_dir: &Path,
+        guest_dir: &Path,
+        roots: &[(&str, &[&str])],
+    ) {
         for (sub, vars) in roots {
             if !host_dir.join(sub).is_dir() {
                 continue;
@@ -288,7 +293,11 @@ impl Env {
     }
 
     /// Applies the env files in `dir` (see the module docs). A missing directory is fine.
-    pub fn add_env_dir(&mut self, dir: &Path, default: DefaultAction) -> Result<(), EnvDirError> {
+    pub(crate) fn add_env_dir(
+        &mut self,
+        dir: &Path,
+        default: DefaultAction,
+    ) -> Result<(), EnvDirError> {
         let files = read_env_files(dir)?;
         let delim = |name: &str| -> Option<String> {
             files
@@ -335,7 +344,11 @@ impl Env {
     /// path variable named in `roots` gets the user value prepended with `:`, anything else is
     /// replaced.
     #[must_use]
-    pub fn with_user_env(&self, user: &BTreeMap<String, String>, roots: &[(&str, &[&str])]) -> Env {
+    pub(crate) fn with_user_env(
+        &self,
+        user: &BTreeMap<String, String>,
+        roots: &[(&str, &[&str])],
+    ) -> Env {
         let mut env = self.clone();
         for (name, value) in user {
             if roots.iter().any(|(_, vars)| vars.contains(&name.as_str())) {

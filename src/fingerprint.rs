@@ -22,25 +22,30 @@ use sha2::{Digest as _, Sha256};
 
 /// Accumulates entries into a fingerprint.
 #[derive(Debug, Clone, Default)]
-pub struct Fingerprinter {
+pub(crate) struct Fingerprinter {
     hasher: Sha256,
 }
 
 impl Fingerprinter {
     /// A fingerprint of nothing yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a string input (a name, a setting) to the fingerprint.
-    pub fn add_str(&mut self, label: &str, value: &str) {
+    pub(crate) fn add_str(&mut self, label: &str, value: &str) {
         self.field(label.as_bytes());
         self.field(value.as_bytes());
     }
 
     /// Adds one entry at `rel` (relative to the tree's root) with its metadata; `path` is
     /// where it is on disk (to read a link's target).
-    pub fn add_entry(&mut self, rel: &Path, path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    pub(crate) fn add_entry(
+        &mut self,
+        rel: &Path,
+        path: &Path,
+        meta: &fs::Metadata,
+    ) -> io::Result<()> {
         let file_type = meta.file_type();
         let kind: &[u8] = if file_type.is_dir() {
             b"d"
@@ -72,7 +77,7 @@ impl Fingerprinter {
 
     /// Adds every entry under `dir` (not `dir` itself), in file-name order, with its path
     /// relative to `dir` under `prefix`.
-    pub fn add_tree(&mut self, prefix: &Path, dir: &Path) -> io::Result<()> {
+    pub(crate) fn add_tree(&mut self, prefix: &Path, dir: &Path) -> io::Result<()> {
         for entry in walkdir::WalkDir::new(dir)
             .min_depth(1)
             .follow_links(false)
@@ -93,7 +98,7 @@ impl Fingerprinter {
     }
 
     /// The fingerprint, as 64 hex digits.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.hasher
             .finalize()
             .iter()
@@ -110,7 +115,7 @@ impl Fingerprinter {
 }
 
 /// The fingerprint of the tree under `dir` (see the module docs).
-pub fn tree(dir: &Path) -> io::Result<String> {
+pub(crate) fn tree(dir: &Path) -> io::Result<String> {
     let mut fingerprint = Fingerprinter::new();
     fingerprint.add_tree(Path::new(""), dir)?;
     Ok(fingerprint.finish())

@@ -15,25 +15,23 @@ pub mod stack;
 pub mod store;
 pub mod transport;
 
-// Internals: the types of theirs a public item needs are re-exported below. Their other
-// items are `pub` for `internals` (the property tests' re-exports, at the end) or kept `pub`
-// from before issue 15 narrowed the API; without the feature nothing outside reaches them,
-// and what only the property tests call is unused.
-#[allow(unreachable_pub)]
+// Internals: the types of theirs a public item needs are re-exported below; everything else
+// in them is `pub(crate)`, except what the property tests reach through the `internals`
+// feature (re-exported at the end), which is `pub` and, without the feature, unreachable
+// and partly unused.
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 mod app;
-#[allow(unreachable_pub)]
 mod buildenv;
 // Re-exported from `buildpack`; a module of its own on the ground floor, so events, labels
 // and records can name buildpacks.
 mod buildpack_id;
-#[allow(unreachable_pub, dead_code)]
+#[allow(dead_code)]
 mod env;
 mod error;
-#[allow(unreachable_pub)]
 mod fingerprint;
-#[allow(unreachable_pub)]
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 mod launch;
-#[allow(unreachable_pub)]
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 mod plan;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 mod untrusted;

@@ -24,12 +24,12 @@ use crate::transport::publish::{self, Destination};
 use crate::transport::registry::PullPolicy;
 
 /// The label holding the cache metadata (the lifecycle's name for it).
-pub const CACHE_METADATA_LABEL: &str = "io.buildpacks.lifecycle.cache.metadata";
+pub(crate) const CACHE_METADATA_LABEL: &str = "io.buildpacks.lifecycle.cache.metadata";
 
 /// Why a cache image could not be written (a warning: the next build starts without it).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CacheImageError {
+pub(crate) enum CacheImageError {
     /// A blob of a cached layer could not be found or read in the store.
     #[error("cache blob {digest}: {error}")]
     ReadBlob {
@@ -60,7 +60,7 @@ pub enum CacheImageError {
 
 /// Reads the cache image `reference` into the store and makes its metadata the cache of
 /// this build. Returns whether it did; failures are warnings.
-pub fn import(
+pub(crate) fn import(
     store: &Store,
     reference: &ImageReference,
     cache: &LayerCache,
@@ -108,7 +108,7 @@ pub fn import(
 
 /// Writes the cache image of `metadata` (whose blobs are in the store) to `reference`.
 /// Failures are warnings.
-pub fn export(
+pub(crate) fn export(
     store: &Store,
     metadata: &CacheMetadata,
     reference: &ImageReference,

@@ -44,7 +44,7 @@ use crate::untrusted::{self, Beneath, Links, ParentLinks};
 
 /// The cache metadata of one image.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct CacheMetadata {
+pub(crate) struct CacheMetadata {
     /// Per buildpack, in group order.
     #[serde(default)]
     pub buildpacks: Vec<CachedBuildpack>,
@@ -97,7 +97,7 @@ impl CacheMetadata {
 
 /// Where [`LayerCache::restore`] finds what it restores besides the cache's own record.
 #[derive(Debug, Clone, Copy)]
-pub struct Sources<'a> {
+pub(crate) struct Sources<'a> {
     /// The previous image's lifecycle metadata.
     pub previous: Option<&'a LifecycleMetadata>,
     /// Cache layer directories kept from the last build (see [`crate::cache::record`]), used
@@ -109,7 +109,7 @@ pub struct Sources<'a> {
 
 /// One buildpack's cached layers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CachedBuildpack {
+pub(crate) struct CachedBuildpack {
     /// Buildpack id.
     pub key: BuildpackId,
     /// Buildpack version.
@@ -121,7 +121,7 @@ pub struct CachedBuildpack {
 
 /// One cached layer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CachedLayer {
+pub(crate) struct CachedLayer {
     /// `diff_id`.
     pub sha: Digest,
     /// Blob digest in the store.
@@ -143,7 +143,7 @@ pub struct CachedLayer {
 
 /// The cache of one image (by its destination).
 #[derive(Debug, Clone)]
-pub struct LayerCache {
+pub(crate) struct LayerCache {
     file: PathBuf,
 }
 
@@ -164,19 +164,19 @@ enum RestoreError {
 
 impl LayerCache {
     /// The cache of the image published to `destination` (its display form).
-    pub fn for_destination(store: &Store, destination: &str) -> Self {
+    pub(crate) fn for_destination(store: &Store, destination: &str) -> Self {
         Self {
             file: store.state_for(destination).layer_cache,
         }
     }
 
     /// The metadata file.
-    pub fn file(&self) -> &Path {
+    pub(crate) fn file(&self) -> &Path {
         &self.file
     }
 
     /// Replaces the metadata (atomically), e.g. with a cache image's.
-    pub fn replace(&self, metadata: &CacheMetadata) -> Result<(), crate::Error> {
+    pub(crate) fn replace(&self, metadata: &CacheMetadata) -> Result<(), crate::Error> {
         let parent = self.file.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(|source| crate::Error::Prepare {
             path: parent.to_path_buf(),
@@ -188,7 +188,7 @@ impl LayerCache {
 
     /// Reads the metadata; a missing or unreadable file is an empty cache (with a warning
     /// for the unreadable one).
-    pub fn metadata(&self, events: &dyn EventSink) -> CacheMetadata {
+    pub(crate) fn metadata(&self, events: &dyn EventSink) -> CacheMetadata {
         let parsed = match untrusted::read_file(&self.file, untrusted::MAX_DOCUMENT, Links::Refuse)
         {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
@@ -209,7 +209,7 @@ impl LayerCache {
     /// the `<name>.toml` of its launch layers from the previous image's metadata; the
     /// `<name>.toml` and contents of its `cache = true` layers from this cache (see
     /// [`Sources`]). Returns how many cache layers were restored.
-    pub fn restore(
+    pub(crate) fn restore(
         &self,
         layout: &OciLayout,
         group: &[GroupMember],
@@ -314,7 +314,7 @@ impl LayerCache {
     /// Records the `cache = true` layers of a successful build: launch layers by the blob the
     /// export wrote, the others written to the store now. The metadata file is replaced
     /// atomically; the metadata written is returned.
-    pub fn save(
+    pub(crate) fn save(
         &self,
         layout: &OciLayout,
         build: &BuildOutput,
@@ -441,7 +441,7 @@ fn restore_layer(
 /// Why a layer's `<name>.toml` (or `store.toml`) could not be written back.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum MetadataError {
+pub(crate) enum MetadataError {
     /// The cached metadata has no TOML form.
     #[error(transparent)]
     Convert(#[from] toml::ser::Error),

@@ -59,7 +59,7 @@ struct Entry {
 
 /// What the last export of one image wrote, and what this one writes.
 #[derive(Debug, Default)]
-pub struct ExportMemo {
+pub(crate) struct ExportMemo {
     file: Option<PathBuf>,
     previous: BTreeMap<String, Entry>,
     current: Mutex<BTreeMap<String, Entry>>,
@@ -67,7 +67,7 @@ pub struct ExportMemo {
 
 impl ExportMemo {
     /// The memo of the image published to `destination` (its display form).
-    pub fn for_destination(store: &Store, destination: &str) -> Self {
+    pub(crate) fn for_destination(store: &Store, destination: &str) -> Self {
         let file = store.state_for(destination).export_memo;
         let previous = crate::untrusted::read_file(
             &file,
@@ -85,7 +85,7 @@ impl ExportMemo {
     }
 
     /// A memo that remembers nothing (every layer is written).
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self::default()
     }
 
@@ -94,7 +94,7 @@ impl ExportMemo {
     ///
     /// `tree` stands for the fingerprint of `spec`'s source tree when the caller knows it
     /// better (the app's source, for an app layer the build did not touch).
-    pub fn write_layer(
+    pub(crate) fn write_layer(
         &self,
         layout: &OciLayout,
         name: &str,
@@ -166,7 +166,7 @@ impl ExportMemo {
     }
 
     /// Records this export's layers for the next one (atomically).
-    pub fn save(&self) -> Result<(), LayoutError> {
+    pub(crate) fn save(&self) -> Result<(), LayoutError> {
         let Some(file) = &self.file else {
             return Ok(());
         };

@@ -16,13 +16,12 @@
 // Garbage collection is public (`kiln cache prune`); the state itself is the crate's own.
 // (`dead_code`: a few accessors only tests use, public until issue 15 narrowed the API.)
 pub mod gc;
-#[allow(unreachable_pub)]
 pub(crate) mod image;
-#[allow(unreachable_pub, dead_code)]
+#[allow(dead_code)]
 pub(crate) mod layers;
-#[allow(unreachable_pub, dead_code)]
+#[allow(dead_code)]
 pub(crate) mod memo;
-#[allow(unreachable_pub, dead_code)]
+#[allow(dead_code)]
 pub(crate) mod record;
 
 pub(crate) use layers::{CacheMetadata, LayerCache, Sources};

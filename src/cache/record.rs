@@ -34,13 +34,13 @@ use crate::store::Store;
 
 /// The per-destination record directory.
 #[derive(Debug, Clone)]
-pub struct BuildRecord {
+pub(crate) struct BuildRecord {
     dir: PathBuf,
 }
 
 /// The last successful build of an image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// [`Inputs`] fingerprint.
     pub inputs: String,
     /// The run image, as the build resolved it (a store name for stack images).
@@ -66,7 +66,7 @@ pub struct Recorded {
 
 /// A kept cache layer: its fingerprint and `diff_id` when the last build finished.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct KeptLayer {
+pub(crate) struct KeptLayer {
     /// [`crate::fingerprint::tree`] of the directory.
     pub fingerprint: String,
     /// The layer's `diff_id` as cached.
@@ -76,7 +76,7 @@ pub struct KeptLayer {
 /// Cache layer directories a build claimed from the last one: `<escaped id>/<name>` →
 /// what they were.
 #[derive(Debug, Default)]
-pub struct KeptLayers {
+pub(crate) struct KeptLayers {
     /// Where the claimed directories are now.
     pub dir: PathBuf,
     /// What each one was, by `<escaped id>/<name>`.
@@ -86,7 +86,7 @@ pub struct KeptLayers {
 impl KeptLayers {
     /// Moves the kept directory of `escaped`'s layer `name` to `dest` if it is still the
     /// layer `diff_id` (same fingerprint as recorded). Returns whether it did.
-    pub fn take(&self, escaped: &str, name: &str, diff_id: &Digest, dest: &Path) -> bool {
+    pub(crate) fn take(&self, escaped: &str, name: &str, diff_id: &Digest, dest: &Path) -> bool {
         let key = format!("{escaped}/{name}");
         let Some(kept) = self.layers.get(&key) else {
             return false;
@@ -109,19 +109,19 @@ impl KeptLayers {
 
 impl BuildRecord {
     /// The record of the image published to `destination` (its display form).
-    pub fn for_destination(store: &Store, destination: &str) -> Self {
+    pub(crate) fn for_destination(store: &Store, destination: &str) -> Self {
         Self {
             dir: store.state_for(destination).build_dir,
         }
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The last successful build, if recorded and readable.
-    pub fn load(&self) -> Option<Recorded> {
+    pub(crate) fn load(&self) -> Option<Recorded> {
         let bytes = crate::untrusted::read_file(
             &self.dir.join("record.json"),
             crate::untrusted::MAX_DOCUMENT,
@@ -132,7 +132,7 @@ impl BuildRecord {
     }
 
     /// Records a successful build (atomically).
-    pub fn save(&self, recorded: &Recorded) -> io::Result<()> {
+    pub(crate) fn save(&self, recorded: &Recorded) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let bytes = serde_json::to_vec_pretty(recorded).map_err(io::Error::other)?;
         write_atomic(&self.dir.join("record.json"), &bytes).map_err(io::Error::other)
@@ -140,13 +140,13 @@ impl BuildRecord {
 
     /// Forgets the last build's inputs (its kept layers stay), so the next build runs the
     /// buildpacks.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         let _ = fs::remove_file(self.dir.join("record.json"));
     }
 
     /// Claims the kept layer directories by moving them to `into` (which must not exist).
     /// `None` if there are none, or another build claimed them first.
-    pub fn claim_layers(&self, into: &Path) -> Option<KeptLayers> {
+    pub(crate) fn claim_layers(&self, into: &Path) -> Option<KeptLayers> {
         let layers: BTreeMap<String, KeptLayer> = crate::untrusted::read_file(
             &self.dir.join("layers.json"),
             crate::untrusted::MAX_DOCUMENT,
@@ -165,7 +165,10 @@ impl BuildRecord {
     /// Keeps the given cache layer directories of a finished build for the next one:
     /// `layers` maps `<escaped id>/<name>` to the directory and its `diff_id`. They are
     /// moved (not copied) under a staging name, fingerprinted, and swapped in.
-    pub fn keep_layers(&self, layers: &BTreeMap<String, (PathBuf, Digest)>) -> io::Result<()> {
+    pub(crate) fn keep_layers(
+        &self,
+        layers: &BTreeMap<String, (PathBuf, Digest)>,
+    ) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let staging = tempfile::Builder::new()
             .prefix(".layers-")
@@ -200,7 +203,7 @@ impl BuildRecord {
 }
 
 /// Removes a tree, making read-only directories writable first (Go's module cache).
-pub fn remove_tree(dir: &Path) {
+pub(crate) fn remove_tree(dir: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     if fs::remove_dir_all(dir).is_ok() {
         return;
@@ -218,42 +221,42 @@ pub fn remove_tree(dir: &Path) {
 
 /// The fingerprint of a build's inputs: everything that decides what the buildpacks do.
 #[derive(Debug, Default)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     fingerprint: crate::fingerprint::Fingerprinter,
 }
 
 impl Inputs {
     /// No inputs yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a named value.
-    pub fn add(&mut self, label: &str, value: &str) {
+    pub(crate) fn add(&mut self, label: &str, value: &str) {
         self.fingerprint.add_str(label, value);
     }
 
     /// Adds the stat fingerprint of a tree (a buildpack directory).
-    pub fn add_tree(&mut self, label: &str, dir: &Path) -> io::Result<()> {
+    pub(crate) fn add_tree(&mut self, label: &str, dir: &Path) -> io::Result<()> {
         self.fingerprint.add_str(label, "");
         self.fingerprint.add_tree(Path::new(""), dir)
     }
 
     /// Adds the metadata of one file (an order file, an executable, an archive).
-    pub fn add_file(&mut self, label: &str, path: &Path) -> io::Result<()> {
+    pub(crate) fn add_file(&mut self, label: &str, path: &Path) -> io::Result<()> {
         let meta = fs::metadata(path)?;
         self.fingerprint.add_str(label, "");
         self.fingerprint.add_entry(Path::new(""), path, &meta)
     }
 
     /// The fingerprint.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.fingerprint.finish()
     }
 }
 
 /// The stamp of a file destination: its metadata fingerprint, or `None` if it is missing.
-pub fn file_stamp(path: &Path) -> Option<String> {
+pub(crate) fn file_stamp(path: &Path) -> Option<String> {
     let mut inputs = Inputs::new();
     inputs.add_file("output", path).ok()?;
     Some(inputs.finish())

@@ -94,7 +94,7 @@ impl DiffIds {
 
 /// Refuses an image whose configuration lists another number of `diff_ids` than its manifest
 /// lists layers.
-pub fn check_layer_count(image: &LoadedImage) -> Result<(), ImageError> {
+pub(crate) fn check_layer_count(image: &LoadedImage) -> Result<(), ImageError> {
     let layers = image.manifest.layers().len();
     let diff_ids = image.diff_ids().len();
     if layers == diff_ids {

@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 /// A writer that passes bytes through to `inner` while computing their SHA-256 and length.
 #[derive(Debug)]
-pub struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     len: u64,
@@ -17,7 +17,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         Self {
             inner,
             hasher: Sha256::new(),
@@ -26,22 +26,22 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Returns the inner writer, the digest of everything written and its length.
-    pub fn finish(self) -> (W, Digest, u64) {
+    pub(crate) fn finish(self) -> (W, Digest, u64) {
         (self.inner, digest_of(self.hasher), self.len)
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// Whether nothing was written yet.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Borrows the inner writer.
-    pub fn get_mut(&mut self) -> &mut W {
+    pub(crate) fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
 }
@@ -61,7 +61,7 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// A reader that hashes everything read through it.
 #[derive(Debug)]
-pub struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     len: u64,
@@ -69,7 +69,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Self {
             inner,
             hasher: Sha256::new(),
@@ -78,12 +78,12 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// Returns the digest and length of everything read so far.
-    pub fn finish(self) -> (Digest, u64) {
+    pub(crate) fn finish(self) -> (Digest, u64) {
         (digest_of(self.hasher), self.len)
     }
 
     /// Returns the inner reader, with the digest and length of everything read so far.
-    pub fn into_parts(self) -> (R, Digest, u64) {
+    pub(crate) fn into_parts(self) -> (R, Digest, u64) {
         (self.inner, digest_of(self.hasher), self.len)
     }
 }
@@ -101,7 +101,7 @@ impl<R: Read> Read for HashingReader<R> {
 /// being downloaded or copied — so that its `diff_id` is known when the copy ends, without a
 /// second pass over the blob and without holding it in memory. Content that is not gzip
 /// (told by its first bytes), or that does not decompress, gives no `diff_id`.
-pub struct GzipContentHasher {
+pub(crate) struct GzipContentHasher {
     state: GzipState,
 }
 
@@ -128,14 +128,14 @@ impl Default for GzipContentHasher {
 
 impl GzipContentHasher {
     /// A hasher that has seen nothing.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             state: GzipState::Start,
         }
     }
 
     /// Feeds the next bytes of the blob.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -157,7 +157,7 @@ impl GzipContentHasher {
     }
 
     /// The digest of the uncompressed content, if the blob was gzip and decompressed whole.
-    pub fn finish(self) -> Option<Digest> {
+    pub(crate) fn finish(self) -> Option<Digest> {
         match self.state {
             GzipState::Gzip(decoder) => decoder.finish().ok().map(|w| w.finish().1),
             GzipState::Start | GzipState::Unknown => None,
@@ -166,7 +166,7 @@ impl GzipContentHasher {
 }
 
 /// The SHA-256 digest of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> Digest {
+pub(crate) fn sha256_digest(bytes: &[u8]) -> Digest {
     let mut hasher = Sha256::new();
     hasher.update(bytes);
     digest_of(hasher)
@@ -184,7 +184,7 @@ fn digest_of(hasher: Sha256) -> Digest {
 }
 
 /// The hex part of a digest (`sha256:<hex>` → `<hex>`).
-pub fn hex(digest: &Digest) -> &str {
+pub(crate) fn hex(digest: &Digest) -> &str {
     digest.digest()
 }
 

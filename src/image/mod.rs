@@ -1,9 +1,8 @@
 //! OCI images: reading them from transports, the local layout format, digests and names.
 
-#[allow(unreachable_pub)]
 pub(crate) mod diff_ids;
 // (`dead_code`: `HashingWriter::is_empty`/`get_mut`, companions nothing calls yet.)
-#[allow(unreachable_pub, dead_code)]
+#[allow(dead_code)]
 pub(crate) mod digest;
 pub mod layout;
 pub mod reference;

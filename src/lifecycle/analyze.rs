@@ -44,7 +44,7 @@ pub enum AnalyzeError {
 
 /// The run image, resolved.
 #[derive(Debug, Clone)]
-pub struct RunImage {
+pub(crate) struct RunImage {
     /// How the user named it.
     pub reference: ImageReference,
     /// The image, or `None` for `scratch`.
@@ -57,7 +57,7 @@ impl RunImage {
     /// The name recorded in the image's labels for rebase: the store name, the `:NAME` of an
     /// `oci:`/`oci-archive:` reference, or `scratch`. Never a host path, so that labels don't
     /// depend on where the run image was read from.
-    pub fn label_name(&self) -> String {
+    pub(crate) fn label_name(&self) -> String {
         match &self.reference {
             ImageReference::Scratch => "scratch".to_string(),
             ImageReference::Layout { name, .. }
@@ -70,7 +70,7 @@ impl RunImage {
     }
 
     /// The target buildpacks see.
-    pub fn target(&self) -> RunTarget {
+    pub(crate) fn target(&self) -> RunTarget {
         let label = |key: &str| -> Option<String> {
             self.image
                 .as_ref()?
@@ -93,7 +93,7 @@ impl RunImage {
     }
 
     /// The run image's `Env`.
-    pub fn env(&self) -> Vec<String> {
+    pub(crate) fn env(&self) -> Vec<String> {
         self.image
             .as_ref()
             .and_then(|i| i.config.config().as_ref())
@@ -103,7 +103,7 @@ impl RunImage {
 
     /// The CNB user and group that own the app and layers: `CNB_USER_ID` / `CNB_GROUP_ID`
     /// from the run image's environment, else a numeric `User`, else root.
-    pub fn cnb_user(&self) -> (u64, u64) {
+    pub(crate) fn cnb_user(&self) -> (u64, u64) {
         let env = crate::env::Env::from_list(&self.env());
         let uid = env.get("CNB_USER_ID").parse().ok();
         let gid = env.get("CNB_GROUP_ID").parse().ok();
@@ -126,7 +126,7 @@ impl RunImage {
 
     /// `diff_id` of the run image's top layer (`None` for `scratch`, an image without layers,
     /// or a top `diff_id` that is no digest).
-    pub fn top_layer(&self) -> Option<oci_spec::image::Digest> {
+    pub(crate) fn top_layer(&self) -> Option<oci_spec::image::Digest> {
         self.image
             .as_ref()
             .and_then(|i| i.diff_ids().last())
@@ -137,7 +137,7 @@ impl RunImage {
 /// Resolves the run image, from any transport (registry images are pulled into the store).
 /// `platform` selects from multi-platform images and is the platform of `scratch`; by default
 /// the host's.
-pub fn analyze(
+pub(crate) fn analyze(
     store: &Store,
     reference: &ImageReference,
     platform: Option<&TargetPlatform>,
@@ -209,7 +209,7 @@ fn platform_matches(wanted: &TargetPlatform, found: &TargetPlatform) -> bool {
 /// launch layers (restored before the build) and of launch layers a buildpack reuses by
 /// leaving them without contents (spec "Launch Layers").
 #[derive(Debug, Clone)]
-pub struct PreviousImage {
+pub(crate) struct PreviousImage {
     /// Its manifest digest.
     pub manifest_digest: oci_spec::image::Digest,
     /// Its manifest.
@@ -226,7 +226,7 @@ pub struct PreviousImage {
 impl PreviousImage {
     /// The launch layer `name` of `buildpack` in this image: its metadata and the blob
     /// descriptor of its `diff_id`.
-    pub fn launch_layer(
+    pub(crate) fn launch_layer(
         &self,
         buildpack: &str,
         name: &str,
@@ -255,7 +255,7 @@ impl PreviousImage {
 /// runner), the image the registry has under that name (its manifest and configuration only).
 /// Daemons and files are not read back. An image for another platform, or without lifecycle
 /// metadata, is no previous image.
-pub fn previous_image(
+pub(crate) fn previous_image(
     store: &Store,
     destination: &crate::transport::publish::Destination,
     recorded: Option<&oci_spec::image::Digest>,

@@ -98,7 +98,7 @@ fn tail_hint(tail: &[String]) -> String {
 
 /// A layer's types (`[types]` in `<layer>.toml`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LayerTypes {
+pub(crate) struct LayerTypes {
     /// Part of the image.
     pub launch: bool,
     /// Visible to later buildpacks.
@@ -109,7 +109,7 @@ pub struct LayerTypes {
 
 /// A layer a buildpack created.
 #[derive(Debug, Clone)]
-pub struct LayerInfo {
+pub(crate) struct LayerInfo {
     /// Layer name.
     pub name: String,
     /// Its types.
@@ -122,7 +122,7 @@ pub struct LayerInfo {
 
 /// What one buildpack produced.
 #[derive(Debug, Clone)]
-pub struct BuildpackOutput {
+pub(crate) struct BuildpackOutput {
     /// The buildpack.
     pub buildpack: Buildpack,
     /// Its layers, sorted by name.
@@ -134,7 +134,7 @@ pub struct BuildpackOutput {
 /// The build phase's result.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct BuildOutput {
+pub(crate) struct BuildOutput {
     /// Per buildpack, in group order.
     pub buildpacks: Vec<BuildpackOutput>,
     /// Every process, combined across buildpacks.
@@ -147,7 +147,7 @@ pub struct BuildOutput {
 
 /// Host paths the build phase uses.
 #[derive(Debug, Clone)]
-pub struct BuildDirs {
+pub(crate) struct BuildDirs {
     /// The layers directory (seen as `/layers`).
     pub layers: PathBuf,
     /// Scratch directory for buildpack plans (seen at the same path inside the sandbox).
@@ -155,7 +155,7 @@ pub struct BuildDirs {
 }
 
 /// Everything the build phase needs.
-pub struct BuildContext<'a> {
+pub(crate) struct BuildContext<'a> {
     /// The selected group, in order.
     pub group: &'a [GroupMember],
     /// The resolved plan.
@@ -169,7 +169,7 @@ pub struct BuildContext<'a> {
 }
 
 /// Runs the build phase.
-pub fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
+pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
     let mut env = ctx.base_env.clone();
     let mut remaining: Vec<PlanEntry> = ctx.plan.to_vec();
     let mut output = BuildOutput {

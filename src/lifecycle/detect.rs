@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::buildenv::PLATFORM_DIR;
 use crate::buildpack::descriptor::Target;
 use crate::buildpack::order::{GroupEntry, Order};
-pub use crate::buildpack::target::RunTarget;
+pub(crate) use crate::buildpack::target::RunTarget;
 use crate::buildpack::{
     Buildpack, BuildpackError, BuildpackId, Catalog, Runner, VersionedBuildpackId, exec,
 };
@@ -91,7 +91,7 @@ fn serialize_status<S: serde::Serializer>(status: &DetectStatus, s: S) -> Result
 
 /// A buildpack of the selected group.
 #[derive(Debug, Clone)]
-pub struct GroupMember {
+pub(crate) struct GroupMember {
     /// The buildpack.
     pub buildpack: Buildpack,
 }
@@ -99,7 +99,7 @@ pub struct GroupMember {
 /// The detect phase's result.
 #[derive(Debug, Clone)]
 #[must_use]
-pub enum DetectOutcome {
+pub(crate) enum DetectOutcome {
     /// A group passed.
     Detected {
         /// The group's participating buildpacks, in build order.
@@ -118,13 +118,13 @@ pub enum DetectOutcome {
 
 /// Host-side paths detection uses.
 #[derive(Debug, Clone)]
-pub struct DetectDirs {
+pub(crate) struct DetectDirs {
     /// Scratch directory for plan files (visible at the same path inside the sandbox).
     pub plans: PathBuf,
 }
 
 /// Everything detection needs.
-pub struct DetectContext<'a> {
+pub(crate) struct DetectContext<'a> {
     /// Buildpacks by id and version.
     pub catalog: &'a Catalog,
     /// The order to try.
@@ -138,7 +138,7 @@ pub struct DetectContext<'a> {
 }
 
 /// Runs the detect phase.
-pub fn detect(ctx: &DetectContext<'_>) -> Result<DetectOutcome, DetectError> {
+pub(crate) fn detect(ctx: &DetectContext<'_>) -> Result<DetectOutcome, DetectError> {
     let detector = Detector {
         ctx,
         runs: Mutex::new(BTreeMap::new()),

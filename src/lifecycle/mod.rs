@@ -14,19 +14,16 @@
 
 // The phases are the crate's own; their errors and detect verdicts are public (below).
 // (`dead_code`: output fields nothing reads yet, public until issue 15 narrowed the API.)
-#[allow(unreachable_pub, dead_code)]
+#[allow(dead_code)]
 pub(crate) mod analyze;
-#[allow(unreachable_pub)]
 pub(crate) mod build;
-#[allow(unreachable_pub)]
 pub(crate) mod detect;
-#[allow(unreachable_pub, dead_code)]
+#[allow(dead_code)]
 pub(crate) mod export;
 mod options;
 mod prepare;
 mod remember;
 mod report;
-#[allow(unreachable_pub)]
 pub(crate) mod restore;
 mod steps;
 mod timings;

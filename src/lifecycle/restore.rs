@@ -16,7 +16,7 @@ use crate::transport::publish::Destination;
 
 /// What the restore phase reads besides the store.
 #[derive(Debug)]
-pub struct RestoreInputs<'a> {
+pub(crate) struct RestoreInputs<'a> {
     /// Where the image goes (its previous image and cache are found by it).
     pub destination: &'a Destination,
     /// The destination's build record and what it recorded last time.
@@ -42,7 +42,7 @@ pub struct RestoreInputs<'a> {
 /// Finds the previous image and restores the cache layers (from the cache image if one is
 /// given, the directories kept by the last build, else the store) and the previous image's
 /// layer metadata; returns the destination's layer cache and the previous image.
-pub fn restore(
+pub(crate) fn restore(
     store: &Store,
     inputs: &RestoreInputs<'_>,
     events: &dyn EventSink,

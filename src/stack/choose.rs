@@ -10,7 +10,10 @@ use crate::image::TargetPlatform;
 
 /// The platform buildpacks build for when the run image comes from `stack`: linux, the
 /// requested (or the host's) architecture, and the stack's distribution.
-pub fn target(stack: &str, platform: Option<&TargetPlatform>) -> Result<RunTarget, StackError> {
+pub(crate) fn target(
+    stack: &str,
+    platform: Option<&TargetPlatform>,
+) -> Result<RunTarget, StackError> {
     let def = StackSource::open(stack)?.definition()?;
     let platform = platform.cloned().unwrap_or_else(TargetPlatform::host);
     Ok(RunTarget {
@@ -24,7 +27,7 @@ pub fn target(stack: &str, platform: Option<&TargetPlatform>) -> Result<RunTarge
 
 /// The flavour of `stack` that has the Debian packages `mixins` (what the buildpacks need in
 /// their run image), with the stack and the platform it is for.
-pub fn flavour(
+pub(crate) fn flavour(
     stack: &str,
     platform: Option<&TargetPlatform>,
     mixins: &BTreeSet<String>,

@@ -73,7 +73,7 @@ impl FetchError {
 /// An HTTP client for mirrors. Proxies come from `HTTP_PROXY`/`HTTPS_PROXY`; HTTPS is verified
 /// against the system's trust store.
 #[derive(Debug, Clone)]
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     client: reqwest::blocking::Client,
 }
 
@@ -81,7 +81,7 @@ const ATTEMPTS: u32 = 4;
 
 impl Fetcher {
     /// A fetcher with kiln's user agent and timeouts.
-    pub fn new() -> Result<Self, FetchError> {
+    pub(crate) fn new() -> Result<Self, FetchError> {
         let client = reqwest::blocking::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
@@ -143,7 +143,7 @@ impl Fetcher {
     }
 
     /// Fetches `url` into memory (at most `limit` bytes).
-    pub fn bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+    pub(crate) fn bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         self.with_response(url, |response| {
             let mut body = Vec::new();
             response
@@ -165,7 +165,7 @@ impl Fetcher {
 
     /// Downloads `url` to `dest`, verifying `size` and `sha256` (hex) before renaming it into
     /// place. A file already at `dest` is trusted (the cache only ever holds verified files).
-    pub fn download_verified(
+    pub(crate) fn download_verified(
         &self,
         url: &str,
         dest: &Path,
@@ -216,7 +216,7 @@ impl Fetcher {
 }
 
 /// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -225,6 +225,6 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// SHA-256 of `bytes`, as hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }

@@ -14,7 +14,7 @@ use super::control::parse_stanzas;
 
 /// The mirrors of the two Debian archives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mirrors {
+pub(crate) struct Mirrors {
     /// The main archive (`…/debian`).
     pub debian: String,
     /// The security archive (`…/debian-security`), if one is known.
@@ -23,7 +23,7 @@ pub struct Mirrors {
 
 impl Mirrors {
     /// The base URL of archive kind `kind` (`debian` or `debian-security`).
-    pub fn url(&self, kind: &str) -> Option<&str> {
+    pub(crate) fn url(&self, kind: &str) -> Option<&str> {
         match kind {
             "debian-security" => self.security.as_deref(),
             _ => Some(&self.debian),
@@ -33,7 +33,7 @@ impl Mirrors {
 
 /// One `deb` source from apt's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AptSource {
+pub(crate) struct AptSource {
     /// Base URI.
     pub uri: String,
     /// Suites it serves.
@@ -45,7 +45,7 @@ pub struct AptSource {
 #[error(
     "no Debian mirror: give --mirror URL (e.g. http://deb.debian.org/debian), set KILN_DEBIAN_MIRROR, or configure apt sources for {suite}"
 )]
-pub struct NoMirror {
+pub(crate) struct NoMirror {
     /// The suite that needs one.
     pub suite: String,
 }
@@ -55,7 +55,7 @@ pub struct NoMirror {
 /// # Errors
 ///
 /// [`NoMirror`] when neither the options, the environment nor apt name a mirror.
-pub fn discover(
+pub(crate) fn discover(
     main: Option<&str>,
     security: Option<&str>,
     suite: &str,
@@ -68,7 +68,7 @@ fn env_var(name: &str) -> Option<String> {
 }
 
 /// [`discover`] with the environment and apt sources given (for tests).
-pub fn discover_with(
+pub(crate) fn discover_with(
     main: Option<&str>,
     security: Option<&str>,
     suite: &str,
@@ -102,7 +102,7 @@ pub fn discover_with(
 }
 
 /// Reads the host's apt sources; unreadable files are skipped.
-pub fn host_apt_sources() -> Vec<AptSource> {
+pub(crate) fn host_apt_sources() -> Vec<AptSource> {
     let mut files: Vec<(String, String)> = Vec::new();
     if let Ok(text) = fs::read_to_string("/etc/apt/sources.list") {
         files.push(("sources.list".to_string(), text));
@@ -123,7 +123,7 @@ pub fn host_apt_sources() -> Vec<AptSource> {
 }
 
 /// Parses one apt sources file: deb822 if its name ends in `.sources`, else one-line.
-pub fn parse_apt_sources(name: &Path, text: &str) -> Vec<AptSource> {
+pub(crate) fn parse_apt_sources(name: &Path, text: &str) -> Vec<AptSource> {
     let is_deb822 = name.extension().is_some_and(|e| e == "sources");
     if is_deb822 {
         let Ok(stanzas) = parse_stanzas(text) else {

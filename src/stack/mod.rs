@@ -11,23 +11,18 @@
 
 // Locking and building are public (below); how is the crate's own.
 mod build;
-#[allow(unreachable_pub)]
 pub(crate) mod choose;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 pub(crate) mod control;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 pub(crate) mod deb;
-#[allow(unreachable_pub)]
 pub(crate) mod definition;
-#[allow(unreachable_pub)]
 pub(crate) mod fetch;
-#[allow(unreachable_pub)]
 pub(crate) mod mirror;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 pub(crate) mod release;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 pub(crate) mod resolve;
-#[allow(unreachable_pub)]
 pub(crate) mod rootfs;
 
 use std::path::PathBuf;

@@ -94,7 +94,7 @@ fn make_dir(unpacker: &mut Unpacker, rel: &str, meta: EntryMetadata) -> Result<(
 }
 
 /// The base layer's file-system skeleton: merged-`/usr` links, users and groups, homes.
-pub fn base_layout(unpacker: &mut Unpacker, user: &UserDef) -> Result<(), StackError> {
+pub(crate) fn base_layout(unpacker: &mut Unpacker, user: &UserDef) -> Result<(), StackError> {
     for dir in MERGED_USR_DIRS {
         let always = matches!(dir, "bin" | "sbin" | "lib");
         if always || unpacker.root().join("usr").join(dir).is_dir() {
@@ -157,7 +157,7 @@ pub fn base_layout(unpacker: &mut Unpacker, user: &UserDef) -> Result<(), StackE
 
 /// Configures the packages of one layer (see the module docs) and records them in
 /// `/var/lib/dpkg/status.d/`.
-pub fn configure(
+pub(crate) fn configure(
     unpacker: &mut Unpacker,
     packages: &[(String, Stanza)],
 ) -> Result<Vec<String>, StackError> {

@@ -105,7 +105,7 @@ pub struct ExportedLayer {
 /// The exported image.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct ExportedImage {
+pub(crate) struct ExportedImage {
     /// The manifest's descriptor.
     pub manifest_descriptor: Descriptor,
     /// The manifest.
@@ -119,7 +119,7 @@ pub struct ExportedImage {
 }
 
 /// Everything export needs.
-pub struct ExportContext<'a> {
+pub(crate) struct ExportContext<'a> {
     /// Where blobs go (kiln's store layout).
     pub layout: &'a OciLayout,
     /// The run image.
@@ -161,7 +161,7 @@ struct PlannedLayer {
 }
 
 /// Runs the export phase.
-pub fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
+pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
     let (uid, gid) = ctx.run_image.cnb_user();
     let run_layers = run_image_layers(ctx)?;
 
