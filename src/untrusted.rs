@@ -291,6 +291,12 @@ pub fn toml_problem(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
+/// Describes a JSON parse error without quoting the document (values in the message are
+/// elided, as [`toml_problem`] does).
+pub(crate) fn json_problem(error: &serde_json::Error) -> String {
+    redact_quoted(&error.to_string())
+}
+
 /// Replaces the contents of every `"…"` in a message with `…` (keys in backticks stay: they
 /// name what was expected).
 fn redact_quoted(message: &str) -> String {

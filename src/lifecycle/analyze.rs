@@ -308,13 +308,22 @@ pub(crate) fn previous_image(
     {
         return None;
     }
-    let metadata = config
+    let text = config
         .config()
         .as_ref()?
         .labels()
         .as_ref()?
-        .get(crate::labels::LIFECYCLE_METADATA)
-        .and_then(|text| serde_json::from_str(text).ok())?;
+        .get(crate::labels::LIFECYCLE_METADATA)?;
+    // Whoever could push the destination's tag wrote this label: a malformed one is no
+    // previous image (nothing of it is restored or reused), said once.
+    let metadata = serde_json::from_str(text)
+        .inspect_err(|e| {
+            events.event(&crate::event::Event::Warning(format!(
+                "the previous image of {destination} has unreadable lifecycle metadata ({}); building without it",
+                crate::untrusted::json_problem(e)
+            )));
+        })
+        .ok()?;
     Some(PreviousImage {
         manifest_digest,
         manifest,

@@ -211,9 +211,11 @@ fn previous_image_layer_names_cannot_reach_outside() {
     let target = climbing_to(&canary.path().join("planted"));
     rewrite_image(&env.home().join("store"), "prev:latest", |config, _| {
         let mut metadata = label(config, LIFECYCLE_LABEL);
+        // A well-formed digest, so that the label parses and the names are what is refused.
+        let zeros = format!("sha256:{}", "0".repeat(64));
         metadata["buildpacks"][0]["layers"][target.as_str()] =
-            json!({"sha": "sha256:00", "data": {"x": 1}, "launch": true});
-        metadata["buildpacks"][0]["layers"]["."] = json!({"sha": "sha256:00", "launch": true});
+            json!({"sha": zeros, "data": {"x": 1}, "launch": true});
+        metadata["buildpacks"][0]["layers"]["."] = json!({"sha": zeros, "launch": true});
         set_label(config, LIFECYCLE_LABEL, &metadata);
     });
     let out = env.build(&app, &[&bp], "prev", &["--rebuild"]);
@@ -223,4 +225,18 @@ fn previous_image_layer_names_cannot_reach_outside() {
     canary.assert_intact();
     assert!(!canary.path().join("planted.toml").exists());
     assert!(log.contains("is not allowed"), "{log}");
+
+    // A label that does not parse (a digest that is none) is no previous image, said so.
+    rewrite_image(&env.home().join("store"), "prev:latest", |config, _| {
+        let mut metadata = label(config, LIFECYCLE_LABEL);
+        metadata["buildpacks"][0]["layers"][target.as_str()] =
+            json!({"sha": "sha256:not-a-digest", "launch": true});
+        set_label(config, LIFECYCLE_LABEL, &metadata);
+    });
+    let out = env.build(&app, &[&bp], "prev", &["--rebuild"]);
+    assert_clean_output(&out, &[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("unreadable lifecycle metadata"), "{log}");
+    canary.assert_intact();
 }
