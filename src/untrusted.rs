@@ -186,9 +186,9 @@ impl ReadError {
     }
 }
 
-/// Reads a whole regular file of at most `max` bytes. Opens without blocking (a FIFO is
+/// Opens `path` for reading only if it is a regular file: without blocking (a FIFO is
 /// refused, not waited on) and, with [`Links::Refuse`], without following a link at `path`.
-pub fn read_file(path: &Path, max: u64, links: Links) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn open_regular(path: &Path, links: Links) -> Result<fs::File, ReadError> {
     let io_err = |source| ReadError::Io {
         path: path.to_path_buf(),
         source,
@@ -210,21 +210,38 @@ pub fn read_file(path: &Path, max: u64, links: Links) -> Result<Vec<u8>, ReadErr
         }
         Err(e) => return Err(io_err(e)),
     };
-    let meta = file.metadata().map_err(io_err)?;
-    let kind = meta.file_type();
+    let kind = file.metadata().map_err(io_err)?.file_type();
     if !kind.is_file() {
         return Err(ReadError::NotAFile {
             path: path.to_path_buf(),
             kind: kind_name(kind),
         });
     }
-    if meta.len() > max {
+    // O_NONBLOCK means nothing for a regular file; cleared all the same for whoever reads it.
+    let fd = std::os::fd::AsFd::as_fd(&file);
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+        .map(OFlag::from_bits_truncate)
+        .map_err(|e| io_err(e.into()))?;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))
+        .map_err(|e| io_err(e.into()))?;
+    Ok(file)
+}
+
+/// Reads a whole regular file of at most `max` bytes ([`open_regular`], then bounded).
+pub fn read_file(path: &Path, max: u64, links: Links) -> Result<Vec<u8>, ReadError> {
+    let io_err = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = open_regular(path, links)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    if len > max {
         return Err(ReadError::TooLarge {
             path: path.to_path_buf(),
             max,
         });
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(max + 1).read_to_end(&mut bytes).map_err(io_err)?;
     if bytes.len() as u64 > max {
         return Err(ReadError::TooLarge {

@@ -690,59 +690,12 @@ enum Compression {
 const MAX_LAYOUT_FILE: u64 = 64 * 1024;
 
 /// Opens `path` for reading without blocking (a FIFO is refused, not waited on) and only if
-/// it is a regular file.
+/// it is a regular file ([`crate::untrusted::open_regular`]).
 pub(crate) fn open_regular(path: &Path) -> Result<File, LayoutError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC | nix::libc::O_NOCTTY)
-        .open(path)
-        .map_err(|source| LayoutError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let meta = file.metadata().map_err(|source| LayoutError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if !meta.is_file() {
-        return Err(LayoutError::File(ReadError::NotAFile {
-            path: path.to_path_buf(),
-            kind: kind_name(meta.file_type()),
-        }));
-    }
-    // O_NONBLOCK means nothing for a regular file; clear it all the same.
-    let fd = std::os::fd::AsFd::as_fd(&file);
-    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
-        .map(nix::fcntl::OFlag::from_bits_truncate)
-        .map_err(|e| LayoutError::Read {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
-    nix::fcntl::fcntl(
-        fd,
-        nix::fcntl::FcntlArg::F_SETFL(flags - nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .map_err(|e| LayoutError::Read {
-        path: path.to_path_buf(),
-        source: e.into(),
-    })?;
-    Ok(file)
-}
-
-fn kind_name(kind: fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if kind.is_dir() {
-        "directory"
-    } else if kind.is_fifo() {
-        "FIFO"
-    } else if kind.is_socket() {
-        "socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "device"
-    } else {
-        "special file"
-    }
+    crate::untrusted::open_regular(path, crate::untrusted::Links::Follow).map_err(|e| match e {
+        ReadError::Io { path, source } => LayoutError::Read { path, source },
+        other => LayoutError::File(other),
+    })
 }
 
 /// An empty image index.
