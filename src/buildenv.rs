@@ -54,12 +54,27 @@ pub enum BuildEnvironment {
     /// directories at the CNB paths.
     #[default]
     Host,
+    /// In a build image (`BuildOptions::build_image`, else the stack's `build` flavour):
+    /// buildpacks run with its file system, unpacked, as their root, read-only but for the
+    /// CNB directories and a fresh `/tmp`. Nothing of the host is visible but the
+    /// directories bound in, the DNS and CA files, and the kiln executable at
+    /// `/cnb/kiln` (which runs the built-in buildpacks).
+    Image,
 }
 
 /// Errors preparing the build environment.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildEnvError {
+    /// The build image could not be made ready.
+    #[error("cannot prepare the build image {reference}")]
+    Image {
+        /// The build image.
+        reference: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The sandbox root could not be prepared.
     #[error("failed to prepare the build sandbox at {path}")]
     Prepare {
@@ -94,6 +109,8 @@ struct Bind {
     /// The CNB directories must be there; a host entry that cannot be bound (a stale FUSE
     /// mount, say) is left empty rather than failing every buildpack.
     required: bool,
+    /// Remounted read-only (a build image's tree).
+    readonly: bool,
 }
 
 /// A host path covered inside the sandbox (see [`SandboxMounts::hidden`]).
@@ -111,6 +128,8 @@ pub struct HostSandbox {
     root: CString,
     binds: Vec<Bind>,
     hides: Vec<Hide>,
+    /// Where a fresh tmpfs goes (`/tmp` of a build image).
+    tmp: Option<CString>,
 }
 
 /// What the sandbox maps: `(host directory, guest path)` pairs, and what it hides.
@@ -122,7 +141,29 @@ pub struct SandboxMounts {
     /// directory is covered by an empty read-only tmpfs, each file by an empty one. Missing
     /// paths are skipped.
     pub hidden: Vec<PathBuf>,
+    /// The root file system buildpacks run in (a build image, unpacked): its top-level
+    /// entries are bound read-only in place of the host's, with `/tmp` a fresh tmpfs, the
+    /// host's `/dev/null`, `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom` and
+    /// `/dev/tty`, and the host's `/etc/resolv.conf`, `/etc/hosts` and CA bundle (where the
+    /// image has them). `None`: the host's own.
+    pub rootfs: Option<PathBuf>,
+    /// `(host file, guest path)` pairs bound read-only (e.g. the kiln executable that runs
+    /// the built-in buildpacks).
+    pub files: Vec<(PathBuf, PathBuf)>,
 }
+
+/// Host files a build image root gets, where the image has a file there.
+const HOST_FILES: [&str; 9] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/ssl/certs/ca-certificates.crt",
+];
 
 impl SandboxMounts {
     /// Hides kiln's home (`home`: the store, caches and records) and every registry
@@ -169,8 +210,10 @@ impl HostSandbox {
             })
             .collect();
         let mut binds = Vec::new();
-        let mut entries: Vec<_> = fs::read_dir("/")
-            .map_err(prep(Path::new("/")))?
+        let base = mounts.rootfs.as_deref().unwrap_or(Path::new("/"));
+        let readonly = mounts.rootfs.is_some();
+        let mut entries: Vec<_> = fs::read_dir(base)
+            .map_err(prep(base))?
             .filter_map(Result::ok)
             .collect();
         entries.sort_by_key(fs::DirEntry::file_name);
@@ -179,7 +222,14 @@ impl HostSandbox {
             if reserved.contains(&name.as_os_str()) {
                 continue;
             }
-            let host = Path::new("/").join(&name);
+            // The host's /proc stays until each buildpack mounts its own over it: kiln writes
+            // the id maps of the buildpack's user namespace through it.
+            let host_proc = readonly && name == "proc";
+            let host = if host_proc {
+                PathBuf::from("/proc")
+            } else {
+                base.join(&name)
+            };
             let inside = root.join(&name);
             let Ok(file_type) = entry.file_type() else {
                 continue;
@@ -204,9 +254,11 @@ impl HostSandbox {
             binds.push(Bind {
                 source: cstring(&host)?,
                 target: cstring(&inside)?,
-                required: false,
+                required: readonly,
+                readonly: readonly && !host_proc,
             });
         }
+        binds.extend(file_binds(root, mounts)?);
         for (host, guest) in &mounts.dirs {
             let relative = guest.strip_prefix("/").unwrap_or(guest);
             let inside = root.join(relative);
@@ -215,40 +267,37 @@ impl HostSandbox {
                 source: cstring(host)?,
                 target: cstring(&inside)?,
                 required: true,
+                readonly: false,
             });
         }
-        let mut hides = Vec::new();
-        for host in &mounts.hidden {
-            // Only what exists is covered; a path through a link is covered where it leads
-            // (the bind mounts show the host's tree, links and all).
-            let Ok(host) = fs::canonicalize(host) else {
-                continue;
-            };
-            let Ok(meta) = fs::metadata(&host) else {
-                continue;
-            };
-            let relative = host.strip_prefix("/").unwrap_or(&host);
-            hides.push(Hide {
-                target: cstring(&root.join(relative))?,
-                dir: meta.is_dir(),
-            });
-        }
+        // A build image shows nothing of the host to hide.
+        let hides = if readonly {
+            Vec::new()
+        } else {
+            covers(root, &mounts.hidden)?
+        };
+        let tmp = if readonly {
+            Some(cstring(&root.join("tmp"))?)
+        } else {
+            None
+        };
         let sandbox = Self {
             root: cstring(root)?,
             binds,
             hides,
+            tmp,
         };
-        sandbox.probe()?;
+        sandbox.probe(base)?;
         Ok(sandbox)
     }
 
     /// Runs `true` in the sandbox once, so that a host where the namespace cannot be made
     /// fails with an explanation instead of with every buildpack's spawn error.
-    fn probe(&self) -> Result<(), BuildEnvError> {
+    fn probe(&self, base: &Path) -> Result<(), BuildEnvError> {
         let program = ["/usr/bin/true", "/bin/true"]
             .into_iter()
             .map(Path::new)
-            .find(|p| p.exists());
+            .find(|p| base.join(p.strip_prefix("/").unwrap_or(p)).exists());
         let Some(program) = program else {
             return Ok(());
         };
@@ -279,6 +328,7 @@ impl HostSandbox {
             root: self.root.clone(),
             binds: self.binds.clone(),
             hides: self.hides.clone(),
+            tmp: self.tmp.clone(),
             cwd: cstring(cwd)?,
             uid_map: own_map(nix::unistd::getuid().as_raw()),
             gid_map: own_map(nix::unistd::getgid().as_raw()),
@@ -314,6 +364,7 @@ struct NamespacePlan {
     root: CString,
     binds: Vec<Bind>,
     hides: Vec<Hide>,
+    tmp: Option<CString>,
     cwd: CString,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
@@ -378,6 +429,18 @@ impl NamespacePlan {
             if bind.required {
                 bound.map_err(errno)?;
             }
+        }
+        remount_readonly(&self.binds)?;
+        // The fresh /tmp goes on top of the read-only tree.
+        if let Some(tmp) = &self.tmp {
+            mount(
+                Some(c"tmpfs"),
+                tmp.as_c_str(),
+                Some(c"tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(c"mode=1777"),
+            )
+            .map_err(errno)?;
         }
         for hide in &self.hides {
             let covered = if hide.dir {
@@ -597,6 +660,101 @@ fn hide_inherited_memory() {
     }
 }
 
+/// The covers over `hidden` host paths inside `root` (see [`SandboxMounts::hidden`]).
+fn covers(root: &Path, hidden: &[PathBuf]) -> Result<Vec<Hide>, BuildEnvError> {
+    let mut hides = Vec::new();
+    for host in hidden {
+        // Only what exists is covered; a path through a link is covered where it leads
+        // (the bind mounts show the host's tree, links and all).
+        let Ok(host) = fs::canonicalize(host) else {
+            continue;
+        };
+        let Ok(meta) = fs::metadata(&host) else {
+            continue;
+        };
+        let relative = host.strip_prefix("/").unwrap_or(&host);
+        hides.push(Hide {
+            target: cstring(&root.join(relative))?,
+            dir: meta.is_dir(),
+        });
+    }
+    Ok(hides)
+}
+
+/// The binds of single files: the host's devices, DNS and CA files in a build image root
+/// (where the image has a file there), and [`SandboxMounts::files`].
+fn file_binds(root: &Path, mounts: &SandboxMounts) -> Result<Vec<Bind>, BuildEnvError> {
+    let prep = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildEnvError::Prepare { path, source }
+    };
+    let mut binds = Vec::new();
+    if let Some(rootfs) = &mounts.rootfs {
+        for file in HOST_FILES {
+            let relative = &file[1..];
+            if Path::new(file).exists() && rootfs.join(relative).is_file() {
+                binds.push(Bind {
+                    source: cstring(Path::new(file))?,
+                    target: cstring(&root.join(relative))?,
+                    required: true,
+                    readonly: false,
+                });
+            }
+        }
+    }
+    for (host, guest) in &mounts.files {
+        let relative = guest.strip_prefix("/").unwrap_or(guest);
+        let inside = root.join(relative);
+        if let Some(parent) = inside.parent() {
+            fs::create_dir_all(parent).map_err(prep(parent))?;
+        }
+        if fs::symlink_metadata(&inside).is_err() {
+            fs::write(&inside, b"").map_err(prep(&inside))?;
+        }
+        binds.push(Bind {
+            source: cstring(host)?,
+            target: cstring(&inside)?,
+            required: true,
+            readonly: true,
+        });
+    }
+    Ok(binds)
+}
+
+/// Remounts the read-only binds (a build image's tree) read-only, after the binds that go
+/// on top of them; the flags a mount already has (nosuid, nodev, noexec) must be kept, or
+/// the kernel refuses the remount.
+fn remount_readonly(binds: &[Bind]) -> io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    use nix::sys::statvfs::FsFlags;
+    let none: Option<&std::ffi::CStr> = None;
+    for bind in binds.iter().filter(|b| b.readonly) {
+        let kept =
+            nix::sys::statvfs::statvfs(bind.target.as_c_str()).map_or(MsFlags::empty(), |v| {
+                let mut flags = MsFlags::empty();
+                for (have, keep) in [
+                    (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                    (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                    (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                ] {
+                    if v.flags().contains(have) {
+                        flags |= keep;
+                    }
+                }
+                flags
+            });
+        mount(
+            none,
+            bind.target.as_c_str(),
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept,
+            none,
+        )
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    }
+    Ok(())
+}
+
 /// Mounts a `/proc` showing only the new PID namespace. Where that is refused (a container
 /// whose `/proc` has masked paths), an empty tmpfs covers the host's `/proc` instead, so
 /// kiln's process is still out of sight.
@@ -793,6 +951,7 @@ mod tests {
             &SandboxMounts {
                 dirs: vec![(layers.clone(), PathBuf::from(LAYERS_DIR))],
                 hidden: vec![secret.clone()],
+                ..SandboxMounts::default()
             },
         )
         .unwrap();
@@ -877,5 +1036,58 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, BuildEnvError::Unavailable { .. }), "{err}");
         assert!(err.to_string().contains("user namespaces"));
+    }
+}
+#[cfg(test)]
+mod rootfs_tests {
+    use super::*;
+
+    #[test]
+    fn commands_run_in_a_build_image_root() {
+        let work = tempfile::tempdir().unwrap();
+        let rootfs = work.path().join("rootfs");
+        for d in ["bin", "dev", "proc", "tmp", "etc"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        for f in [
+            "dev/null",
+            "dev/zero",
+            "dev/full",
+            "dev/random",
+            "dev/urandom",
+            "dev/tty",
+            "etc/hosts",
+            "etc/resolv.conf",
+        ] {
+            fs::write(rootfs.join(f), "").unwrap();
+        }
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/true")).unwrap();
+
+        let layers = work.path().join("layers");
+        fs::create_dir_all(&layers).unwrap();
+        let sandbox = HostSandbox::prepare(
+            &work.path().join("root"),
+            &SandboxMounts {
+                dirs: vec![(layers.clone(), PathBuf::from(LAYERS_DIR))],
+                rootfs: Some(rootfs.clone()),
+                ..SandboxMounts::default()
+            },
+        )
+        .unwrap();
+        let out = sandbox
+            .command(Path::new("/bin/sh"), Path::new("/"))
+            .unwrap()
+            .args(["-c", "echo hi > /layers/f; echo x > /tmp/x && echo tmp; touch /bin/no 2>/dev/null || echo ro; test -e /usr || test -e /work || echo hidden; ls /proc | grep -c '^[0-9]'"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines[..3], ["tmp", "ro", "hidden"], "{stdout}");
+        assert!(lines[3].parse::<usize>().unwrap() <= 4, "{stdout}");
+        assert!(!rootfs.join("tmp/x").exists() && !rootfs.join("bin/no").exists());
+        assert_eq!(fs::read_to_string(layers.join("f")).unwrap(), "hi\n");
     }
 }

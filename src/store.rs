@@ -32,6 +32,8 @@ pub struct StateDirs {
     pub builds: PathBuf,
     /// Export memos, one file per destination.
     pub exports: PathBuf,
+    /// Build images unpacked as root file systems, one directory per image.
+    pub rootfs: PathBuf,
 }
 
 /// Where the state kept between builds of one destination lives.
@@ -143,6 +145,7 @@ impl Store {
             layer_caches: cache.join("layers"),
             builds: cache.join("builds"),
             exports: cache.join("exports"),
+            rootfs: cache.join("rootfs"),
         }
     }
 

@@ -227,7 +227,8 @@ pub(crate) fn open_regular(path: &Path, links: Links) -> Result<fs::File, ReadEr
     Ok(file)
 }
 
-/// Reads a whole regular file of at most `max` bytes ([`open_regular`], then bounded).
+/// Reads a whole regular file of at most `max` bytes (opened as `open_regular` opens it, then
+/// read with that bound).
 pub fn read_file(path: &Path, max: u64, links: Links) -> Result<Vec<u8>, ReadError> {
     let io_err = |source| ReadError::Io {
         path: path.to_path_buf(),
@@ -561,6 +562,29 @@ impl Beneath {
         .map_err(io::Error::from)
     }
 
+    /// Removes `rel` (a file, a link, or a whole directory tree, never following a link);
+    /// a missing one is fine.
+    pub fn remove(&mut self, rel: &Path) -> io::Result<()> {
+        let (parent, name) = match self.parent(rel) {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if is_dir_at(&parent, &name) {
+            // Through the parent's descriptor, so no link on the way is followed;
+            // `remove_dir_all` itself never follows links inside the tree.
+            let path = Path::new("/proc/self/fd")
+                .join(std::os::fd::AsRawFd::as_raw_fd(&parent).to_string())
+                .join(&name);
+            self.last = None;
+            return match fs::remove_dir_all(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
+        }
+        remove_entry(&parent, &name)
+    }
+
     /// Sets the mode of `rel` (not through a link: a link's mode is left as it is).
     pub fn set_mode(&mut self, rel: &Path, mode: u32) -> io::Result<()> {
         let (parent, name) = self.parent(rel)?;
@@ -726,6 +750,26 @@ mod tests {
             .unwrap();
         dir.hard_link(Path::new("l2"), Path::new("l3")).unwrap();
         assert!(fs::symlink_metadata(root.join("l3")).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn removing_never_follows_a_link() {
+        let work = tempfile::tempdir().unwrap();
+        let outside = work.path().join("outside");
+        fs::create_dir_all(outside.join("d")).unwrap();
+        fs::write(outside.join("d/f"), "keep").unwrap();
+        let root = work.path().join("root");
+        fs::create_dir_all(root.join("tree/sub")).unwrap();
+        fs::write(root.join("tree/sub/f"), "x").unwrap();
+        let mut dir = Beneath::open(&root, ParentLinks::InRoot).unwrap();
+        dir.symlink(Path::new("abs"), &outside).unwrap();
+        dir.symlink(Path::new("tree/link"), &outside).unwrap();
+        // A link is removed itself; a tree holding links is removed without following them.
+        dir.remove(Path::new("abs")).unwrap();
+        dir.remove(Path::new("tree")).unwrap();
+        dir.remove(Path::new("missing/deeper")).unwrap();
+        assert!(!root.join("abs").exists() && !root.join("tree").exists());
+        assert_eq!(fs::read_to_string(outside.join("d/f")).unwrap(), "keep");
     }
 
     #[test]

@@ -244,7 +244,11 @@ impl Buildpack {
         if descriptor.order.is_empty() {
             for name in ["detect", "build"] {
                 let exe = dir.join("bin").join(name);
+                // A link into `/cnb` (the platform's directory) resolves inside the build
+                // environment only: kiln's built-ins in a build image point at /cnb/kiln.
+                let in_platform_dir = fs::read_link(&exe).is_ok_and(|t| t.starts_with("/cnb/"));
                 let problem = match fs::metadata(&exe) {
+                    Err(_) if in_platform_dir => None,
                     Err(_) => Some("is missing"),
                     Ok(m) if !m.is_file() => Some("is not a file"),
                     Ok(m) if m.permissions().mode() & 0o111 == 0 => {

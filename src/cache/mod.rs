@@ -23,5 +23,6 @@ pub(crate) mod layers;
 pub(crate) mod memo;
 #[allow(dead_code)]
 pub(crate) mod record;
+pub(crate) mod rootfs;
 
 pub(crate) use layers::{CacheMetadata, LayerCache, Sources};

@@ -179,8 +179,26 @@ pub(crate) struct SourceArgs {
     /// CNB execution environment (CNB_EXEC_ENV).
     #[arg(long, default_value = "production", value_name = "ENV")]
     pub(crate) exec_env: String,
+    /// Where buildpacks run: `host` (the host's tools, in a private namespace) or `image`
+    /// (a build image as their root file system: --build-image, else the stack's `build`
+    /// flavour).
+    #[arg(long, value_enum, default_value_t = BuildEnvArg::Host, value_name = "ENV")]
+    pub(crate) build_env: BuildEnvArg,
+    /// The build image for --build-env image, by any reference [default: the `build`
+    /// flavour of --stack, built on first use].
+    #[arg(long, value_name = "REF")]
+    pub(crate) build_image: Option<String>,
     #[command(flatten)]
     pub(crate) transport: TransportArgs,
+}
+
+/// `--build-env`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BuildEnvArg {
+    /// The host's tools, in a private namespace.
+    Host,
+    /// A build image as the buildpacks' root file system.
+    Image,
 }
 
 impl SourceArgs {
@@ -248,6 +266,17 @@ impl SourceArgs {
             env.insert(name, value);
         }
         let source_date_epoch = source_date_epoch()?;
+        let build_image = self
+            .build_image
+            .as_deref()
+            .map(|r| {
+                r.parse()
+                    .with_context(|| format!("invalid --build-image {r:?}"))
+            })
+            .transpose()?;
+        if build_image.is_some() && self.build_env != BuildEnvArg::Image {
+            return Err(UsageError("--build-image needs --build-env image".to_string()).into());
+        }
         let transports = self
             .transport
             .to_transports(kiln::transport::registry::PullPolicy::Always)?;
@@ -260,6 +289,11 @@ impl SourceArgs {
         options.env = env;
         options.source_date_epoch = source_date_epoch;
         options.transports = transports;
+        options.build_environment = match self.build_env {
+            BuildEnvArg::Host => kiln::BuildEnvironment::Host,
+            BuildEnvArg::Image => kiln::BuildEnvironment::Image,
+        };
+        options.build_image = build_image;
         Ok(options)
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod diff_ids;
 pub(crate) mod digest;
 pub mod layout;
 pub mod reference;
+pub(crate) mod unpack;
 pub(crate) mod write;
 
 use std::fmt;

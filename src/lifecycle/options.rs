@@ -60,6 +60,9 @@ pub struct BuildOptions {
     pub exec_env: String,
     /// How buildpacks run.
     pub build_environment: BuildEnvironment,
+    /// The build image of [`BuildEnvironment::Image`] (`--build-image`); `None` means the
+    /// `build` flavour of [`BuildOptions::stack`], built on first use.
+    pub build_image: Option<ImageReference>,
     /// The environment buildpacks inherit from (filtered to the lifecycle's pass-through
     /// list). `None` means kiln's own process environment.
     pub host_env: Option<Vec<(String, String)>>,
@@ -113,6 +116,7 @@ impl BuildOptions {
             source_date_epoch: None,
             exec_env: "production".to_string(),
             build_environment: BuildEnvironment::default(),
+            build_image: None,
             host_env: None,
             kiln_executable: None,
             clear_cache: false,

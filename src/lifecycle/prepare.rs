@@ -93,14 +93,17 @@ pub(super) fn prepare(
     cancel: &CancelToken,
     timings: &mut Timings<'_>,
 ) -> Result<Prepared, Error> {
-    // The host environment is the only one so far; a hermetic one will branch here.
-    match options.build_environment {
-        BuildEnvironment::Host => {}
-    }
     let work = WorkDir::new(store)?;
     let exe = builtin::executable(options.kiln_executable.as_deref())?;
+    // In a build image the built-in buildpacks run the kiln executable bound at /cnb/kiln.
+    let hermetic = options.build_environment == BuildEnvironment::Image;
+    let guest_exe = if hermetic {
+        PathBuf::from(KILN_IN_IMAGE)
+    } else {
+        exe.clone()
+    };
     let (catalog, order) =
-        crate::buildpack::catalog::load(&options.buildpacks, &work.buildpacks, &exe)
+        crate::buildpack::catalog::load(&options.buildpacks, &work.buildpacks, &guest_exe)
             .map_err(catalog_error)?;
 
     let (run_image, target) = timings.phase(Phase::Analyze, |_| {
@@ -158,8 +161,16 @@ pub(super) fn prepare(
             ),
         ],
         hidden: Vec::new(),
+        rootfs: None,
+        files: Vec::new(),
     };
     mounts.hide_kiln_state(store.root());
+    if hermetic {
+        mounts.rootfs = Some(build_rootfs(store, options, events, cancel)?);
+        mounts
+            .files
+            .push((exe.clone(), PathBuf::from(KILN_IN_IMAGE)));
+    }
     for buildpack in catalog.buildpacks() {
         mounts.dirs.push((
             buildpack.dir().to_path_buf(),
@@ -171,6 +182,11 @@ pub(super) fn prepare(
         .host_env
         .clone()
         .unwrap_or_else(|| std::env::vars().collect());
+    let mut base_env = Env::for_build(host_env);
+    if hermetic {
+        // The host's home is not there; the fresh /tmp is the one writable place.
+        base_env.set("HOME", "/tmp");
+    }
     Ok(Prepared {
         work,
         catalog,
@@ -178,7 +194,7 @@ pub(super) fn prepare(
         run_image,
         target,
         sandbox,
-        base_env: Env::for_build(host_env),
+        base_env,
         user_env,
         app_fingerprints,
     })
@@ -253,4 +269,58 @@ fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
         E::ParseOrder { path, problem } => Error::ParseOrder { path, problem },
         other => Error::InvalidOptions(other.to_string()),
     }
+}
+
+/// Where the kiln executable is in a build image's sandbox.
+const KILN_IN_IMAGE: &str = "/cnb/kiln";
+
+/// The build image's root file system: `--build-image`, else the `build` flavour of the
+/// stack (built into the store on first use), unpacked once into the cache.
+fn build_rootfs(
+    store: &Store,
+    options: &BuildOptions,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<PathBuf, Error> {
+    let platform = options
+        .platform
+        .clone()
+        .unwrap_or_else(crate::image::TargetPlatform::host);
+    let reference = if let Some(reference) = &options.build_image {
+        reference.clone()
+    } else {
+        let source = stack::StackSource::open(&options.stack)?;
+        let flavour: crate::stack::definition::FlavourName =
+            "build"
+                .parse()
+                .map_err(|e: crate::stack::definition::InvalidName| {
+                    Error::InvalidOptions(e.to_string())
+                })?;
+        let name = stack::ensure_image(
+            store,
+            &source,
+            &flavour,
+            &platform.architecture,
+            events,
+            cancel,
+        )?;
+        crate::image::reference::ImageReference::Named(name)
+    };
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| {
+        Error::from(crate::buildenv::BuildEnvError::Image {
+            reference: reference.to_string(),
+            source,
+        })
+    };
+    events.event(&Event::Step(format!("Build image: {reference}")));
+    let image = crate::transport::fetch(
+        &reference,
+        store,
+        &platform,
+        &options.transports,
+        events,
+        cancel,
+    )
+    .map_err(|e| failed(Box::new(e)))?;
+    crate::cache::rootfs::ensure(store, &image).map_err(|e| failed(Box::new(e)))
 }

@@ -146,6 +146,7 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
         source_date_epoch,
         exec_env,
         build_environment,
+        build_image,
         host_env,
         kiln_executable,
         clear_cache,
@@ -217,8 +218,13 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
         "build-environment",
         match build_environment {
             BuildEnvironment::Host => "host",
+            BuildEnvironment::Image => "image",
         },
     );
+    if *build_environment == BuildEnvironment::Image {
+        // The build image is an input like the run image (the stack's when not given).
+        add_run_image(&mut inputs, build_image.as_ref(), stack, transports)?;
+    }
     let host_env = host_env
         .clone()
         .unwrap_or_else(|| std::env::vars().collect());

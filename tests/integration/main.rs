@@ -25,6 +25,7 @@ mod errors;
 mod examples;
 mod export;
 mod fixtures;
+mod hermetic;
 mod rebuild;
 mod registry;
 mod reproducible;

@@ -1,0 +1,193 @@
+//! Unpacking an image's layers into a directory, as a root file system: the OCI image
+//! spec's changeset rules (whiteouts `.wh.NAME`, opaque directories `.wh..wh..opq`, hard
+//! links), applied with [`Beneath`] in root mode so that nothing of any layer — absolute
+//! links, `..`, a link made by an earlier layer — reaches outside the directory.
+//!
+//! Unprivileged, kiln cannot create device nodes or change owners: devices and FIFOs are
+//! skipped and every file belongs to whoever runs kiln (the build sandbox maps that user to
+//! the image's). Modes are kept. The blob digest of every layer and its `diff_id` are checked
+//! while it streams; a layer that does not match fails the unpack (the caller discards the
+//! directory).
+
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::image::{Descriptor, MediaType};
+
+use super::LoadedImage;
+use super::digest::HashingReader;
+use crate::untrusted::{Beneath, ParentLinks};
+
+/// Unpacking failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum UnpackError {
+    /// A layer could not be read or written.
+    #[error("failed to unpack layer {digest}")]
+    Layer {
+        /// The layer's blob digest.
+        digest: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A layer's content is not what the image says.
+    #[error("layer {digest} does not match the image: expected {expected}, found {found}")]
+    Mismatch {
+        /// The layer's blob digest.
+        digest: String,
+        /// The digest the image names.
+        expected: String,
+        /// The digest of what was read.
+        found: String,
+    },
+    /// A layer's media type is not one kiln unpacks.
+    #[error("layer {digest} has media type {media_type}, which kiln cannot unpack")]
+    MediaType {
+        /// The layer's blob digest.
+        digest: String,
+        /// Its media type.
+        media_type: String,
+    },
+}
+
+/// Unpacks every layer of `image` into `dest` (an empty directory kiln made), bottom first.
+pub(crate) fn unpack(image: &LoadedImage, dest: &Path) -> Result<(), UnpackError> {
+    let mut root = Beneath::open(dest, ParentLinks::InRoot).map_err(|source| UnpackError::Layer {
+        digest: String::new(),
+        source,
+    })?;
+    let diff_ids = image.diff_ids();
+    for (layer, diff_id) in image.manifest.layers().iter().zip(diff_ids) {
+        unpack_layer(image, layer, diff_id, &mut root)?;
+    }
+    Ok(())
+}
+
+fn unpack_layer(
+    image: &LoadedImage,
+    layer: &Descriptor,
+    diff_id: &str,
+    root: &mut Beneath,
+) -> Result<(), UnpackError> {
+    let digest = layer.digest().to_string();
+    let io_err = |source| UnpackError::Layer {
+        digest: digest.clone(),
+        source,
+    };
+    let file = image
+        .layout
+        .open_blob(layer.digest())
+        .map_err(|e| io_err(io::Error::other(e)))?;
+    let mut compressed = HashingReader::new(file);
+    let found = {
+        let reader: Box<dyn Read + '_> = match layer.media_type() {
+            MediaType::ImageLayerGzip => {
+                Box::new(flate2::read::MultiGzDecoder::new(&mut compressed))
+            }
+            MediaType::ImageLayer => Box::new(&mut compressed),
+            MediaType::Other(other)
+                if other.ends_with("tar.gzip") || other.ends_with("tar.gz") =>
+            {
+                Box::new(flate2::read::MultiGzDecoder::new(&mut compressed))
+            }
+            other => {
+                return Err(UnpackError::MediaType {
+                    digest,
+                    media_type: other.to_string(),
+                });
+            }
+        };
+        let mut archive = tar::Archive::new(HashingReader::new(reader));
+        apply(&mut archive, root).map_err(io_err)?;
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(io_err)?;
+        rest.into_parts().1
+    };
+    io::copy(&mut compressed, &mut io::sink()).map_err(io_err)?;
+    let (_, blob, _) = compressed.into_parts();
+    for (expected, found) in [(digest.as_str(), blob.to_string()), (diff_id, found.to_string())] {
+        if expected != found {
+            return Err(UnpackError::Mismatch {
+                digest: digest.clone(),
+                expected: expected.to_string(),
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Applies one layer's entries (see the module docs).
+fn apply<R: Read>(archive: &mut tar::Archive<R>, root: &mut Beneath) -> io::Result<()> {
+    let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.into_owned();
+        let Some(rel) = clean(&raw) else {
+            continue; // the root itself
+        };
+        let name = rel
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .unwrap_or_default();
+        let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        if name == b".wh..wh..opq" {
+            // Opaque: what lower layers put in this directory is gone.
+            let dir = if parent.as_os_str().is_empty() { None } else { Some(parent.clone()) };
+            if let Some(dir) = dir {
+                root.remove(&dir)?;
+                root.create_dir(&dir, 0o755)?;
+            }
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(b".wh.") {
+            let target = parent.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(hidden));
+            root.remove(&target)?;
+            continue;
+        }
+        let mode = entry.header().mode()?;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                root.create_dir(&rel, 0o755)?;
+                dir_modes.push((rel, mode));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                root.write_file(&rel, mode, &mut entry)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name()?.unwrap_or_default().into_owned();
+                root.symlink(&rel, &target)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name()?.unwrap_or_default().into_owned();
+                if let Some(target) = clean(&target) {
+                    root.hard_link(&target, &rel)?;
+                }
+            }
+            // Devices and FIFOs need privileges kiln does not take; extended headers were
+            // applied by the reader.
+            _ => {}
+        }
+    }
+    for (rel, mode) in dir_modes.into_iter().rev() {
+        root.set_mode(&rel, mode)?;
+    }
+    Ok(())
+}
+
+/// An entry path made relative to the root (`./a/b`, `/a/b` and `a/b` alike), `..` and `.`
+/// dropped as the root would resolve them; `None` for the root itself.
+fn clean(raw: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}

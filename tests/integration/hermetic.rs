@@ -1,0 +1,98 @@
+//! Hermetic builds (issue 17): buildpacks run with a build image as their root file system.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::TestEnv;
+
+/// A buildpack for a busybox build image (`/bin/sh`, no bash) that checks what it sees.
+fn checker(dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    fs::write(
+        dir.join("buildpack.toml"),
+        "api = \"0.10\"\n\n[buildpack]\nid = \"test/checker\"\nversion = \"1.0.0\"\n",
+    )
+    .unwrap();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let scripts = [
+        ("detect", "#!/bin/sh\nexit 0\n".to_string()),
+        (
+            "build",
+            format!(
+                r#"#!/bin/sh
+set -e
+test -x /bin/busybox || {{ echo "not in the build image"; exit 10; }}
+if test -e "{repo}"; then echo "the host's tree is visible"; exit 11; fi
+if test -e /usr/bin/python3; then echo "host tools are visible"; exit 12; fi
+echo scratch > /tmp/scratch || {{ echo "/tmp is not writable"; exit 13; }}
+if touch /bin/planted 2>/dev/null; then echo "the build image is writable"; exit 14; fi
+test -c /dev/null || {{ echo "no /dev/null"; exit 15; }}
+test "$HOME" = /tmp || {{ echo "HOME is $HOME"; exit 16; }}
+mkdir -p "$CNB_LAYERS_DIR/l"
+echo built > "$CNB_LAYERS_DIR/l/f"
+printf '[types]\nlaunch = true\n' > "$CNB_LAYERS_DIR/l.toml"
+echo "checked the build image"
+"#
+            ),
+        ),
+    ];
+    for (name, body) in scripts {
+        let path = dir.join("bin").join(name);
+        fs::write(&path, body).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+#[test]
+fn buildpacks_in_a_build_image_see_only_it_and_builds_reproduce() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("f", "x")]);
+    let bp = checker(&env.path("checker"));
+    let image = env.run_image();
+    let digest = |out: &str| -> String {
+        let args = [
+            "--build-env",
+            "image",
+            "--build-image",
+            image.as_str(),
+            "--format",
+            "json",
+            "--rebuild",
+        ];
+        let output = env.build(&app, &[&bp], out, &args);
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{log}");
+        assert!(log.contains("checked the build image"), "{log}");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        report["manifest_digest"].as_str().unwrap().to_string()
+    };
+    let first = digest(&crate::util::oci(&env.path("out1"), "app"));
+    let second = digest(&crate::util::oci(&env.path("out2"), "app"));
+    assert_eq!(first, second);
+    // The image was unpacked once, into the cache, and nothing wrote into it.
+    let unpacked: Vec<_> = fs::read_dir(env.home().join("cache/rootfs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(unpacked.len(), 1, "{unpacked:?}");
+    assert!(!unpacked[0].path().join("bin/planted").exists());
+    assert!(!unpacked[0].path().join("tmp/scratch").exists());
+}
+
+#[test]
+fn build_image_needs_the_image_build_environment() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("f", "x")]);
+    let out = env
+        .kiln()
+        .args(["build", "x", "--build-image", "scratch", "--path"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--build-env image"));
+}
