@@ -53,10 +53,11 @@ pub(crate) enum UnpackError {
 
 /// Unpacks every layer of `image` into `dest` (an empty directory kiln made), bottom first.
 pub(crate) fn unpack(image: &LoadedImage, dest: &Path) -> Result<(), UnpackError> {
-    let mut root = Beneath::open(dest, ParentLinks::InRoot).map_err(|source| UnpackError::Layer {
-        digest: String::new(),
-        source,
-    })?;
+    let mut root =
+        Beneath::open(dest, ParentLinks::InRoot).map_err(|source| UnpackError::Layer {
+            digest: String::new(),
+            source,
+        })?;
     let diff_ids = image.diff_ids();
     for (layer, diff_id) in image.manifest.layers().iter().zip(diff_ids) {
         unpack_layer(image, layer, diff_id, &mut root)?;
@@ -86,9 +87,7 @@ fn unpack_layer(
                 Box::new(flate2::read::MultiGzDecoder::new(&mut compressed))
             }
             MediaType::ImageLayer => Box::new(&mut compressed),
-            MediaType::Other(other)
-                if other.ends_with("tar.gzip") || other.ends_with("tar.gz") =>
-            {
+            MediaType::Other(other) if other.ends_with("tar.gzip") || other.ends_with("tar.gz") => {
                 Box::new(flate2::read::MultiGzDecoder::new(&mut compressed))
             }
             other => {
@@ -106,7 +105,10 @@ fn unpack_layer(
     };
     io::copy(&mut compressed, &mut io::sink()).map_err(io_err)?;
     let (_, blob, _) = compressed.into_parts();
-    for (expected, found) in [(digest.as_str(), blob.to_string()), (diff_id, found.to_string())] {
+    for (expected, found) in [
+        (digest.as_str(), blob.to_string()),
+        (diff_id, found.to_string()),
+    ] {
         if expected != found {
             return Err(UnpackError::Mismatch {
                 digest: digest.clone(),
@@ -134,7 +136,11 @@ fn apply<R: Read>(archive: &mut tar::Archive<R>, root: &mut Beneath) -> io::Resu
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         if name == b".wh..wh..opq" {
             // Opaque: what lower layers put in this directory is gone.
-            let dir = if parent.as_os_str().is_empty() { None } else { Some(parent.clone()) };
+            let dir = if parent.as_os_str().is_empty() {
+                None
+            } else {
+                Some(parent.clone())
+            };
             if let Some(dir) = dir {
                 root.remove(&dir)?;
                 root.create_dir(&dir, 0o755)?;
@@ -142,7 +148,8 @@ fn apply<R: Read>(archive: &mut tar::Archive<R>, root: &mut Beneath) -> io::Resu
             continue;
         }
         if let Some(hidden) = name.strip_prefix(b".wh.") {
-            let target = parent.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(hidden));
+            let target =
+                parent.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(hidden));
             root.remove(&target)?;
             continue;
         }
@@ -190,4 +197,82 @@ fn clean(raw: &Path) -> Option<PathBuf> {
         }
     }
     (!out.as_os_str().is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn tar_of(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o755);
+            match (path.ends_with('/'), link) {
+                (true, _) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, io::empty()).unwrap();
+                }
+                (false, Some(target)) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, target).unwrap();
+                }
+                (false, None) if path.contains("..") => {
+                    // The tar crate refuses to write `..`; a hostile archive has it anyway.
+                    h.set_size(data.len() as u64);
+                    h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, *data).unwrap();
+                }
+                (false, None) => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, *data).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn layers_apply_whiteouts_and_never_leave_the_root() {
+        let work = tempfile::tempdir().unwrap();
+        let root_dir = work.path().join("root");
+        let outside = work.path().join("outside");
+        fs::create_dir_all(&root_dir).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        let mut root = Beneath::open(&root_dir, ParentLinks::InRoot).unwrap();
+        let lower = tar_of(&[
+            ("a/", None, b""),
+            ("a/f", None, b"f"),
+            ("a/keep", None, b"k"),
+            ("b/", None, b""),
+            ("b/old", None, b"o"),
+        ]);
+        apply(&mut tar::Archive::new(&lower[..]), &mut root).unwrap();
+        let outside_text = outside.to_str().unwrap().to_string();
+        let upper = tar_of(&[
+            ("a/.wh.f", None, b""),
+            ("b/.wh..wh..opq", None, b""),
+            ("b/new", None, b"n"),
+            ("evil", Some(outside_text.as_str()), b""),
+            ("evil/planted", None, b"x"),
+            ("../../escaped", None, b"x"),
+        ]);
+        apply(&mut tar::Archive::new(&upper[..]), &mut root).unwrap();
+        assert!(!root_dir.join("a/f").exists());
+        assert!(root_dir.join("a/keep").exists());
+        assert!(!root_dir.join("b/old").exists());
+        assert!(root_dir.join("b/new").exists());
+        // The absolute link resolved inside the root; nothing reached the real directory.
+        assert!(fs::read_dir(&outside).unwrap().next().is_none());
+        let inside = root_dir
+            .join(outside_text.trim_start_matches('/'))
+            .join("planted");
+        assert!(inside.exists());
+        assert!(root_dir.join("escaped").exists());
+        assert!(!work.path().join("escaped").exists());
+    }
 }
