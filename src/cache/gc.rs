@@ -83,6 +83,8 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Scratch directories of interrupted builds removed.
     pub work_dirs: usize,
+    /// Unpacked build images removed (interrupted unpacks always, the others with `all`).
+    pub root_filesystems: usize,
     /// Size of the store afterwards (blobs and kept layer directories).
     pub bytes_after: u64,
     /// Size of what named images need (pruning cannot go below it).
@@ -147,6 +149,24 @@ pub fn prune(
             report.bytes_freed += tree_size(&entry.path());
             if !options.dry_run {
                 crate::cache::record::remove_tree(&entry.path());
+            }
+        }
+    }
+
+    // Unpacked build images: interrupted unpacks always; the others only with `all` (they
+    // are made again from the image on next use).
+    if let Ok(entries) = fs::read_dir(store.state_dirs().rootfs) {
+        for entry in entries.filter_map(Result::ok) {
+            let interrupted = entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(b".unpacking-");
+            if interrupted || options.all {
+                report.root_filesystems += 1;
+                report.bytes_freed += tree_size(&entry.path());
+                if !options.dry_run {
+                    crate::cache::record::remove_tree(&entry.path());
+                }
             }
         }
     }

@@ -81,6 +81,16 @@ fn buildpacks_in_a_build_image_see_only_it_and_builds_reproduce() {
     assert_eq!(unpacked.len(), 1, "{unpacked:?}");
     assert!(!unpacked[0].path().join("bin/planted").exists());
     assert!(!unpacked[0].path().join("tmp/scratch").exists());
+    // An interrupted unpack is garbage; `--all` also drops the unpacked image.
+    fs::create_dir_all(env.home().join("cache/rootfs/.unpacking-x/usr")).unwrap();
+    let pruned: Value =
+        serde_json::from_str(&env.ok(&["cache", "prune", "--format", "json"])).unwrap();
+    assert_eq!(pruned["root_filesystems"], 1, "{pruned}");
+    assert!(unpacked[0].path().exists());
+    let pruned: Value =
+        serde_json::from_str(&env.ok(&["cache", "prune", "--all", "--format", "json"])).unwrap();
+    assert_eq!(pruned["root_filesystems"], 1, "{pruned}");
+    assert!(!unpacked[0].path().exists());
 }
 
 #[test]
