@@ -142,34 +142,7 @@ pub fn prune(
     }
     let mut report = PruneReport::default();
 
-    // No build runs: every scratch directory is left over from an interrupted one.
-    if let Ok(entries) = fs::read_dir(store.work_dir()) {
-        for entry in entries.filter_map(Result::ok) {
-            report.work_dirs += 1;
-            report.bytes_freed += tree_size(&entry.path());
-            if !options.dry_run {
-                crate::cache::record::remove_tree(&entry.path());
-            }
-        }
-    }
-
-    // Unpacked build images: interrupted unpacks always; the others only with `all` (they
-    // are made again from the image on next use).
-    if let Ok(entries) = fs::read_dir(store.state_dirs().rootfs) {
-        for entry in entries.filter_map(Result::ok) {
-            let interrupted = entry
-                .file_name()
-                .as_encoded_bytes()
-                .starts_with(b".unpacking-");
-            if interrupted || options.all {
-                report.root_filesystems += 1;
-                report.bytes_freed += tree_size(&entry.path());
-                if !options.dry_run {
-                    crate::cache::record::remove_tree(&entry.path());
-                }
-            }
-        }
-    }
+    remove_leftovers(store, options, &mut report);
 
     let blobs_dir = store.layout().root().join("blobs").join("sha256");
     let sizes = blob_sizes(&blobs_dir)?;
@@ -269,6 +242,39 @@ fn reachable(store: &Store, digest: &Digest, blobs: &mut BTreeSet<String>) {
         }
     } else if let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes) {
         blobs.insert(manifest.config().digest().digest().to_string());
+    }
+}
+
+/// Removes what interrupted builds left (scratch directories, half-unpacked build images)
+/// and, with `all`, the unpacked build images.
+fn remove_leftovers(store: &Store, options: PruneOptions, report: &mut PruneReport) {
+    // No build runs: every scratch directory is left over from an interrupted one.
+    if let Ok(entries) = fs::read_dir(store.work_dir()) {
+        for entry in entries.filter_map(Result::ok) {
+            report.work_dirs += 1;
+            report.bytes_freed += tree_size(&entry.path());
+            if !options.dry_run {
+                crate::cache::record::remove_tree(&entry.path());
+            }
+        }
+    }
+
+    // Unpacked build images: interrupted unpacks always; the others only with `all` (they
+    // are made again from the image on next use).
+    if let Ok(entries) = fs::read_dir(store.state_dirs().rootfs) {
+        for entry in entries.filter_map(Result::ok) {
+            let interrupted = entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(b".unpacking-");
+            if interrupted || options.all {
+                report.root_filesystems += 1;
+                report.bytes_freed += tree_size(&entry.path());
+                if !options.dry_run {
+                    crate::cache::record::remove_tree(&entry.path());
+                }
+            }
+        }
     }
 }
 
