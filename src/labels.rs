@@ -21,6 +21,9 @@ pub const EXEC_ENV: &str = "io.buildpacks.exec-env";
 /// The process type the image runs by default (kiln's own label; the lifecycle encodes it
 /// in an `/cnb/process/<type>` entrypoint, which kiln images do not have).
 pub const PROCESS_TYPE: &str = "io.github.kiln-build.process-type";
+/// The build image buildpacks ran in (`--build-env image`), as `REFERENCE@sha256:…`; absent
+/// when they ran on the host.
+pub const BUILD_IMAGE: &str = "io.github.kiln-build.build-image";
 /// The stack and flavour a kiln stack image was built from (`bookworm/python`).
 pub const STACK: &str = "io.github.kiln-build.stack";
 /// The packages of a kiln stack image: `name=version`, comma-separated, sorted.

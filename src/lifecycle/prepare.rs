@@ -84,6 +84,8 @@ pub(super) struct Prepared {
     /// The source's stat fingerprint (taken before copying it) and the copy's, to tell
     /// whether the build left the app as the source has it.
     pub(super) app_fingerprints: Option<(String, String)>,
+    /// The build image buildpacks run in, `REFERENCE@digest` (`--build-env image`).
+    pub(super) build_image: Option<String>,
 }
 
 pub(super) fn prepare(
@@ -165,8 +167,11 @@ pub(super) fn prepare(
         files: Vec::new(),
     };
     mounts.hide_kiln_state(store.root());
+    let mut build_image = None;
     if hermetic {
-        mounts.rootfs = Some(build_rootfs(store, options, events, cancel)?);
+        let (rootfs, image) = build_rootfs(store, options, events, cancel)?;
+        mounts.rootfs = Some(rootfs);
+        build_image = Some(image);
         mounts
             .files
             .push((exe.clone(), PathBuf::from(KILN_IN_IMAGE)));
@@ -197,6 +202,7 @@ pub(super) fn prepare(
         base_env,
         user_env,
         app_fingerprints,
+        build_image,
     })
 }
 
@@ -274,14 +280,15 @@ fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
 /// Where the kiln executable is in a build image's sandbox.
 const KILN_IN_IMAGE: &str = "/cnb/kiln";
 
-/// The build image's root file system: `--build-image`, else the `build` flavour of the
-/// stack (built into the store on first use), unpacked once into the cache.
+/// The build image's root file system (`--build-image`, else the `build` flavour of the
+/// stack, built into the store on first use, unpacked once into the cache) and the image's
+/// `REFERENCE@digest`.
 fn build_rootfs(
     store: &Store,
     options: &BuildOptions,
     events: &dyn EventSink,
     cancel: &CancelToken,
-) -> Result<PathBuf, Error> {
+) -> Result<(PathBuf, String), Error> {
     let platform = options
         .platform
         .clone()
@@ -322,5 +329,12 @@ fn build_rootfs(
         cancel,
     )
     .map_err(|e| failed(Box::new(e)))?;
-    crate::cache::rootfs::ensure(store, &image).map_err(|e| failed(Box::new(e)))
+    let rootfs = crate::cache::rootfs::ensure(store, &image).map_err(|e| failed(Box::new(e)))?;
+    let name = reference.to_string();
+    // A reference by digest already says which image; others get theirs added.
+    let built_by = match name.rsplit_once('@') {
+        Some(_) => name,
+        None => format!("{name}@{}", image.manifest_descriptor.digest()),
+    };
+    Ok((rootfs, built_by))
 }

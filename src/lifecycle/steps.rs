@@ -143,6 +143,7 @@ impl Phases for Steps<'_> {
             process: options.process.as_ref(),
             source_date_epoch: options.source_date_epoch,
             exec_env: &options.exec_env,
+            build_image: prepared.build_image.as_deref(),
             memo,
             app_source: prepared.untouched_app_source().as_deref(),
             previous: previous.as_ref(),

@@ -73,6 +73,12 @@ fn buildpacks_in_a_build_image_see_only_it_and_builds_reproduce() {
     let first = digest(&crate::util::oci(&env.path("out1"), "app"));
     let second = digest(&crate::util::oci(&env.path("out2"), "app"));
     assert_eq!(first, second);
+    // The image says which build image built it, by digest.
+    let label = config_label(&env.path("out1"), "io.github.kiln-build.build-image");
+    assert!(
+        label.starts_with(&format!("{image}@sha256:")),
+        "{label} should name {image} by digest"
+    );
     // The image was unpacked once, into the cache, and nothing wrote into it.
     let unpacked: Vec<_> = fs::read_dir(env.home().join("cache/rootfs"))
         .unwrap()
@@ -91,6 +97,23 @@ fn buildpacks_in_a_build_image_see_only_it_and_builds_reproduce() {
         serde_json::from_str(&env.ok(&["cache", "prune", "--all", "--format", "json"])).unwrap();
     assert_eq!(pruned["root_filesystems"], 1, "{pruned}");
     assert!(!unpacked[0].path().exists());
+}
+
+/// The label `key` of the only image in the layout `dir`.
+fn config_label(dir: &Path, key: &str) -> String {
+    let read = |digest: &str| -> Value {
+        let path = dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    };
+    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let config = read(manifest["config"]["digest"].as_str().unwrap());
+    config["config"]["Labels"][key]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]

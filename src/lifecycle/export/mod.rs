@@ -132,6 +132,9 @@ pub(crate) struct ExportContext<'a> {
     pub process: Option<&'a ProcessType>,
     /// `SOURCE_DATE_EPOCH`, if set.
     pub source_date_epoch: Option<i64>,
+    /// The build image the buildpacks ran in, `REFERENCE@digest` (see
+    /// `labels::BUILD_IMAGE`); `None` for the host.
+    pub build_image: Option<&'a str>,
     /// `CNB_EXEC_ENV`.
     pub exec_env: &'a str,
     /// What the last export of this image wrote (layers whose content did not change are
@@ -665,6 +668,10 @@ fn image_config(
     match process {
         Some(p) => labels_map.insert(labels::PROCESS_TYPE.to_string(), p.process_type.to_string()),
         None => labels_map.remove(labels::PROCESS_TYPE),
+    };
+    match ctx.build_image {
+        Some(image) => labels_map.insert(labels::BUILD_IMAGE.to_string(), image.to_string()),
+        None => labels_map.remove(labels::BUILD_IMAGE),
     };
     // Buildpack labels never replace kiln's own (the build phase already warned about
     // them; a build record from an older kiln may still carry some).
