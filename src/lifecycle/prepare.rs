@@ -139,19 +139,7 @@ pub(super) fn prepare(
     )));
     let mut user_env = app.build_env;
     user_env.extend(options.env.clone());
-    for (name, value) in &user_env {
-        // Names come from project.toml (a source tree) or --env: each becomes a file name.
-        if let Err(problem) = crate::untrusted::component(name, "build variable name")
-            .map_err(|e| e.to_string())
-            .and_then(|_| crate::env::check_var_name(name).map_err(str::to_string))
-        {
-            return Err(Error::InvalidOptions(format!(
-                "{problem} (build variables come from --env, --env-file and project.toml's [[io.buildpacks.build.env]])"
-            )));
-        }
-        let path = work.platform.join("env").join(name);
-        fs::write(&path, value).map_err(|source| Error::Prepare { path, source })?;
-    }
+    write_build_env(&work.platform, &user_env)?;
     let mut mounts = SandboxMounts {
         dirs: vec![
             (work.layers.clone(), PathBuf::from(LAYERS_DIR)),
@@ -275,6 +263,27 @@ fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
         E::ParseOrder { path, problem } => Error::ParseOrder { path, problem },
         other => Error::InvalidOptions(other.to_string()),
     }
+}
+
+/// Writes the build variables into `/platform/env` (one file per variable).
+fn write_build_env(
+    platform: &std::path::Path,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    for (name, value) in vars {
+        // Names come from project.toml (a source tree) or --env: each becomes a file name.
+        if let Err(problem) = crate::untrusted::component(name, "build variable name")
+            .map_err(|e| e.to_string())
+            .and_then(|_| crate::env::check_var_name(name).map_err(str::to_string))
+        {
+            return Err(Error::InvalidOptions(format!(
+                "{problem} (build variables come from --env, --env-file and project.toml's [[io.buildpacks.build.env]])"
+            )));
+        }
+        let path = platform.join("env").join(name);
+        fs::write(&path, value).map_err(|source| Error::Prepare { path, source })?;
+    }
+    Ok(())
 }
 
 /// Where the kiln executable is in a build image's sandbox.
