@@ -13,13 +13,17 @@ use crate::store::Store;
 
 /// Files and directories the sandbox mounts over; made empty in every root file system so
 /// that the mounts have targets.
-const MOUNT_TARGETS: [(&str, bool); 12] = [
+const MOUNT_TARGETS: [(&str, bool); 15] = [
     ("dev", true),
     ("proc", true),
     ("tmp", true),
     ("etc", true),
     ("etc/resolv.conf", false),
     ("etc/hosts", false),
+    // The CA bundle goes where Debian keeps it, even in an image without one.
+    ("etc/ssl", true),
+    ("etc/ssl/certs", true),
+    ("etc/ssl/certs/ca-certificates.crt", false),
     ("dev/null", false),
     ("dev/zero", false),
     ("dev/full", false),

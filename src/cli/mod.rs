@@ -188,6 +188,10 @@ pub(crate) struct SourceArgs {
     /// flavour of --stack, built on first use].
     #[arg(long, value_name = "REF")]
     pub(crate) build_image: Option<String>,
+    /// A CA bundle (PEM) buildpacks trust instead of the host's, for a proxy or a private
+    /// package index.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_certs: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) transport: TransportArgs,
 }
@@ -294,6 +298,16 @@ impl SourceArgs {
             BuildEnvArg::Image => kiln::BuildEnvironment::Image,
         };
         options.build_image = build_image;
+        if let Some(ca) = &self.ca_certs {
+            if !ca.is_file() {
+                return Err(UsageError(format!(
+                    "--ca-certs {}: not a file; give a PEM CA bundle",
+                    ca.display()
+                ))
+                .into());
+            }
+            options.ca_certs = Some(std::path::absolute(ca).unwrap_or_else(|_| ca.clone()));
+        }
         Ok(options)
     }
 }

@@ -63,6 +63,11 @@ pub struct BuildOptions {
     /// The build image of [`BuildEnvironment::Image`] (`--build-image`); `None` means the
     /// `build` flavour of [`BuildOptions::stack`], built on first use.
     pub build_image: Option<ImageReference>,
+    /// A CA bundle buildpacks trust instead of the host's (`--ca-certs FILE`): bound at
+    /// `/etc/ssl/certs/ca-certificates.crt` in a build image, and named by `SSL_CERT_FILE`,
+    /// `REQUESTS_CA_BUNDLE`, `PIP_CERT`, `NODE_EXTRA_CA_CERTS`, `CURL_CA_BUNDLE` and
+    /// `GIT_SSL_CAINFO` in both environments.
+    pub ca_certs: Option<PathBuf>,
     /// The environment buildpacks inherit from (filtered to the lifecycle's pass-through
     /// list). `None` means kiln's own process environment.
     pub host_env: Option<Vec<(String, String)>>,
@@ -117,6 +122,7 @@ impl BuildOptions {
             exec_env: "production".to_string(),
             build_environment: BuildEnvironment::default(),
             build_image: None,
+            ca_certs: None,
             host_env: None,
             kiln_executable: None,
             clear_cache: false,

@@ -155,6 +155,9 @@ pub(super) fn prepare(
         files: Vec::new(),
     };
     mounts.hide_kiln_state(store.root());
+    if let (true, Some(ca)) = (hermetic, &options.ca_certs) {
+        mounts.files.push((ca.clone(), PathBuf::from(CA_BUNDLE)));
+    }
     let mut build_image = None;
     if hermetic {
         let (rootfs, image) = build_rootfs(store, options, events, cancel)?;
@@ -171,15 +174,7 @@ pub(super) fn prepare(
         ));
     }
     let sandbox = HostSandbox::prepare(&work.root, &mounts)?;
-    let host_env = options
-        .host_env
-        .clone()
-        .unwrap_or_else(|| std::env::vars().collect());
-    let mut base_env = Env::for_build(host_env);
-    if hermetic {
-        // The host's home is not there; the fresh /tmp is the one writable place.
-        base_env.set("HOME", "/tmp");
-    }
+    let base_env = base_env(options, hermetic);
     Ok(Prepared {
         work,
         catalog,
@@ -265,6 +260,31 @@ fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
     }
 }
 
+/// The environment buildpacks start from: the host's pass-through variables, `HOME` in a
+/// build image, and the variables naming `--ca-certs`.
+fn base_env(options: &BuildOptions, hermetic: bool) -> Env {
+    let host_env = options
+        .host_env
+        .clone()
+        .unwrap_or_else(|| std::env::vars().collect());
+    let mut base_env = Env::for_build(host_env);
+    if hermetic {
+        // The host's home is not there; the fresh /tmp is the one writable place.
+        base_env.set("HOME", "/tmp");
+    }
+    if let Some(ca) = &options.ca_certs {
+        let seen = if hermetic {
+            CA_BUNDLE.to_string()
+        } else {
+            ca.display().to_string()
+        };
+        for var in CA_VARIABLES {
+            base_env.set(var, seen.clone());
+        }
+    }
+    base_env
+}
+
 /// Writes the build variables into `/platform/env` (one file per variable).
 fn write_build_env(
     platform: &std::path::Path,
@@ -285,6 +305,19 @@ fn write_build_env(
     }
     Ok(())
 }
+
+/// Where a build image's CA bundle is (Debian's place).
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The variables that name a CA bundle for the tools buildpacks run.
+const CA_VARIABLES: [&str; 6] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
 
 /// Where the kiln executable is in a build image's sandbox.
 const KILN_IN_IMAGE: &str = "/cnb/kiln";

@@ -147,6 +147,8 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
         exec_env,
         build_environment,
         build_image,
+        // Which authorities are trusted changes what can be downloaded, not what is built.
+        ca_certs: _,
         host_env,
         kiln_executable,
         clear_cache,

@@ -31,6 +31,8 @@ echo scratch > /tmp/scratch || {{ echo "/tmp is not writable"; exit 13; }}
 if touch /bin/planted 2>/dev/null; then echo "the build image is writable"; exit 14; fi
 test -c /dev/null || {{ echo "no /dev/null"; exit 15; }}
 test "$HOME" = /tmp || {{ echo "HOME is $HOME"; exit 16; }}
+test "$SSL_CERT_FILE" = /etc/ssl/certs/ca-certificates.crt || {{ echo "SSL_CERT_FILE is $SSL_CERT_FILE"; exit 17; }}
+grep -q kiln-test-ca /etc/ssl/certs/ca-certificates.crt || {{ echo "not the given CA bundle"; exit 18; }}
 mkdir -p "$CNB_LAYERS_DIR/l"
 echo built > "$CNB_LAYERS_DIR/l/f"
 printf '[types]\nlaunch = true\n' > "$CNB_LAYERS_DIR/l.toml"
@@ -53,12 +55,16 @@ fn buildpacks_in_a_build_image_see_only_it_and_builds_reproduce() {
     let app = env.app("app", &[("f", "x")]);
     let bp = checker(&env.path("checker"));
     let image = env.run_image();
+    let ca = env.path("ca.pem");
+    fs::write(&ca, "# kiln-test-ca\n").unwrap();
     let digest = |out: &str| -> String {
         let args = [
             "--build-env",
             "image",
             "--build-image",
             image.as_str(),
+            "--ca-certs",
+            ca.to_str().unwrap(),
             "--format",
             "json",
             "--rebuild",
@@ -128,4 +134,28 @@ fn build_image_needs_the_image_build_environment() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--build-env image"));
+}
+
+#[test]
+fn ca_certs_reach_buildpacks_on_the_host_too() {
+    let env = TestEnv::new();
+    let app = env.app("app", &[("f", "x")]);
+    let ca = env.path("ca.pem");
+    fs::write(&ca, "# kiln-test-ca\n").unwrap();
+    let bp = crate::util::write_buildpack(
+        &env.path("bp"),
+        &crate::util::BuildpackSpec {
+            id: "test/ca",
+            build: r#"
+for v in SSL_CERT_FILE REQUESTS_CA_BUNDLE PIP_CERT NODE_EXTRA_CA_CERTS CURL_CA_BUNDLE GIT_SSL_CAINFO; do
+  grep -q kiln-test-ca "${!v}" || { echo "$v does not name the given bundle"; exit 1; }
+done
+echo "ca ok"
+"#,
+            ..crate::util::BuildpackSpec::default()
+        },
+    );
+    let out = env.build(&app, &[&bp], "ca", &["--ca-certs", ca.to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && log.contains("ca ok"), "{log}");
 }
