@@ -17,6 +17,18 @@ use crate::common::{CnbResult, Error, Result, cmd, inventory, layers, say, warn}
 /// The uv release kiln installs to read `uv.lock`.
 const UV_VERSION: &str = "0.13.9";
 
+/// The SHA-256 of every Linux wheel of [`UV_VERSION`] kiln's stacks can use (manylinux and
+/// musllinux, amd64 and arm64), as `PyPI` serves them: pip checks the wheel it downloads —
+/// from whatever index the user configured — against these (`--require-hashes`).
+const UV_WHEEL_SHA256: [&str; 3] = [
+    // uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+    "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    // uv-0.13.9-py3-none-musllinux_1_1_x86_64.whl
+    "2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25",
+    // uv-0.13.9-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.musllinux_1_1_aarch64.whl
+    "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+];
+
 /// The build host's Python.
 struct HostPython {
     /// `3.11.7`.
@@ -199,6 +211,14 @@ fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<P
         return Ok(exe);
     }
     say(&format!("installing uv {UV_VERSION} to read uv.lock"));
+    // Pinned by version and by the hashes of its wheels, whichever index serves it.
+    let pin = layer.path().join("uv-requirements.txt");
+    let hashes = UV_WHEEL_SHA256.iter().fold(String::new(), |mut all, h| {
+        all.push_str(" --hash=sha256:");
+        all.push_str(h);
+        all
+    });
+    fs::write(&pin, format!("uv=={UV_VERSION}{hashes}\n")).map_err(|e| write_error(&pin, &e))?;
     cmd::run(
         Command::new("python3")
             .args(["-m", "pip", "install", "--target"])
@@ -210,9 +230,13 @@ fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<P
                 "--progress-bar",
                 "off",
                 "--quiet",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--no-deps",
+                "-r",
             ])
-            .env("PIP_ROOT_USER_ACTION", "ignore")
-            .arg(format!("uv=={UV_VERSION}")),
+            .arg(&pin)
+            .env("PIP_ROOT_USER_ACTION", "ignore"),
     )?;
     Ok(exe)
 }
