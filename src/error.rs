@@ -21,23 +21,9 @@ pub enum Error {
     /// The built-in buildpacks could not be written out.
     #[error(transparent)]
     Builtin(#[from] crate::buildpack::builtin::BuiltinError),
-    /// An `order.toml` could not be read.
-    #[error("failed to read order file {path}")]
-    ReadOrder {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An `order.toml` is invalid.
-    #[error("order file {path} is invalid: {problem}")]
-    ParseOrder {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
+    /// The buildpacks' order could not be loaded (an `order.toml` unreadable or invalid).
+    #[error(transparent)]
+    Catalog(crate::buildpack::catalog::CatalogError),
     /// The run image could not be read.
     #[error(transparent)]
     Analyze(#[from] crate::lifecycle::analyze::AnalyzeError),

@@ -465,8 +465,7 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
             BuildpackError::UnsupportedApi { .. },
         )) => 12,
         kiln::Error::App(_)
-        | kiln::Error::ReadOrder { .. }
-        | kiln::Error::ParseOrder { .. }
+        | kiln::Error::Catalog(_)
         | kiln::Error::Buildpack(_)
         | kiln::Error::Detect(kiln::lifecycle::DetectError::Buildpack(_)) => 3,
         kiln::Error::NothingDetected { .. } => 20,

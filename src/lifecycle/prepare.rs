@@ -254,9 +254,8 @@ fn catalog_error(error: crate::buildpack::catalog::CatalogError) -> Error {
     match error {
         E::Buildpack(e) => Error::Buildpack(e),
         E::Builtin(e) => Error::Builtin(e),
-        E::ReadOrder { path, source } => Error::ReadOrder { path, source },
-        E::ParseOrder { path, problem } => Error::ParseOrder { path, problem },
-        other => Error::InvalidOptions(other.to_string()),
+        E::OrderAndBuildpacks => Error::InvalidOptions(E::OrderAndBuildpacks.to_string()),
+        other => Error::Catalog(other),
     }
 }
 

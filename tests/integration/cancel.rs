@@ -175,16 +175,7 @@ struct Image {
     layer_digest: String,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::from("sha256:"), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
-}
+use crate::util::sha256;
 
 impl Image {
     fn new() -> Self {

@@ -120,16 +120,7 @@ fn key(seed: u64) -> SignedSecretKey {
         .unwrap()
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::new(), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
-}
+use crate::util::sha256_hex as sha256;
 
 /// A served fake archive and a stack directory using it.
 struct Fixture {

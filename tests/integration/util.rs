@@ -625,3 +625,20 @@ pub fn kiln_as_nobody(shared: &Path, home: &Path, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// The SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// The OCI digest (`sha256:<hex>`) of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}

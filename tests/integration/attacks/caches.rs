@@ -13,16 +13,7 @@ use crate::util::{BuildpackSpec, TestEnv, oci, write_buildpack};
 const CACHE_LABEL: &str = "io.buildpacks.lifecycle.cache.metadata";
 const LIFECYCLE_LABEL: &str = "io.buildpacks.lifecycle.metadata";
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::from("sha256:"), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
-}
+use crate::util::sha256;
 
 /// Writes `bytes` as a blob of the layout `dir`; returns its descriptor fields.
 fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {

@@ -4,10 +4,10 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -97,31 +97,11 @@ fn assert_refused(out: &Output, code: i32, needles: &[&str]) {
     }
 }
 
-/// Runs kiln with `args`, killing it (by its pid) if it takes longer than `limit`.
+/// Runs kiln with `args`, killing it if it takes longer than `limit`.
 fn run_within(env: &TestEnv, args: &[&str], limit: Duration) -> Output {
-    let mut child = env
-        .kiln()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "kiln {args:?} hung for {limit:?}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut command = env.kiln();
+    command.args(args);
+    super::run_with_limit(command, limit)
 }
 
 #[test]

@@ -6,7 +6,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 mod caches;
 mod images;
@@ -81,5 +82,30 @@ pub fn assert_clean_output(output: &Output, secrets: &[&str]) {
             !stdout.contains(secret) && !stderr.contains(secret),
             "the secret {secret:?} appears in kiln's output:\n{stdout}\n{stderr}"
         );
+    }
+}
+
+/// Runs `command`, killing it (and failing the test) if it runs longer than `limit`.
+pub fn run_with_limit(mut command: Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "kiln did not finish within {limit:?}\nstderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -7,10 +7,10 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use super::{Canary, assert_clean_output};
+use super::{Canary, assert_clean_output, run_with_limit};
 use crate::assert_contains;
 use crate::util::{BuildpackSpec, TestEnv, oci, write_buildpack};
 
@@ -37,31 +37,6 @@ fn hostile_build(env: &TestEnv, app: &Path, buildpacks: &[&Path], limit: Duratio
         command.arg("-b").arg(bp);
     }
     run_with_limit(command, limit)
-}
-
-/// Runs `command`, killing it (and failing the test) if it runs longer than `limit`.
-fn run_with_limit(mut command: Command, limit: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > limit {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "kiln did not finish within {limit:?}\nstderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn stderr(output: &Output) -> String {
