@@ -52,13 +52,14 @@ pub(crate) fn guest_plan_path(plans: &Path, host: &Path) -> PathBuf {
 pub enum BuildEnvironment {
     /// On the host file system, in a private mount namespace that puts the build's
     /// directories at the CNB paths.
-    #[default]
     Host,
-    /// In a build image (`BuildOptions::build_image`, else the stack's `build` flavour):
+    /// In a build image (`BuildOptions::build_image`, else the stack's build flavour with
+    /// the group's toolchain), the default:
     /// buildpacks run with its file system, unpacked, as their root, read-only but for the
     /// CNB directories and a fresh `/tmp`. Nothing of the host is visible but the
     /// directories bound in, the DNS and CA files, and the kiln executable at
     /// `/cnb/kiln` (which runs the built-in buildpacks).
+    #[default]
     Image,
 }
 
@@ -92,7 +93,7 @@ pub enum BuildEnvError {
     },
     /// The namespace buildpacks run in cannot be created here.
     #[error(
-        "cannot set up the private mount namespace buildpacks run in; if unprivileged user namespaces are disabled here, enable them (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; in a container, allow the unshare system call) or run kiln as root"
+        "cannot set up the private mount namespace buildpacks run in; if unprivileged user namespaces are disabled here, enable them (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; on Ubuntu 24.04, sysctl kernel.apparmor_restrict_unprivileged_userns=0) or run kiln as root; in a container or a CI pod that denies namespaces, run kiln in a builder image made by `kiln builder create`, where it runs buildpacks directly"
     )]
     Unavailable {
         /// The error creating it.
@@ -130,6 +131,9 @@ pub struct HostSandbox {
     hides: Vec<Hide>,
     /// Where a fresh tmpfs goes (`/tmp` of a build image).
     tmp: Option<CString>,
+    /// No namespaces: kiln runs in a builder image, whose file system is the build image and
+    /// whose CNB directories are at their own paths ([`HostSandbox::direct`]).
+    direct: bool,
 }
 
 /// What the sandbox maps: `(host directory, guest path)` pairs, and what it hides.
@@ -286,6 +290,7 @@ impl HostSandbox {
             binds,
             hides,
             tmp,
+            direct: false,
         };
         sandbox.probe(base)?;
         Ok(sandbox)
@@ -317,11 +322,28 @@ impl HostSandbox {
         }
     }
 
+    /// No sandbox: buildpacks run as kiln's own children, in kiln's file system. Only for a
+    /// builder image (see `kiln builder create`), which *is* the build image and has the CNB
+    /// directories at their paths; the container engine isolates the build from the host.
+    pub fn direct() -> Self {
+        Self {
+            root: c"/".to_owned(),
+            binds: Vec::new(),
+            hides: Vec::new(),
+            tmp: None,
+            direct: true,
+        }
+    }
+
     /// A command running `program` (a path as seen inside the sandbox) with working
     /// directory `cwd` (also inside), with an empty environment.
     pub fn command(&self, program: &Path, cwd: &Path) -> Result<Command, BuildEnvError> {
         let mut command = Command::new(program);
         command.env_clear();
+        if self.direct {
+            command.current_dir(cwd);
+            return Ok(command);
+        }
         let is_root = nix::unistd::geteuid().is_root();
         let own_map = |id: u32| format!("{id} {id} 1\n").into_bytes();
         let plan = NamespacePlan {

@@ -88,6 +88,35 @@ pub(crate) const HOST_TOOL_PREFIXES: [&str; 9] = [
     "CARGO_NET_",
 ];
 
+/// Host settings passed into a build image besides the proxies and the package-index
+/// prefixes: the Go module proxy and checksum database settings.
+const IMAGE_PASSTHROUGH: [&str; 8] = [
+    "GOPROXY",
+    "GONOPROXY",
+    "GOPRIVATE",
+    "GONOSUMDB",
+    "GONOSUMCHECK",
+    "GOSUMDB",
+    "GOINSECURE",
+    "GOFLAGS",
+];
+
+/// `PATH` in a build image (Debian's default for root).
+const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where a build image's CA bundle is (Debian's place).
+pub(crate) const IMAGE_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The variables that name a CA bundle for the tools buildpacks run.
+pub(crate) const CA_VARIABLES: [&str; 6] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
+
 /// Layer sub-directories that extend path variables while buildpacks run.
 pub(crate) const BUILD_ROOT_DIRS: [(&str, &[&str]); 4] = [
     ("bin", &["PATH"]),
@@ -223,6 +252,37 @@ impl Env {
                 .filter(|(k, _)| keep(k))
                 .collect(),
         }
+    }
+
+    /// The build environment's starting point in a build image: the host's proxy and
+    /// package-index settings only (nothing naming a host path or a host tool's
+    /// installation), the image's standard `PATH`, `HOME=/tmp` (the one writable place),
+    /// `LANG=C.UTF-8`, and every CA bundle variable naming the bundle bound at Debian's path.
+    pub(crate) fn for_build_image<I, K, V>(host: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let keep = |k: &str| {
+            (BUILD_ENV_PASSTHROUGH.contains(&k) && k != "HOME" && k != "HOSTNAME")
+                || IMAGE_PASSTHROUGH.contains(&k)
+                || HOST_TOOL_PREFIXES.iter().any(|p| k.starts_with(p))
+        };
+        let mut env = Self {
+            vars: host
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .filter(|(k, _)| keep(k))
+                .collect(),
+        };
+        env.set("PATH", IMAGE_PATH);
+        env.set("HOME", "/tmp");
+        env.set("LANG", "C.UTF-8");
+        for var in CA_VARIABLES {
+            env.set(var, IMAGE_CA_BUNDLE);
+        }
+        env
     }
 
     /// Parses `NAME=value` entries (an image config's `Env`). Entries without `=` are kept

@@ -24,6 +24,9 @@ pub enum Error {
     /// The buildpacks' order could not be loaded (an `order.toml` unreadable or invalid).
     #[error(transparent)]
     Catalog(crate::buildpack::catalog::CatalogError),
+    /// The builder image kiln runs in says something kiln cannot use.
+    #[error(transparent)]
+    Builder(#[from] crate::builder::BuilderError),
     /// The run image could not be read.
     #[error(transparent)]
     Analyze(#[from] crate::lifecycle::analyze::AnalyzeError),

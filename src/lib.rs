@@ -2,6 +2,7 @@
 
 // The public API (see "As a library" above): what an embedding platform calls, and what the
 // `kiln` binary — a crate of its own that sees only this API — calls.
+pub mod builder;
 pub mod buildpack;
 pub mod cache;
 pub mod event;

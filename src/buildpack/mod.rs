@@ -338,10 +338,22 @@ impl Buildpack {
     /// The Debian packages its launch layers need in the run image (CNB "mixins"), from
     /// `[metadata.kiln] run-image-mixins = [...]`. kiln picks the default run image by them.
     pub fn run_image_mixins(&self) -> Vec<String> {
+        self.kiln_list("run-image-mixins")
+    }
+
+    /// The Debian packages it needs in the build image it runs in (a language toolchain),
+    /// from `[metadata.kiln] build-image-mixins = [...]`. kiln picks the default build image
+    /// by them.
+    pub fn build_image_mixins(&self) -> Vec<String> {
+        self.kiln_list("build-image-mixins")
+    }
+
+    /// The strings of the list `key` of `[metadata.kiln]`.
+    fn kiln_list(&self, key: &str) -> Vec<String> {
         self.descriptor
             .metadata
             .get("kiln")
-            .and_then(|k| k.get("run-image-mixins"))
+            .and_then(|k| k.get(key))
             .and_then(toml::Value::as_array)
             .map(|items| {
                 items

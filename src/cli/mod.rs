@@ -13,6 +13,7 @@ macro_rules! out {
 }
 
 mod build;
+mod builder;
 mod buildpack;
 mod detect;
 mod images;
@@ -64,6 +65,8 @@ pub(crate) enum Command {
     Rmi(images::RmiArgs),
     /// Build and lock run images from Debian packages.
     Stack(stack::StackArgs),
+    /// Make builder images: kiln and a stack's build image, for CI pods.
+    Builder(builder::BuilderArgs),
     /// List kiln's built-in buildpacks, or package one as a standalone buildpack.
     Buildpack(buildpack::BuildpackArgs),
     /// Copy an image to a registry (or any other destination).
@@ -179,13 +182,19 @@ pub(crate) struct SourceArgs {
     /// CNB execution environment (CNB_EXEC_ENV).
     #[arg(long, default_value = "production", value_name = "ENV")]
     pub(crate) exec_env: String,
-    /// Where buildpacks run: `host` (the host's tools, in a private namespace) or `image`
-    /// (a build image as their root file system: --build-image, else the stack's `build`
-    /// flavour).
-    #[arg(long, value_enum, default_value_t = BuildEnvArg::Host, value_name = "ENV")]
+    /// Where buildpacks run: `image` (a build image as their root file system:
+    /// --build-image, else the stack's build flavour with their toolchain) or `host` (the
+    /// host's tools, in a private namespace).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = BuildEnvArg::Image,
+        env = "KILN_BUILD_ENV",
+        value_name = "ENV"
+    )]
     pub(crate) build_env: BuildEnvArg,
-    /// The build image for --build-env image, by any reference [default: the `build`
-    /// flavour of --stack, built on first use].
+    /// The build image buildpacks run in, by any reference [default: the build flavour of
+    /// --stack with the buildpacks' toolchain, built on first use].
     #[arg(long, value_name = "REF")]
     pub(crate) build_image: Option<String>,
     /// A CA bundle (PEM) buildpacks trust instead of the host's, for a proxy or a private
@@ -199,10 +208,10 @@ pub(crate) struct SourceArgs {
 /// `--build-env`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum BuildEnvArg {
-    /// The host's tools, in a private namespace.
-    Host,
     /// A build image as the buildpacks' root file system.
     Image,
+    /// The host's tools, in a private namespace.
+    Host,
 }
 
 impl SourceArgs {
@@ -392,6 +401,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => images::run_images(&args, cli.home.as_ref()),
         Command::Rmi(args) => images::run_rmi(&args, cli.home.as_ref()),
         Command::Stack(args) => stack::run(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Builder(args) => builder::run(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Buildpack(args) => buildpack::run(&args),
         Command::Push(args) => transfer::run_push(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Pull(args) => transfer::run_pull(&args, cli.home.as_ref(), &printer, &cancel),

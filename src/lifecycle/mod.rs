@@ -322,7 +322,7 @@ pub fn detect(
     let _guard = crate::cache::gc::BuildGuard::acquire(store)?;
     let mut timings = Timings::new(events);
     let prepared = prepare::prepare(store, options, events, cancel, &mut timings)?;
-    let runner = prepared.runner(options, events, cancel);
+    let runner = prepared.runner(None, options, events, cancel);
     // A buildpack whose detect errored is reported in the results (the summary then says
     // nothing passed), as `kiln detect` shows every buildpack's verdict either way.
     let outcome = timings.phase(Phase::Detect, |_| match run_detect(&prepared, &runner) {
@@ -349,6 +349,14 @@ pub fn detect(
         } => {
             let (processes, default_process) = if with_build {
                 let output = timings.phase(Phase::Build, |_| {
+                    let switched =
+                        prepared.build_sandbox(store, options, &group, events, cancel)?;
+                    let runner = prepared.runner(
+                        switched.as_ref().map(|s| &s.sandbox),
+                        options,
+                        events,
+                        cancel,
+                    );
                     run_build(&prepared, &runner, &group, &plan)
                 })?;
                 let default = options

@@ -31,6 +31,8 @@ pub(super) struct Steps<'a> {
     inputs: Option<String>,
     events: &'a dyn EventSink,
     cancel: &'a CancelToken,
+    /// The build image the group built in, when not the one it was detected in.
+    build_image: Option<String>,
 }
 
 impl<'a> Steps<'a> {
@@ -54,6 +56,7 @@ impl<'a> Steps<'a> {
             inputs,
             events,
             cancel,
+            build_image: None,
         }
     }
 }
@@ -72,7 +75,7 @@ impl Phases for Steps<'_> {
     }
 
     fn detect(&mut self, prepared: &Prepared) -> Result<Self::Detected, Error> {
-        let runner = prepared.runner(self.options, self.events, self.cancel);
+        let runner = prepared.runner(None, self.options, self.events, self.cancel);
         match run_detect(prepared, &runner)? {
             DetectOutcome::Detected { group, plan, .. } => Ok((group, plan)),
             DetectOutcome::NoMatch { results } => Err(Error::NothingDetected { results }),
@@ -123,8 +126,17 @@ impl Phases for Steps<'_> {
         prepared: &Prepared,
         (group, plan): &Self::Detected,
     ) -> Result<BuildOutput, Error> {
-        let runner = prepared.runner(self.options, self.events, self.cancel);
-        run_build(prepared, &runner, group, plan)
+        let switched =
+            prepared.build_sandbox(self.store, self.options, group, self.events, self.cancel)?;
+        let runner = prepared.runner(
+            switched.as_ref().map(|s| &s.sandbox),
+            self.options,
+            self.events,
+            self.cancel,
+        );
+        let built = run_build(prepared, &runner, group, plan)?;
+        self.build_image = switched.map(|s| s.image);
+        Ok(built)
     }
 
     fn export(
@@ -143,7 +155,10 @@ impl Phases for Steps<'_> {
             process: options.process.as_ref(),
             source_date_epoch: options.source_date_epoch,
             exec_env: &options.exec_env,
-            build_image: prepared.build_image.as_deref(),
+            build_image: self
+                .build_image
+                .as_deref()
+                .or(prepared.build_image.as_deref()),
             memo,
             app_source: prepared.untouched_app_source().as_deref(),
             previous: previous.as_ref(),

@@ -149,7 +149,8 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
         build_image,
         // Which authorities are trusted changes what can be downloaded, not what is built.
         ca_certs: _,
-        host_env,
+        // Through the environment buildpacks start from, below.
+        host_env: _,
         kiln_executable,
         clear_cache,
         // Asks to run the buildpacks whatever the inputs; not an input itself.
@@ -227,10 +228,7 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
         // The build image is an input like the run image (the stack's when not given).
         add_run_image(&mut inputs, build_image.as_ref(), stack, transports)?;
     }
-    let host_env = host_env
-        .clone()
-        .unwrap_or_else(|| std::env::vars().collect());
-    for (name, value) in crate::env::Env::for_build(host_env).iter() {
+    for (name, value) in super::prepare::base_env(options).iter() {
         inputs.add(name, value);
     }
     Some(inputs.finish())

@@ -913,7 +913,7 @@ pub fn ensure_image(
         return Ok(name);
     }
     events.event(&Event::Step(format!(
-        "Building the run image {name} for {arch} from stack {} (once; later builds reuse it)",
+        "Building {name} for {arch} from stack {} (once; later builds reuse it)",
         def.stack.name
     )));
     let options = StackOptions {

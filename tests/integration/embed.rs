@@ -36,6 +36,8 @@ fn options(env: &TestEnv, app: &Path, bp: &Path, destination: Destination) -> Bu
         .buildpacks
         .push(BuildpackRef::Dir(bp.to_path_buf()));
     options.run_image = Some(env.run_image().parse().unwrap());
+    // The buildpack is a bash script for the host's tools (not the stack's build image).
+    options.build_environment = kiln::BuildEnvironment::Host;
     // This test binary does not dispatch to the built-in buildpacks; the kiln binary does.
     options.kiln_executable = Some(PathBuf::from(env!("CARGO_BIN_EXE_kiln")));
     options
@@ -138,6 +140,7 @@ fn detect_through_the_library_needs_no_destination() {
     let mut options = BuildOptions::for_detect(&app);
     options.buildpacks.buildpacks.push(BuildpackRef::Dir(bp));
     options.run_image = Some(env.run_image().parse().unwrap());
+    options.build_environment = kiln::BuildEnvironment::Host;
     options.kiln_executable = Some(PathBuf::from(env!("CARGO_BIN_EXE_kiln")));
     assert!(options.destination().is_none());
 

@@ -78,7 +78,7 @@ const EXAMPLES: &[Example] = &[
 
 /// A copy of the committed example (what a fresh clone holds), so nothing a developer
 /// left in the working tree changes the result.
-fn clean_copy(env: &TestEnv, name: &str) -> PathBuf {
+pub(crate) fn clean_copy(env: &TestEnv, name: &str) -> PathBuf {
     let dest = env.path(&format!("apps/{name}"));
     fs::create_dir_all(dest.parent().unwrap()).unwrap();
     let listed = sh(
@@ -132,14 +132,15 @@ fn run(command: &mut Command) -> Result<(), String> {
 
 /// `kiln build IMAGE --path APP --format json`: the report and the build log.
 fn build(env: &TestEnv, app: &Path, image: &str) -> Result<(Value, String), String> {
-    let out = env.run(&[
-        "build",
-        image,
-        "--path",
-        app.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    // With no options: the buildpacks run in the stack's build images (the default).
+    let out = env
+        .kiln()
+        .env_remove("KILN_BUILD_ENV")
+        .args(["build", image, "--path"])
+        .arg(app)
+        .args(["--format", "json"])
+        .output()
+        .map_err(|e| e.to_string())?;
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         return Err(format!("kiln build failed:\n{log}"));

@@ -159,3 +159,154 @@ echo "ca ok"
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && log.contains("ca ok"), "{log}");
 }
+
+/// `podman run` options that give a container what kiln on this host uses to reach the
+/// Debian mirror and the package indexes: the apt sources (kiln reads its mirror from them),
+/// the CA bundle (this machine's proxy), and the package-index and proxy variables.
+fn network_options() -> Vec<String> {
+    let mut options = vec!["--network=host".to_string()];
+    for path in [
+        "/etc/apt/sources.list",
+        "/etc/apt/sources.list.d",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        if Path::new(path).exists() {
+            options.push(format!("--volume={path}:{path}:ro"));
+        }
+    }
+    for (name, value) in std::env::vars() {
+        let passed = ["PIP_", "UV_", "npm_config_", "KILN_DEBIAN"]
+            .iter()
+            .any(|p| name.starts_with(p))
+            || name.to_ascii_lowercase().ends_with("_proxy");
+        if passed {
+            options.push(format!("--env={name}={value}"));
+        }
+    }
+    options
+}
+
+/// The manifest digest in a build report printed on stdout.
+fn reported_digest(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    report["manifest_digest"].as_str().unwrap().to_string()
+}
+
+/// A directory a container's non-root user may write.
+fn shared_dir(env: &TestEnv, name: &str) -> PathBuf {
+    let dir = env.path(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// Issue 17's contract: the Flask example built hermetically (the default) on this host, in
+/// a bare container holding only kiln, the C runtime and a CA bundle (no Python, no pip),
+/// and by a builder image as uid 1000 with every capability dropped and namespaces denied
+/// by seccomp (a Kubernetes "restricted" pod) gives one image digest.
+#[test]
+fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_restricted_builder()
+{
+    let Some(podman) = crate::util::Podman::new() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let app = crate::examples::clean_copy(&env, "python-flask");
+    fs::set_permissions(env.path("apps"), fs::Permissions::from_mode(0o755)).unwrap();
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+
+    // On this host, with no options.
+    let host = env
+        .kiln()
+        .env_remove("KILN_BUILD_ENV")
+        .args(["build", "flask", "--format", "json", "--path"])
+        .arg(&app)
+        .args(["--output", &crate::util::oci(&env.path("host"), "flask")])
+        .output()
+        .unwrap();
+    let host_digest = reported_digest(&host, "the build on this host");
+
+    // In a bare container: the stack's `cc` image (glibc, libgcc, CA certificates) and kiln.
+    env.ok(&["stack", "build", "bookworm", "--flavour", "cc"]);
+    let bare = env.path("bare.tar");
+    env.ok(&[
+        "push",
+        "kiln/stacks/bookworm-cc",
+        &format!("oci-archive:{}:localhost/kiln-test-bare:1", bare.display()),
+    ]);
+    let load = |archive: &Path| {
+        let out = podman
+            .command()
+            .args(["load", "-i"])
+            .arg(archive)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    load(&bare);
+    let out_bare = shared_dir(&env, "bare-out");
+    let mut command = podman.command();
+    command
+        .args(["run", "--rm", "--privileged"])
+        .args(network_options())
+        .arg(format!("--volume={kiln}:/usr/local/bin/kiln:ro"))
+        .arg(format!("--volume={}:/src:ro", app.display()))
+        .arg(format!("--volume={}:/out", out_bare.display()))
+        .args(["localhost/kiln-test-bare:1", "/usr/local/bin/kiln", "build", "flask"])
+        .args(["--path", "/src", "--output", "oci:/out:flask", "--format", "json"]);
+    let bare_digest = reported_digest(&command.output().unwrap(), "the build in a bare container");
+    assert_eq!(bare_digest, host_digest, "a bare container built another image");
+
+    // In a builder image, as a restricted pod runs it.
+    let builder = env.path("builder.tar");
+    env.ok(&[
+        "builder",
+        "create",
+        "--flavour",
+        "build-python",
+        "--output",
+        &format!("oci-archive:{}:localhost/kiln-test-builder:1", builder.display()),
+    ]);
+    load(&builder);
+    let seccomp = format!(
+        "seccomp={}",
+        crate::util::repo()
+            .join("tests/fixtures/seccomp/no-namespaces.json")
+            .display()
+    );
+    let restricted = [
+        "--user=1000:1000",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        "--security-opt",
+        seccomp.as_str(),
+    ];
+    // The profile does deny namespaces there.
+    let denied = podman
+        .command()
+        .args(["run", "--rm"])
+        .args(restricted)
+        .args(["--entrypoint", "/usr/bin/unshare", "localhost/kiln-test-builder:1"])
+        .args(["--user", "--mount", "true"])
+        .output()
+        .unwrap();
+    assert!(!denied.status.success(), "unshare worked in the restricted container");
+    let out_pod = shared_dir(&env, "pod-out");
+    let mut command = podman.command();
+    command
+        .args(["run", "--rm"])
+        .args(restricted)
+        .args(network_options())
+        .arg(format!("--volume={}:/src:ro", app.display()))
+        .arg(format!("--volume={}:/out", out_pod.display()))
+        .args(["localhost/kiln-test-builder:1", "build", "flask"])
+        .args(["--path", "/src", "--output", "oci:/out:flask", "--format", "json"]);
+    let pod_digest = reported_digest(&command.output().unwrap(), "the build in a builder image");
+    assert_eq!(pod_digest, host_digest, "the builder image built another image");
+}

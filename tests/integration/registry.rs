@@ -388,6 +388,7 @@ fn ci_recipe_builds_and_pushes_with_a_credential_helper() {
         .env("KILN_HOME", env.home())
         .env("PATH", path_with(&helpers))
         .env("KILN", env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_BUILD_ENV", "host")
         .env("IMAGE", &image)
         .env("CREDENTIAL_HELPER", "kilntest")
         .env("REPORT", &report)

@@ -70,6 +70,7 @@ fn build(
             &format!("oci-archive:{}", archive.display()),
         ])
         .env("KILN_HOME", env.home())
+        .env("KILN_BUILD_ENV", "host")
         .env_remove("SOURCE_DATE_EPOCH");
     for (k, v) in extra_env {
         command.env(k, v);

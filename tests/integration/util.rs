@@ -89,7 +89,11 @@ impl TestEnv {
     /// A `kiln` command with this environment's home and a clean `SOURCE_DATE_EPOCH`.
     pub fn kiln(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        // Most tests are about something other than where buildpacks run, and use small
+        // buildpacks and run images of their own: they run buildpacks with the host's tools
+        // rather than building the stack's build image. Tests of the default remove this.
         c.env("KILN_HOME", self.home())
+            .env("KILN_BUILD_ENV", "host")
             .env_remove("SOURCE_DATE_EPOCH");
         c
     }
@@ -621,6 +625,7 @@ pub fn kiln_as_nobody(shared: &Path, home: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("KILN_HOME", home)
         .env("HOME", home)
+        .env("KILN_BUILD_ENV", "host")
         .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap()
