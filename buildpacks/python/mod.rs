@@ -13,6 +13,9 @@
 //!   installed into a cached layer), `poetry.lock` and `Pipfile.lock` converted to pinned,
 //!   hash-checked requirements installed with `--no-deps`. The layer is reused while the
 //!   dependency files, the Python version and the platform stay the same.
+//! - **The project itself** is installed too when it is a package (a build system in
+//!   pyproject.toml, or setup.py). A Poetry project in package mode with no package of its
+//!   name gets its dependencies only, with a warning, as `poetry install` does.
 //! - **Start**: Django (`manage.py`) under gunicorn, an app object (`app = Flask(…)`,
 //!   `app = FastAPI()`) under gunicorn (WSGI) or uvicorn (ASGI), else `python3 main.py` or
 //!   `app.py`, else the project's only script. A Procfile overrides it (`kiln/procfile`).
