@@ -11,7 +11,7 @@ use libcnb::layer_env::{ModificationBehavior, Scope};
 use super::NodejsBuildpack;
 use super::project::{Manager, Project};
 use crate::common::files::{App, digest_files};
-use crate::common::{CnbResult, Error, Result, cmd, layers, say, warn};
+use crate::common::{CnbResult, Error, Result, cmd, layers, say, setting, warn};
 
 /// The port apps listen on when `PORT` is not set.
 const DEFAULT_PORT: &str = "8080";
@@ -183,6 +183,9 @@ struct Installer<'a> {
     app_modules: PathBuf,
     /// Whether a lockfile pins the dependencies.
     locked: bool,
+    /// `CI` for the package manager and the build script: the user's (`--env CI=false`),
+    /// else `true`.
+    ci: String,
 }
 
 impl Installer<'_> {
@@ -190,7 +193,7 @@ impl Installer<'_> {
     /// (during installs it would drop the development dependencies).
     fn run(&self, args: &[&str], production_env: bool) -> Result<()> {
         let mut c = tool(self.project.manager)?;
-        c.current_dir(self.app.dir()).args(args).env("CI", "true");
+        c.current_dir(self.app.dir()).args(args).env("CI", &self.ci);
         let cache = &self.cache;
         match self.project.manager {
             Manager::Npm => c
@@ -332,6 +335,7 @@ pub(super) fn install(
         cache: cache.path(),
         app_modules: app_modules.clone(),
         locked: project.lockfile.is_some(),
+        ci: ci_value(&context.platform),
     };
     if project.build_script {
         let (dev, dev_reused) =
@@ -347,6 +351,13 @@ pub(super) fn install(
     }
     link_modules(&app_modules, &modules_dir)?;
     Ok(())
+}
+
+/// `CI` as the user set it for the build (`kiln build --env CI=false`, which reaches the
+/// buildpack as `<platform>/env/CI`), else `true`: package managers and build tools then run
+/// without prompts, progress animations or watchers.
+fn ci_value(platform: &impl libcnb::Platform) -> String {
+    setting(platform.env(), "CI").unwrap_or_else(|| "true".to_string())
 }
 
 fn ensure_dir(path: &Path) -> Result<()> {
@@ -384,6 +395,18 @@ mod tests {
         assert!(install_args(Manager::YarnBerry, true, Deps::All).contains(&"--immutable"));
         assert!(install_args(Manager::Pnpm, true, Deps::Production).contains(&"--prod"));
         assert_eq!(prune_args(Manager::Npm, true)[0], "prune");
+    }
+
+    #[test]
+    fn the_users_ci_wins_over_the_default() {
+        use libcnb::Platform as _;
+        let d = tempfile::tempdir().unwrap();
+        let none = libcnb::generic::GenericPlatform::from_path(d.path()).unwrap();
+        assert_eq!(ci_value(&none), "true");
+        fs::create_dir_all(d.path().join("env")).unwrap();
+        fs::write(d.path().join("env/CI"), "false").unwrap();
+        let set = libcnb::generic::GenericPlatform::from_path(d.path()).unwrap();
+        assert_eq!(ci_value(&set), "false");
     }
 
     #[test]

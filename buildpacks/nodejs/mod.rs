@@ -16,7 +16,8 @@
 //!   `/workspace/node_modules`, reused while the lockfile and package.json's dependency
 //!   sections stay the same. With a `build` script, the full dependencies (dev included) are
 //!   installed into a cache layer, the script runs, and the launch layer gets them pruned to
-//!   production ones.
+//!   production ones. Installs and the build script run with `CI=true` unless the user set
+//!   `CI` for the build (`kiln build --env CI=false`).
 //! - **Start**: `scripts.start` (run directly when it is `node file …`, else with `sh -c` and
 //!   `node_modules/.bin` on `PATH`), else `main`, else `server.js`/`index.js`/`app.js`/`main.js`.
 //!   A Procfile overrides it. `PORT` defaults to 8080, `NODE_ENV` to `production`.

@@ -158,3 +158,37 @@ content-hash = "81b2fa642d7f2d1219cf80112ace12d689d053d81be7f7addb98144d56fc0fb2
     assert!(!log.contains("installing the app's own package"), "{log}");
     assert_contains!(log, "process web: python3 main.py");
 }
+
+/// Create React App-style builds treat warnings as errors when `CI=true`; a user who sets
+/// `--env CI=false` must get it, and kiln's `CI=true` stays the default otherwise.
+#[test]
+fn the_users_ci_setting_reaches_the_node_build_script() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "dashboard",
+        &[
+            (
+                "package.json",
+                r#"{
+  "name": "dashboard",
+  "version": "0.1.0",
+  "private": true,
+  "scripts": {
+    "build": "node scripts/build.js",
+    "start": "node server.js"
+  }
+}
+"#,
+            ),
+            (
+                "scripts/build.js",
+                "console.log(`build sees CI=${process.env.CI}`);\nif (process.env.CI === 'true') console.log('treating warnings as errors');\n",
+            ),
+            ("server.js", "require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);\n"),
+        ],
+    );
+    let (_, log) = build_ok(&env, "dashboard", &app, &[]);
+    assert_contains!(log, "build sees CI=true");
+    let (_, log) = build_ok(&env, "dashboard", &app, &["--env", "CI=false"]);
+    assert_contains!(log, "build sees CI=false");
+}
