@@ -192,3 +192,60 @@ fn the_users_ci_setting_reaches_the_node_build_script() {
     let (_, log) = build_ok(&env, "dashboard", &app, &["--env", "CI=false"]);
     assert_contains!(log, "build sees CI=false");
 }
+
+/// A Nuxt 3 app asks for a Node.js the run image does not have: kiln/nodejs refuses it in
+/// detect (an error, exit 1). kiln went on down the order and `kiln/static` shipped the
+/// app's `public/` directory as a static site; detection must stop at the error.
+#[test]
+fn a_detect_error_stops_detection_instead_of_falling_through_to_a_lower_group() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "storefront",
+        &[
+            (
+                "package.json",
+                r#"{
+  "name": "storefront",
+  "private": true,
+  "type": "module",
+  "scripts": {
+    "build": "nuxt build",
+    "dev": "nuxt dev",
+    "preview": "nuxt preview",
+    "postinstall": "nuxt prepare"
+  },
+  "engines": { "node": ">=22" },
+  "dependencies": {
+    "nuxt": "^3.13.0",
+    "vue": "latest",
+    "vue-router": "latest"
+  }
+}
+"#,
+            ),
+            (
+                "nuxt.config.ts",
+                "export default defineNuxtConfig({ devtools: { enabled: true } })\n",
+            ),
+            ("app.vue", "<template>\n  <NuxtPage />\n</template>\n"),
+            ("public/favicon.ico", ""),
+            ("public/robots.txt", "User-agent: *\n"),
+        ],
+    );
+    let stderr = env.fails(
+        &["build", "storefront", "--path", app.to_str().unwrap()],
+        21,
+    );
+    assert_contains!(stderr, "error: detection failed: kiln/nodejs@");
+    // The buildpack's own explanation is in the final message.
+    let last = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("error: detection failed"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_contains!(
+        last,
+        "Node.js >=22 was requested (package.json engines.node)"
+    );
+    assert!(!stderr.contains("kiln/static@"), "{stderr}");
+}
