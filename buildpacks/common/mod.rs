@@ -179,6 +179,18 @@ impl Requested {
     }
 }
 
+/// Prints why detection failed: "no go.mod or main.go", from the `[metadata.kiln] detects`
+/// list of the buildpack's `descriptor` (the list kiln also shows when nothing passes).
+pub(crate) fn no_match(descriptor: &str) {
+    let files = crate::detects(descriptor);
+    let text = match files.as_slice() {
+        [] => "nothing it recognises".to_string(),
+        [one] => one.clone(),
+        [most @ .., last] => format!("{} or {last}", most.join(", ")),
+    };
+    println!("no {text}");
+}
+
 /// Prints a section header in the build output.
 pub(crate) fn section(title: &str) {
     println!("[{title}]");

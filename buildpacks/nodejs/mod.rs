@@ -68,7 +68,7 @@ fn checked_version(
 fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let Some(project) = analyze(&app)? else {
-        println!("no package.json, server.js or index.js");
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     // A version the run image cannot provide fails here, before any run image is built.

@@ -78,9 +78,7 @@ fn detect(context: &DetectContext<PythonBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let forced = forced_manager(context.platform.env());
     let Some(project) = analyze(&app, forced.as_deref())? else {
-        println!(
-            "no requirements.txt, pyproject.toml, Pipfile, setup.py, main.py, app.py or manage.py"
-        );
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     // A version the run image cannot provide fails here, before any run image is built.

@@ -209,7 +209,7 @@ fn detect(context: &DetectContext<RustBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let wanted = setting(context.platform.env(), "KILN_RUST_BIN");
     let Some(project) = analyze(&app, wanted.as_deref())? else {
-        println!("no Cargo.toml");
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     pass(

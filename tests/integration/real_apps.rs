@@ -249,3 +249,43 @@ fn a_detect_error_stops_detection_instead_of_falling_through_to_a_lower_group() 
     );
     assert!(!stderr.contains("kiln/static@"), "{stderr}");
 }
+
+/// A Ruby app, which no built-in buildpack builds: the message says what kiln does
+/// recognise (from the built-in buildpacks' own descriptors) and how to bring a buildpack.
+#[test]
+fn nothing_detected_says_what_kiln_recognises_and_how_to_add_a_buildpack() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "blog",
+        &[
+            (
+                "Gemfile",
+                "source \"https://rubygems.org\"\n\ngem \"sinatra\", \"~> 4.0\"\ngem \"puma\"\n",
+            ),
+            ("config.ru", "require \"./app\"\nrun Sinatra::Application\n"),
+            (
+                "app.rb",
+                "require \"sinatra\"\n\nget \"/\" do\n  \"hello\"\nend\n",
+            ),
+        ],
+    );
+    let stderr = env.fails(&["build", "blog", "--path", app.to_str().unwrap()], 20);
+    for expected in [
+        "kiln's built-in buildpacks recognise",
+        "Go (kiln/go): go.mod, main.go",
+        "Rust (kiln/rust): Cargo.toml",
+        "Python (kiln/python): requirements.txt, pyproject.toml",
+        "Node.js (kiln/nodejs): package.json",
+        "(kiln/static): Staticfile, index.html, public/, dist/",
+        "Procfile (kiln/procfile): Procfile",
+        "--buildpack DIR|ID",
+        "--order FILE",
+    ] {
+        assert_contains!(stderr, expected);
+    }
+    let out = env.run(&["detect", "--path", app.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(20));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_contains!(stdout, "Cargo.toml");
+    assert_contains!(stdout, "--buildpack DIR|ID");
+}
