@@ -289,3 +289,79 @@ fn nothing_detected_says_what_kiln_recognises_and_how_to_add_a_buildpack() {
     assert_contains!(stdout, "Cargo.toml");
     assert_contains!(stdout, "--buildpack DIR|ID");
 }
+
+/// An npm workspace whose app also depends on itself (`"storefront": "file:."`, so its own
+/// modules import as `storefront/…`): npm links `node_modules/storefront -> ..` and
+/// `node_modules/ui -> ../packages/ui`. Once kiln moved the tree into a layer behind the
+/// `node_modules` link, the first pointed back at a directory containing it (a build that
+/// walks the tree following links never ends) and the second into the layer (a broken
+/// link). The build script here walks the tree like such a tool, with a depth limit.
+#[test]
+fn node_modules_in_a_layer_has_no_link_back_to_an_ancestor() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "storefront",
+        &[
+            (
+                "package.json",
+                r#"{
+  "name": "storefront",
+  "version": "1.0.0",
+  "private": true,
+  "workspaces": ["packages/*"],
+  "scripts": {
+    "build": "node scripts/build.js",
+    "start": "node server.js"
+  },
+  "dependencies": {
+    "storefront": "file:.",
+    "ui": "1.0.0"
+  }
+}
+"#,
+            ),
+            (
+                "packages/ui/package.json",
+                "{\n  \"name\": \"ui\",\n  \"version\": \"1.0.0\",\n  \"main\": \"index.js\"\n}\n",
+            ),
+            ("packages/ui/index.js", "exports.button = (label) => `<button>${label}</button>`;\n"),
+            (
+                "scripts/build.js",
+                r"const fs = require('fs');
+const path = require('path');
+const { button } = require('ui');
+// Like a component scanner: every directory, links followed.
+let dirs = 0;
+function walk(dir, depth) {
+  if (depth > 25) throw new Error(`walked too deep, a link loops: ${dir}`);
+  for (const name of fs.readdirSync(dir)) {
+    const p = path.join(dir, name);
+    let st;
+    try { st = fs.statSync(p); } catch { continue; }
+    if (st.isDirectory()) { dirs++; walk(p, depth + 1); }
+  }
+}
+walk(process.cwd(), 0);
+fs.mkdirSync('dist', { recursive: true });
+fs.writeFileSync('dist/index.html', button('Buy'));
+console.log(`scanned ${dirs} directories`);
+"
+            ),
+            ("server.js", "require('http').createServer((q, s) => s.end(require('fs').readFileSync('dist/index.html'))).listen(process.env.PORT);\n"),
+        ],
+    );
+    let (report, log) = build_ok(&env, "storefront", &app, &[]);
+    assert_contains!(log, "scanned ");
+    assert_contains!(log, "removed the link node_modules/storefront -> ..");
+    let modules = layer_paths(&env, &report, "kiln/nodejs:modules");
+    assert!(
+        modules.iter().any(|p| p.ends_with("node_modules/ui")),
+        "{modules:?}"
+    );
+    assert!(
+        !modules
+            .iter()
+            .any(|p| p.ends_with("node_modules/storefront")),
+        "{modules:?}"
+    );
+}
