@@ -324,12 +324,26 @@ fn run_bin_build(
             crate::buildenv::guest_plan_path(&ctx.dirs.plans, plan_path),
         )
         .env("CNB_LAYERS_DIR", guest_layers);
-    let outcome = exec::run(command, ctx.runner.cancel, &mut |line| {
-        ctx.runner.events.event(&Event::BuildpackOutput {
-            id: buildpack.id().clone(),
-            line,
-        });
-    })
+    let mut notify = |silent: std::time::Duration| {
+        ctx.runner
+            .events
+            .event(&Event::Step(quiet_notice(&id, silent)));
+    };
+    let quiet = exec::quiet_notice_interval().map(|every| exec::QuietNotice {
+        every,
+        notify: &mut notify,
+    });
+    let outcome = exec::run(
+        command,
+        ctx.runner.cancel,
+        &mut |line| {
+            ctx.runner.events.event(&Event::BuildpackOutput {
+                id: buildpack.id().clone(),
+                line,
+            });
+        },
+        quiet,
+    )
     .map_err(|source| BuildError::Spawn {
         id: id.clone(),
         source,
@@ -346,6 +360,14 @@ fn run_bin_build(
         });
     }
     Ok(())
+}
+
+/// "kiln/nodejs has printed nothing for 60 s; still running (Ctrl-C cancels)".
+fn quiet_notice(id: &str, silent: std::time::Duration) -> String {
+    format!(
+        "{id} has printed nothing for {} s; still running (Ctrl-C cancels)",
+        silent.as_secs()
+    )
 }
 
 fn read_launch_toml(bp_layers: &Path, id: &str) -> Result<Option<LaunchContribution>, BuildError> {

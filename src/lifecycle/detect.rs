@@ -498,7 +498,7 @@ impl Detector<'_, '_> {
                 crate::buildenv::guest_plan_path(&ctx.dirs.plans, &plan_path),
             );
         let mut lines = Vec::new();
-        let outcome = match exec::run(command, ctx.runner.cancel, &mut |l| lines.push(l)) {
+        let outcome = match exec::run(command, ctx.runner.cancel, &mut |l| lines.push(l), None) {
             Ok(o) => o,
             Err(e) => {
                 return Ok((

@@ -365,3 +365,50 @@ console.log(`scanned ${dirs} directories`);
         "{modules:?}"
     );
 }
+
+/// A build that prints nothing for a long time (a Nuxt build stuck in a link loop printed
+/// nothing for minutes): kiln says the buildpack is still running, every interval
+/// (`KILN_QUIET_NOTICE_SECS`, a minute by default).
+#[test]
+fn a_silent_build_gets_a_still_running_notice() {
+    let env = TestEnv::new();
+    let app = env.app("job", &[("job.sh", "echo hi\n")]);
+    let buildpack = crate::util::write_buildpack(
+        &env.path("bp"),
+        &crate::util::BuildpackSpec {
+            id: "test/slow",
+            build: "echo compiling\nsleep 3\necho done",
+            ..crate::util::BuildpackSpec::default()
+        },
+    );
+    let out = env
+        .kiln()
+        .env("KILN_QUIET_NOTICE_SECS", "1")
+        .args([
+            "build",
+            "job",
+            "--path",
+            app.to_str().unwrap(),
+            "-b",
+            buildpack.to_str().unwrap(),
+            "--run-image",
+            &env.run_image(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_contains!(
+        stderr,
+        "test/slow has printed nothing for 1 s; still running (Ctrl-C cancels)"
+    );
+    assert_contains!(
+        stderr,
+        "test/slow has printed nothing for 2 s; still running (Ctrl-C cancels)"
+    );
+    let notice = stderr.find("nothing for 1 s").unwrap();
+    assert!(
+        stderr.find("compiling").unwrap() < notice && notice < stderr.find("done").unwrap(),
+        "{stderr}"
+    );
+}
