@@ -3,6 +3,7 @@
 
 pub(crate) mod cmd;
 pub(crate) mod files;
+pub(crate) mod hints;
 pub(crate) mod inventory;
 pub(crate) mod layers;
 pub(crate) mod process;

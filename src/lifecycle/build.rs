@@ -37,7 +37,7 @@ use crate::untrusted::{self, Links, MAX_METADATA};
 #[non_exhaustive]
 pub enum BuildError {
     /// A buildpack's `bin/build` failed. Its last lines of output are kept.
-    #[error("buildpack {id}@{version} failed: bin/build ended with {status}{}", tail_hint(.tail))]
+    #[error("buildpack {id}@{version} failed: bin/build ended with {status}{}", tail_hint(.tail, *.output_shown))]
     BuildpackFailed {
         /// Buildpack ID.
         id: String,
@@ -47,6 +47,10 @@ pub enum BuildError {
         status: String,
         /// The last lines it printed.
         tail: Vec<String>,
+        /// Whether its output was already shown as it ran (the [`Event::BuildpackOutput`]
+        /// events), so the message need not repeat it. kiln sets it false; a platform that
+        /// printed the events may set it.
+        output_shown: bool,
     },
     /// `bin/build` could not be started.
     #[error("could not run bin/build of {id}")]
@@ -88,8 +92,10 @@ pub enum BuildError {
     Cancelled(#[from] crate::event::Cancelled),
 }
 
-fn tail_hint(tail: &[String]) -> String {
-    if tail.is_empty() {
+fn tail_hint(tail: &[String], output_shown: bool) -> String {
+    if output_shown && !tail.is_empty() {
+        " (its output is above)".to_string()
+    } else if tail.is_empty() {
         " and printed nothing".to_string()
     } else {
         format!("; its last output:\n  {}", tail.join("\n  "))
@@ -357,6 +363,7 @@ fn run_bin_build(
             version: buildpack.version().to_string(),
             status: outcome.describe(),
             tail: outcome.tail,
+            output_shown: false,
         });
     }
     Ok(())

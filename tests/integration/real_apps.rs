@@ -412,3 +412,40 @@ fn a_silent_build_gets_a_still_running_notice() {
         "{stderr}"
     );
 }
+
+/// pip cannot find a pinned version (here on a private index that lacks it): its output
+/// shows once, then the buildpack's error with a hint naming the file and the setting,
+/// and kiln's own error does not repeat the output.
+#[test]
+fn a_failed_pip_install_shows_its_output_once_and_a_hint() {
+    let env = TestEnv::new();
+    let index = crate::util::FileServer::start(env.path("index"));
+    let app = env.app(
+        "api",
+        &[
+            ("requirements.txt", "flask==9.9.9\ngunicorn==23.0.0\n"),
+            (
+                "app.py",
+                "from flask import Flask\n\napp = Flask(__name__)\n",
+            ),
+        ],
+    );
+    let pip_index = format!("PIP_INDEX_URL={}/simple/", index.url());
+    let err = build(&env, "api", &app, &["--env", &pip_index]).unwrap_err();
+    assert_eq!(
+        err.matches("No matching distribution found for flask==9.9.9")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_contains!(
+        err,
+        "hint: the package index has no release of that package"
+    );
+    assert_contains!(err, "requirements.txt");
+    assert_contains!(err, "PIP_INDEX_URL");
+    assert_contains!(
+        err,
+        "error: buildpack kiln/python@0.1.0 failed: bin/build ended with exit code 1 (its output is above)"
+    );
+}
