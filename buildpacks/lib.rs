@@ -136,6 +136,46 @@ pub fn run_if_invoked() {
     std::process::exit(0);
 }
 
+/// The files whose presence makes a built-in buildpack pass detection, from
+/// `[metadata.kiln] detects` of its `buildpack.toml` text (`["go.mod", "main.go"]`).
+pub fn detects(descriptor: &str) -> Vec<String> {
+    let Ok(table) = toml::from_str::<toml::Table>(descriptor) else {
+        return Vec::new();
+    };
+    table
+        .get("metadata")
+        .and_then(|m| m.get("kiln"))
+        .and_then(|k| k.get("detects"))
+        .and_then(toml::Value::as_array)
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the built-in buildpacks recognise, in the default order, one per line:
+/// `Go: go.mod, main.go`. kiln shows it when no group passed detection.
+pub fn detection_summary() -> String {
+    DEFAULT_ORDER
+        .iter()
+        .chain([&PROCFILE])
+        .filter_map(|id| builtin(id))
+        .map(|b| {
+            let table: toml::Table = toml::from_str(b.descriptor).unwrap_or_default();
+            let name = table
+                .get("buildpack")
+                .and_then(|bp| bp.get("name"))
+                .and_then(toml::Value::as_str)
+                .unwrap_or(b.id);
+            format!("{name} ({}): {}", b.id, detects(b.descriptor).join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The `[buildpack] id` of a `buildpack.toml`.
 pub fn descriptor_id(text: &str) -> Option<String> {
     let table: toml::Table = toml::from_str(text).ok()?;
@@ -166,5 +206,22 @@ mod tests {
         for id in DEFAULT_ORDER.iter().chain([&PROCFILE]) {
             assert!(builtin(id).is_some(), "{id}");
         }
+    }
+
+    #[test]
+    fn every_builtin_says_what_it_detects() {
+        for b in BUILTINS {
+            assert!(!detects(b.descriptor).is_empty(), "{}", b.id);
+        }
+        let summary = detection_summary();
+        assert_eq!(summary.lines().count(), BUILTINS.len(), "{summary}");
+        assert!(
+            summary.contains("Go (kiln/go): go.mod, main.go"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("Node.js (kiln/nodejs): package.json, server.js, index.js"),
+            "{summary}"
+        );
     }
 }

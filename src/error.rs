@@ -34,7 +34,7 @@ pub enum Error {
     #[error(transparent)]
     Detect(#[from] crate::lifecycle::detect::DetectError),
     /// No group of buildpacks passed detection.
-    #[error("no buildpack group passed detection ({}); run with -v to see each buildpack's output", summarize(.results))]
+    #[error("no buildpack group passed detection ({}); run with -v to see each buildpack's output\n{}", summarize(.results), crate::buildpack::builtin::nothing_detected_hint())]
     NothingDetected {
         /// What each buildpack said.
         results: Vec<DetectReport>,
@@ -107,6 +107,22 @@ mod tests {
     use crate::stack::StackError;
     use crate::transport::publish::PublishError;
     use crate::transport::registry::RegistryError;
+
+    #[test]
+    fn nothing_detected_lists_what_the_builtins_recognise() {
+        let text = Error::NothingDetected {
+            results: Vec::new(),
+        }
+        .to_string();
+        for b in kiln_buildpacks::BUILTINS {
+            assert!(text.contains(&format!("({})", b.id)), "{text}");
+            for file in kiln_buildpacks::detects(b.descriptor) {
+                assert!(text.contains(&file), "{file}: {text}");
+            }
+        }
+        assert!(text.contains("--buildpack DIR|ID"), "{text}");
+        assert!(text.contains("--order FILE"), "{text}");
+    }
 
     #[test]
     fn cancellation_is_found_under_any_wrapping() {

@@ -3,6 +3,7 @@
 
 pub(crate) mod cmd;
 pub(crate) mod files;
+pub(crate) mod hints;
 pub(crate) mod inventory;
 pub(crate) mod layers;
 pub(crate) mod process;
@@ -177,6 +178,18 @@ impl Requested {
             source: source.to_string(),
         }
     }
+}
+
+/// Prints why detection failed: "no go.mod or main.go", from the `[metadata.kiln] detects`
+/// list of the buildpack's `descriptor` (the list kiln also shows when nothing passes).
+pub(crate) fn no_match(descriptor: &str) {
+    let files = crate::detects(descriptor);
+    let text = match files.as_slice() {
+        [] => "nothing it recognises".to_string(),
+        [one] => one.clone(),
+        [most @ .., last] => format!("{} or {last}", most.join(", ")),
+    };
+    println!("no {text}");
 }
 
 /// Prints a section header in the build output.

@@ -290,7 +290,7 @@ fn detect(context: &DetectContext<GoBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let targets = setting(context.platform.env(), "KILN_GO_TARGETS");
     let Some(project) = analyze(&app, targets.as_deref())? else {
-        println!("no go.mod or main.go");
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     let start = processes(&project)

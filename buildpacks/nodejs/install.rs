@@ -11,7 +11,7 @@ use libcnb::layer_env::{ModificationBehavior, Scope};
 use super::NodejsBuildpack;
 use super::project::{Manager, Project};
 use crate::common::files::{App, digest_files};
-use crate::common::{CnbResult, Error, Result, cmd, layers, say, warn};
+use crate::common::{CnbResult, Error, Result, cmd, layers, say, setting, warn};
 
 /// The port apps listen on when `PORT` is not set.
 const DEFAULT_PORT: &str = "8080";
@@ -138,6 +138,80 @@ fn move_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `path` with `.` and `..` components resolved lexically (links are not followed).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Makes the links of the dependency tree at `app_modules` (`/workspace/node_modules`, a
+/// real directory at this point) safe to move into a layer, and returns what it changed:
+///
+/// - a link that leads back to a directory containing it (`node_modules/shop -> ..`, which
+///   npm makes for a `"shop": "file:."` dependency) is removed: file walkers that follow
+///   links (Nuxt's, bundlers' globbing) go round it forever, and once the tree lives in a
+///   layer reached through the `node_modules` link, it also loops inside the layer;
+/// - a relative link out of the tree into the app (`node_modules/ui -> ../packages/ui`, a
+///   workspace package) is made absolute, as it would otherwise point into the layer after
+///   the move.
+fn fix_links(app_modules: &Path) -> Result<Vec<String>> {
+    let mut changes = Vec::new();
+    let mut dirs = vec![app_modules.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = fs::read_dir(&dir).map_err(|e| io_error("read", &dir, &e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("read", &dir, &e))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| io_error("read", &path, &e))?;
+            if kind.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if !kind.is_symlink() {
+                continue;
+            }
+            let target = fs::read_link(&path).map_err(|e| io_error("read", &path, &e))?;
+            let resolved = normalize(&dir.join(&target));
+            let shown = path
+                .strip_prefix(app_modules.parent().unwrap_or(app_modules))
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            if path.starts_with(&resolved) {
+                fs::remove_file(&path).map_err(|e| io_error("remove", &path, &e))?;
+                changes.push(format!(
+                    "removed the link {shown} -> {}: it leads back to a directory that contains it, so tools that walk the app following links would never finish",
+                    target.display()
+                ));
+            } else if target.is_relative() && !resolved.starts_with(app_modules) {
+                fs::remove_file(&path).map_err(|e| io_error("remove", &path, &e))?;
+                std::os::unix::fs::symlink(&resolved, &path)
+                    .map_err(|e| io_error("link", &path, &e))?;
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Moves the dependency tree installed at `app_modules` into the layer directory `dest`,
+/// its links made safe first ([`fix_links`]).
+fn store_modules(app_modules: &Path, dest: &Path) -> Result<()> {
+    for change in fix_links(app_modules)? {
+        warn(&change);
+    }
+    move_dir(app_modules, dest)
+}
+
 /// Copies a tree, keeping symlinks and modes (`cp -a`).
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     cmd::output(Command::new("cp").arg("-a").arg(from).arg(to)).map(|_| ())
@@ -183,6 +257,9 @@ struct Installer<'a> {
     app_modules: PathBuf,
     /// Whether a lockfile pins the dependencies.
     locked: bool,
+    /// `CI` for the package manager and the build script: the user's (`--env CI=false`),
+    /// else `true`.
+    ci: String,
 }
 
 impl Installer<'_> {
@@ -190,7 +267,7 @@ impl Installer<'_> {
     /// (during installs it would drop the development dependencies).
     fn run(&self, args: &[&str], production_env: bool) -> Result<()> {
         let mut c = tool(self.project.manager)?;
-        c.current_dir(self.app.dir()).args(args).env("CI", "true");
+        c.current_dir(self.app.dir()).args(args).env("CI", &self.ci);
         let cache = &self.cache;
         match self.project.manager {
             Manager::Npm => c
@@ -222,7 +299,7 @@ impl Installer<'_> {
             false,
         )?;
         ensure_dir(&self.app_modules)?;
-        move_dir(&self.app_modules, dest)
+        store_modules(&self.app_modules, dest)
     }
 
     /// Installs everything, runs the build script against it, and leaves the production
@@ -246,7 +323,7 @@ impl Installer<'_> {
         }
         copy_dir(dev_dir, &self.app_modules)?;
         self.run(&prune_args(self.project.manager, self.locked), false)?;
-        move_dir(&self.app_modules, modules_dir)
+        store_modules(&self.app_modules, modules_dir)
     }
 }
 
@@ -332,6 +409,7 @@ pub(super) fn install(
         cache: cache.path(),
         app_modules: app_modules.clone(),
         locked: project.lockfile.is_some(),
+        ci: ci_value(&context.platform),
     };
     if project.build_script {
         let (dev, dev_reused) =
@@ -347,6 +425,13 @@ pub(super) fn install(
     }
     link_modules(&app_modules, &modules_dir)?;
     Ok(())
+}
+
+/// `CI` as the user set it for the build (`kiln build --env CI=false`, which reaches the
+/// buildpack as `<platform>/env/CI`), else `true`: package managers and build tools then run
+/// without prompts, progress animations or watchers.
+fn ci_value(platform: &impl libcnb::Platform) -> String {
+    setting(platform.env(), "CI").unwrap_or_else(|| "true".to_string())
 }
 
 fn ensure_dir(path: &Path) -> Result<()> {
@@ -384,6 +469,56 @@ mod tests {
         assert!(install_args(Manager::YarnBerry, true, Deps::All).contains(&"--immutable"));
         assert!(install_args(Manager::Pnpm, true, Deps::Production).contains(&"--prod"));
         assert_eq!(prune_args(Manager::Npm, true)[0], "prune");
+    }
+
+    #[test]
+    fn the_users_ci_wins_over_the_default() {
+        use libcnb::Platform as _;
+        let d = tempfile::tempdir().unwrap();
+        let none = libcnb::generic::GenericPlatform::from_path(d.path()).unwrap();
+        assert_eq!(ci_value(&none), "true");
+        fs::create_dir_all(d.path().join("env")).unwrap();
+        fs::write(d.path().join("env/CI"), "false").unwrap();
+        let set = libcnb::generic::GenericPlatform::from_path(d.path()).unwrap();
+        assert_eq!(ci_value(&set), "false");
+    }
+
+    #[test]
+    fn links_back_to_an_ancestor_are_removed_and_links_into_the_app_made_absolute() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let app = d.path().join("workspace");
+        let modules = app.join("node_modules");
+        fs::create_dir_all(app.join("packages/ui")).unwrap();
+        fs::create_dir_all(modules.join("express/node_modules")).unwrap();
+        fs::create_dir_all(modules.join(".bin")).unwrap();
+        symlink("..", modules.join("shop")).unwrap();
+        symlink("../../..", modules.join("express/node_modules/up")).unwrap();
+        symlink("../packages/ui", modules.join("ui")).unwrap();
+        symlink("../express/index.js", modules.join(".bin/express")).unwrap();
+        symlink("/usr/lib/node_modules/npm", modules.join("npm")).unwrap();
+        let changes = fix_links(&modules).unwrap();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.contains("node_modules/shop -> ..")),
+            "{changes:?}"
+        );
+        assert!(fs::symlink_metadata(modules.join("shop")).is_err());
+        assert!(fs::symlink_metadata(modules.join("express/node_modules/up")).is_err());
+        assert_eq!(
+            fs::read_link(modules.join("ui")).unwrap(),
+            app.join("packages/ui")
+        );
+        assert_eq!(
+            fs::read_link(modules.join(".bin/express")).unwrap(),
+            Path::new("../express/index.js")
+        );
+        assert_eq!(
+            fs::read_link(modules.join("npm")).unwrap(),
+            Path::new("/usr/lib/node_modules/npm")
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!   `/workspace/node_modules`, reused while the lockfile and package.json's dependency
 //!   sections stay the same. With a `build` script, the full dependencies (dev included) are
 //!   installed into a cache layer, the script runs, and the launch layer gets them pruned to
-//!   production ones.
+//!   production ones. Installs and the build script run with `CI=true` unless the user set
+//!   `CI` for the build (`kiln build --env CI=false`).
 //! - **Start**: `scripts.start` (run directly when it is `node file …`, else with `sh -c` and
 //!   `node_modules/.bin` on `PATH`), else `main`, else `server.js`/`index.js`/`app.js`/`main.js`.
 //!   A Procfile overrides it. `PORT` defaults to 8080, `NODE_ENV` to `production`.
@@ -67,7 +68,7 @@ fn checked_version(
 fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let Some(project) = analyze(&app)? else {
-        println!("no package.json, server.js or index.js");
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     // A version the run image cannot provide fails here, before any run image is built.

@@ -100,7 +100,7 @@ struct Decisions<'a> {
 fn detect(context: &DetectContext<ProcfileBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let Some(procfile) = Procfile::read(&app)? else {
-        println!("no Procfile");
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     pass(

@@ -410,6 +410,9 @@ pub(super) fn install(
         host_python: host.version.clone(),
     };
     install_dependencies(context, app, project, &host, &pip, &minor, &key)?;
+    if let Some(why) = &project.install_skipped {
+        warn(why);
+    }
     if project.install_app {
         install_app(context, app, &pip)?;
     }

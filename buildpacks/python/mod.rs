@@ -13,6 +13,9 @@
 //!   installed into a cached layer), `poetry.lock` and `Pipfile.lock` converted to pinned,
 //!   hash-checked requirements installed with `--no-deps`. The layer is reused while the
 //!   dependency files, the Python version and the platform stay the same.
+//! - **The project itself** is installed too when it is a package (a build system in
+//!   pyproject.toml, or setup.py). A Poetry project in package mode with no package of its
+//!   name gets its dependencies only, with a warning, as `poetry install` does.
 //! - **Start**: Django (`manage.py`) under gunicorn, an app object (`app = Flask(…)`,
 //!   `app = FastAPI()`) under gunicorn (WSGI) or uvicorn (ASGI), else `python3 main.py` or
 //!   `app.py`, else the project's only script. A Procfile overrides it (`kiln/procfile`).
@@ -75,9 +78,7 @@ fn detect(context: &DetectContext<PythonBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let forced = forced_manager(context.platform.env());
     let Some(project) = analyze(&app, forced.as_deref())? else {
-        println!(
-            "no requirements.txt, pyproject.toml, Pipfile, setup.py, main.py, app.py or manage.py"
-        );
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     // A version the run image cannot provide fails here, before any run image is built.

@@ -50,6 +50,10 @@ pub(crate) struct Project {
     /// Whether the app itself is a package to install (`pip install .`).
     #[serde(rename = "install-project")]
     pub(crate) install_app: bool,
+    /// Why the app is not installed although its pyproject.toml would have it be (a Poetry
+    /// project with no package of its name): a warning for the build output.
+    #[serde(skip)]
+    pub(crate) install_skipped: Option<String>,
     /// The Python version asked for, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) requested: Option<Requested>,
@@ -360,6 +364,45 @@ fn installs_app(manager: Manager, files: &[&str], pyproject: Option<&toml::Table
     }
 }
 
+/// Why a Poetry project in package mode has no package to install, found the way Poetry
+/// finds it: no `packages` list in `[tool.poetry]`, and no package or module named like the
+/// project (`my-bot` → `my_bot/`, `src/my_bot/`, `my_bot.py` or `src/my_bot.py`). Poetry then
+/// warns and installs the dependencies only; building a wheel of the project fails.
+fn poetry_without_package(app: &App, pyproject: &toml::Table) -> Option<String> {
+    let poetry = table(pyproject, &["tool", "poetry"]);
+    if poetry
+        .and_then(|p| p.get("packages"))
+        .and_then(toml::Value::as_array)
+        .is_some_and(|list| !list.is_empty())
+    {
+        return None;
+    }
+    let name = table(pyproject, &["project"])
+        .and_then(|p| p.get("name"))
+        .or_else(|| poetry.and_then(|p| p.get("name")))
+        .and_then(toml::Value::as_str)?;
+    let module = normalize(name).replace('-', "_");
+    let found = [
+        (module.clone(), true),
+        (format!("src/{module}"), true),
+        (format!("{module}.py"), false),
+        (format!("src/{module}.py"), false),
+    ]
+    .iter()
+    .any(|(path, dir)| {
+        if *dir {
+            app.is_dir(path)
+        } else {
+            app.is_file(path)
+        }
+    });
+    (!found).then(|| {
+        format!(
+            "pyproject.toml: the Poetry project `{name}` has no package to install (no {module}/, src/{module}/ or {module}.py); installing its dependencies only, as `poetry install` does. Set `package-mode = false` in [tool.poetry] if it is not meant to be a package, or list its packages in `packages`"
+        )
+    })
+}
+
 /// Reads the app. `None` when it is not a Python app. `forced` is
 /// `KILN_PYTHON_PACKAGE_MANAGER`, which settles conflicts.
 pub(crate) fn analyze(app: &App, forced: Option<&str>) -> Result<Option<Project>> {
@@ -375,7 +418,15 @@ pub(crate) fn analyze(app: &App, forced: Option<&str>) -> Result<Option<Project>
 
     let manager = choose_manager(&files, pyproject.as_ref(), forced)?;
 
-    let install_app = installs_app(manager, &files, pyproject.as_ref());
+    let mut install_app = installs_app(manager, &files, pyproject.as_ref());
+    let mut install_skipped = None;
+    if install_app
+        && manager == Manager::Poetry
+        && let Some(pyproject) = pyproject.as_ref()
+    {
+        install_skipped = poetry_without_package(app, pyproject);
+        install_app = install_skipped.is_none();
+    }
     let dependencies = dependency_names(app, manager, pyproject.as_ref())?;
     let dependency_files: Vec<String> = match manager {
         Manager::Pip if has("requirements.txt") => vec!["requirements.txt".to_string()],
@@ -402,6 +453,7 @@ pub(crate) fn analyze(app: &App, forced: Option<&str>) -> Result<Option<Project>
         manager,
         dependency_files,
         install_app,
+        install_skipped,
         requested,
         command,
         start_reason,
@@ -751,6 +803,40 @@ mod tests {
 
         let (_d, a) = app(&[("requirements.txt", "requests\n")]);
         assert_eq!(analyze(&a, None).unwrap().unwrap().command, None);
+    }
+
+    #[test]
+    fn poetry_projects_without_their_package_install_dependencies_only() {
+        let pyproject = "[tool.poetry]\nname = \"support-bot\"\nversion = \"0.1.0\"\n\n[build-system]\nrequires = [\"poetry-core\"]\nbuild-backend = \"poetry.core.masonry.api\"\n";
+        let (_d, a) = app(&[
+            ("pyproject.toml", pyproject),
+            ("poetry.lock", ""),
+            ("bot.py", ""),
+        ]);
+        let p = analyze(&a, None).unwrap().unwrap();
+        assert!(!p.install_app);
+        let why = p.install_skipped.unwrap();
+        assert!(why.contains("no support_bot/, src/support_bot/"), "{why}");
+        for layout in [
+            "support_bot/__init__.py",
+            "src/support_bot/__init__.py",
+            "support_bot.py",
+        ] {
+            let (_d, a) = app(&[
+                ("pyproject.toml", pyproject),
+                ("poetry.lock", ""),
+                (layout, ""),
+            ]);
+            let p = analyze(&a, None).unwrap().unwrap();
+            assert!(p.install_app, "{layout}");
+            assert_eq!(p.install_skipped, None);
+        }
+        let listed = pyproject.replace(
+            "[build-system]",
+            "packages = [{ include = \"bot\" }]\n\n[build-system]",
+        );
+        let (_d, a) = app(&[("pyproject.toml", &listed), ("poetry.lock", "")]);
+        assert!(analyze(&a, None).unwrap().unwrap().install_app);
     }
 
     #[test]

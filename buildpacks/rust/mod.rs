@@ -11,6 +11,7 @@
 //!   (`+crt-static`) when the build host's glibc is newer than the run image's, so it runs
 //!   there; otherwise it links glibc dynamically like any Debian program.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,6 +38,9 @@ struct Binary {
     package: String,
     /// The binary's name.
     name: String,
+    /// The package's directory, relative to the app (empty for the root package).
+    #[serde(skip)]
+    dir: String,
 }
 
 /// What the app's Cargo files say.
@@ -73,6 +77,7 @@ fn package_binaries(app: &App, dir: &str, manifest: &toml::Table) -> Result<Vec<
             bins.push(Binary {
                 package: name.clone(),
                 name: bin,
+                dir: dir.to_string(),
             });
         }
     };
@@ -204,7 +209,7 @@ fn detect(context: &DetectContext<RustBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let wanted = setting(context.platform.env(), "KILN_RUST_BIN");
     let Some(project) = analyze(&app, wanted.as_deref())? else {
-        println!("no Cargo.toml");
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     pass(
@@ -266,9 +271,31 @@ fn copy_cargo_config(cargo_home: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build --release` of the chosen binary for `target`, with the caches in the cache
-/// layer.
+/// The package id spec of `binary`'s package in the app at `app_dir`:
+/// `path+file:///workspace/crates/api#api`. A bare name is ambiguous when a dependency has
+/// the same name (a vendored fork, a renamed path dependency); the path never is.
+fn package_spec(app_dir: &Path, binary: &Binary) -> String {
+    let mut path = app_dir.to_path_buf();
+    for part in binary.dir.split('/') {
+        if !part.is_empty() && part != "." {
+            path.push(part);
+        }
+    }
+    let mut url = String::from("path+file://");
+    for byte in path.to_string_lossy().bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            let _ = write!(url, "%{byte:02X}");
+        }
+    }
+    format!("{url}#{}", binary.package)
+}
+
+/// `cargo build --release` of the chosen binary of the app at `app_dir` for `target`, with
+/// the caches in the cache layer.
 fn cargo_build(
+    app_dir: &Path,
     project: &Project,
     target: &str,
     cargo_home: &Path,
@@ -278,7 +305,7 @@ fn cargo_build(
     let mut cargo = Command::new("cargo");
     cargo
         .args(["build", "--release", "--target", target])
-        .args(["--package", &project.binary.package])
+        .args(["--package", &package_spec(app_dir, &project.binary)])
         .args(["--bin", &project.binary.name]);
     if project.locked {
         cargo.arg("--locked");
@@ -392,8 +419,19 @@ fn build(context: &BuildContext<RustBuildpack>) -> CnbResult<BuildResult> {
         .map_err(|e| Error::new(format!("cannot create {}: {e}", cargo_home.display())))?;
     copy_cargo_config(&cargo_home)?;
 
-    let mut cargo = cargo_build(&project, target, &cargo_home, &target_dir, static_crt);
-    cargo.current_dir(&context.app_dir);
+    // Cargo compares the spec's path with the one it derives from the working directory,
+    // which the kernel reports without links.
+    let app_dir =
+        std::fs::canonicalize(&context.app_dir).unwrap_or_else(|_| context.app_dir.clone());
+    let mut cargo = cargo_build(
+        &app_dir,
+        &project,
+        target,
+        &cargo_home,
+        &target_dir,
+        static_crt,
+    );
+    cargo.current_dir(&app_dir);
     cmd::run(&mut cargo)?;
 
     let bin_dir = layers::launch_bin(context, &layer_name!("bin"))?;
@@ -501,6 +539,33 @@ mod tests {
         );
         assert_eq!(project(&[], None).unwrap(), None);
         assert!(project(&[("Cargo.toml", "[package")], None).is_err());
+    }
+
+    #[test]
+    fn packages_are_named_by_path_not_by_name_alone() {
+        let ws = [
+            ("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\n"),
+            ("crates/api/Cargo.toml", "[package]\nname = \"api\"\n"),
+            ("crates/api/src/main.rs", ""),
+        ];
+        let p = project(&ws, None).unwrap().unwrap();
+        assert_eq!(
+            package_spec(Path::new("/workspace"), &p.binary),
+            "path+file:///workspace/crates/api#api"
+        );
+        let root = project(
+            &[
+                ("Cargo.toml", "[package]\nname = \"srv\"\n"),
+                ("src/main.rs", ""),
+            ],
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            package_spec(Path::new("/tmp/my app"), &root.binary),
+            "path+file:///tmp/my%20app#srv"
+        );
     }
 
     #[test]

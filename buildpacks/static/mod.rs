@@ -136,7 +136,7 @@ struct Decisions<'a> {
 fn detect(context: &DetectContext<StaticBuildpack>) -> CnbResult<DetectResult> {
     let app = App::new(&context.app_dir);
     let Some(site) = analyze(&app)? else {
-        println!("no Staticfile, index.html, public/ or dist/");
+        crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
     pass(

@@ -181,6 +181,21 @@ pub fn default_order() -> Order {
     Order { order }
 }
 
+/// What kiln's built-in buildpacks recognise (from their `buildpack.toml`s) and how to bring
+/// another buildpack: the hint kiln gives when no buildpack group passed detection.
+pub fn nothing_detected_hint() -> String {
+    let mut text =
+        String::from("hint: kiln's built-in buildpacks recognise an app by these files:");
+    for line in kiln_buildpacks::detection_summary().lines() {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    text.push_str(
+        "\nfor another kind of app, add a buildpack that builds it: --buildpack DIR|ID (a buildpack directory, or an id found under --buildpacks-dir; repeat it to build a group), or a whole order of groups with --order FILE (order.toml)",
+    );
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

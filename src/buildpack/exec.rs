@@ -40,13 +40,43 @@ impl ProcessOutcome {
     }
 }
 
+/// The default of [`quiet_notice_interval`].
+const QUIET_NOTICE: Duration = Duration::from_mins(1);
+
+/// How long a buildpack's build may print nothing before kiln says it is still running (and
+/// again after each further interval): `KILN_QUIET_NOTICE_SECS` (read once; `0` turns the
+/// notice off, an unreadable value keeps the default), else a minute.
+pub(crate) fn quiet_notice_interval() -> Option<Duration> {
+    static INTERVAL: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *INTERVAL.get_or_init(|| {
+        match std::env::var("KILN_QUIET_NOTICE_SECS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(0) => None,
+            Some(secs) => Some(Duration::from_secs(secs)),
+            None => Some(QUIET_NOTICE),
+        }
+    })
+}
+
+/// Told when the process has printed nothing for `every`, and after each further `every`
+/// of silence, with how long it has been silent.
+pub(crate) struct QuietNotice<'a> {
+    /// The interval.
+    pub(crate) every: Duration,
+    /// Called with the silence so far (a multiple of `every`).
+    pub(crate) notify: &'a mut dyn FnMut(Duration),
+}
+
 /// Runs `command` with stdin closed, passing each line of its stdout and stderr (merged,
-/// in arrival order) to `on_line`. The process gets its own process group so cancellation
-/// stops everything it started.
+/// in arrival order) to `on_line`, and telling `quiet` about long silences. The process
+/// gets its own process group so cancellation stops everything it started.
 pub(crate) fn run(
     mut command: Command,
     cancel: &CancelToken,
     on_line: &mut dyn FnMut(String),
+    mut quiet: Option<QuietNotice<'_>>,
 ) -> io::Result<ProcessOutcome> {
     // stdout and stderr share one pipe (the lifecycle gives both the same writer), so lines
     // keep the order the buildpack wrote them in.
@@ -67,9 +97,13 @@ pub(crate) fn run(
     let mut exited_at: Option<Instant> = None;
     let mut status = None;
     let mut last_poll = Instant::now();
+    let mut last_output = Instant::now();
+    let mut notices: u32 = 0;
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => {
+                last_output = Instant::now();
+                notices = 0;
                 if tail.len() == TAIL_LINES {
                     tail.pop_front();
                 }
@@ -77,7 +111,15 @@ pub(crate) fn run(
                 on_line(line);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(quiet) = quiet.as_mut()
+                    && status.is_none()
+                    && last_output.elapsed() >= quiet.every * (notices + 1)
+                {
+                    notices += 1;
+                    (quiet.notify)(quiet.every * notices);
+                }
+            }
         }
         if !cancelled && cancel.is_cancelled() {
             cancelled = true;
@@ -169,6 +211,7 @@ mod tests {
             sh("echo one; echo two >&2; echo three; echo four >&2; printf 'five'; exit 3"),
             &CancelToken::new(),
             &mut |l| lines.push(l),
+            None,
         )
         .unwrap();
         assert_eq!(out.code, Some(3));
@@ -182,7 +225,7 @@ mod tests {
         let cancel = CancelToken::new();
         cancel.cancel();
         let start = Instant::now();
-        let out = run(sh("sleep 30"), &cancel, &mut |_| {}).unwrap();
+        let out = run(sh("sleep 30"), &cancel, &mut |_| {}, None).unwrap();
         assert!(out.cancelled);
         assert_eq!(out.signal, Some(9));
         assert!(start.elapsed() < Duration::from_secs(10));
@@ -195,9 +238,34 @@ mod tests {
             sh("sleep 20 & echo started"),
             &CancelToken::new(),
             &mut |_| {},
+            None,
         )
         .unwrap();
         assert_eq!(out.code, Some(0));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn long_silences_are_noticed_each_interval() {
+        let mut notices = Vec::new();
+        let mut lines = Vec::new();
+        let out = run(
+            sh("echo start; sleep 1; echo tick; sleep 1"),
+            &CancelToken::new(),
+            &mut |l| lines.push(l),
+            Some(QuietNotice {
+                every: Duration::from_millis(400),
+                notify: &mut |d| notices.push(d),
+            }),
+        )
+        .unwrap();
+        assert_eq!(out.code, Some(0));
+        assert_eq!(lines, ["start", "tick"]);
+        // Every 400 ms of a silent second (a loaded machine may add one late), counted
+        // afresh after "tick".
+        let ms: Vec<u128> = notices.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms[..2], [400, 800], "{ms:?}");
+        assert!(ms[2..].contains(&400), "{ms:?}");
+        assert!(ms.iter().all(|m| m % 400 == 0), "{ms:?}");
     }
 }

@@ -91,6 +91,25 @@ pub(crate) fn run(
             printer.detect_failures(&results);
             return Err(kiln::Error::NothingDetected { results }.into());
         }
+        // The buildpack's output was printed as it ran: the error need not repeat it.
+        Err(kiln::Error::Build(kiln::lifecycle::BuildError::BuildpackFailed {
+            id,
+            version,
+            status,
+            tail,
+            ..
+        })) => {
+            return Err(
+                kiln::Error::Build(kiln::lifecycle::BuildError::BuildpackFailed {
+                    id,
+                    version,
+                    status,
+                    tail,
+                    output_shown: printer.shows_buildpack_output(),
+                })
+                .into(),
+            );
+        }
         Err(e) => return Err(e.into()),
     };
     if !report.up_to_date {

@@ -42,6 +42,13 @@ pub(crate) fn run(
                     }
                 }
             }
+            if !summary
+                .results
+                .iter()
+                .any(|r| matches!(r.status, kiln::event::DetectStatus::Error(_)))
+            {
+                out!("{}", kiln::buildpack::builtin::nothing_detected_hint());
+            }
         }
         Format::Human => {
             out!("Group:");

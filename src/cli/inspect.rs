@@ -260,17 +260,7 @@ fn print_human(i: &Inspection) -> std::io::Result<()> {
             .join(" ");
         out!("  {}{default}: {line}", p.process_type);
         if default.is_empty() {
-            let entrypoint = serde_json::to_string(&p.command).unwrap_or_default();
-            out!(
-                "      run it: podman run --rm --workdir {} --entrypoint '{entrypoint}' {} {}",
-                if p.working_dir.is_empty() {
-                    "/workspace"
-                } else {
-                    &p.working_dir
-                },
-                i.reference,
-                p.args.join(" ")
-            );
+            out!("      run it: {}", shell_line(&run_hint(p, &i.reference)));
         }
     }
     out!();
@@ -289,4 +279,91 @@ fn print_human(i: &Inspection) -> std::io::Result<()> {
         out!("  {e}");
     }
     Ok(())
+}
+
+/// The words of a `podman run` that starts process `p` of image `reference`: its command as
+/// the entrypoint (a JSON array, which podman takes as the exec form) and its arguments.
+fn run_hint(p: &ProcessMetadata, reference: &str) -> Vec<String> {
+    let workdir = if p.working_dir.is_empty() {
+        "/workspace"
+    } else {
+        &p.working_dir
+    };
+    let mut words: Vec<String> = [
+        "podman",
+        "run",
+        "--rm",
+        "--workdir",
+        workdir,
+        "--entrypoint",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    words.push(serde_json::to_string(&p.command).unwrap_or_default());
+    words.push(reference.to_string());
+    words.extend(p.args.iter().cloned());
+    words
+}
+
+/// `words` as one POSIX shell command line: each word that needs it in single quotes (a
+/// quote inside becomes `'\''`), so pasting the line runs exactly these words.
+fn shell_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(command: &[&str], args: &[&str]) -> ProcessMetadata {
+        serde_json::from_value(serde_json::json!({
+            "type": "task",
+            "command": command,
+            "args": args,
+            "direct": true,
+            "buildpackID": "test/bp",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn run_hints_survive_a_posix_shell() {
+        let p = process(&["bash", "-c", "echo a b; exit 3"], &["it's", "$HOME", ""]);
+        let words = run_hint(&p, "registry.test/app:1");
+        let line = shell_line(&words);
+        assert_eq!(
+            line,
+            r#"podman run --rm --workdir /workspace --entrypoint '["bash","-c","echo a b; exit 3"]' registry.test/app:1 'it'\''s' '$HOME' ''"#
+        );
+        // The shell splits the line back into exactly these words.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {line}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let printed: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(printed, words);
+    }
 }

@@ -430,7 +430,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 3 | invalid input: source directory (also one deeper than kiln's limit), buildpack directory or descriptor, order or project file (also a `project.toml` or `.kilnignore` that is a link, a FIFO or too large), image reference |
 /// | 12 | a buildpack declares an unsupported Buildpack API |
 /// | 20 | no buildpack group passed detection |
-/// | 21 | a buildpack's detect errored (and no group passed) |
+/// | 21 | a required buildpack's detect errored (detection stops there), or an optional one errored and no group passed |
 /// | 30 | the run image (or an image to inspect, pull or push) is missing, invalid, corrupt or unreachable |
 /// | 40 | a stack cannot be built: its definition, lock or options are wrong |
 /// | 41 | a stack's mirror is missing, unreachable or no longer serves a locked package |

@@ -96,6 +96,11 @@ impl Printer {
         }
     }
 
+    /// Whether buildpacks' build output is printed as it comes (not with `--quiet`).
+    pub(crate) fn shows_buildpack_output(&self) -> bool {
+        !self.quiet
+    }
+
     /// Prints the per-buildpack results after a failed detection, always: this is what
     /// the user needs to see to fix it.
     pub(crate) fn detect_failures(&self, results: &[kiln::lifecycle::DetectReport]) {

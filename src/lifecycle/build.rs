@@ -37,7 +37,7 @@ use crate::untrusted::{self, Links, MAX_METADATA};
 #[non_exhaustive]
 pub enum BuildError {
     /// A buildpack's `bin/build` failed. Its last lines of output are kept.
-    #[error("buildpack {id}@{version} failed: bin/build ended with {status}{}", tail_hint(.tail))]
+    #[error("buildpack {id}@{version} failed: bin/build ended with {status}{}", tail_hint(.tail, *.output_shown))]
     BuildpackFailed {
         /// Buildpack ID.
         id: String,
@@ -47,6 +47,10 @@ pub enum BuildError {
         status: String,
         /// The last lines it printed.
         tail: Vec<String>,
+        /// Whether its output was already shown as it ran (the [`Event::BuildpackOutput`]
+        /// events), so the message need not repeat it. kiln sets it false; a platform that
+        /// printed the events may set it.
+        output_shown: bool,
     },
     /// `bin/build` could not be started.
     #[error("could not run bin/build of {id}")]
@@ -88,8 +92,10 @@ pub enum BuildError {
     Cancelled(#[from] crate::event::Cancelled),
 }
 
-fn tail_hint(tail: &[String]) -> String {
-    if tail.is_empty() {
+fn tail_hint(tail: &[String], output_shown: bool) -> String {
+    if output_shown && !tail.is_empty() {
+        " (its output is above)".to_string()
+    } else if tail.is_empty() {
         " and printed nothing".to_string()
     } else {
         format!("; its last output:\n  {}", tail.join("\n  "))
@@ -324,12 +330,26 @@ fn run_bin_build(
             crate::buildenv::guest_plan_path(&ctx.dirs.plans, plan_path),
         )
         .env("CNB_LAYERS_DIR", guest_layers);
-    let outcome = exec::run(command, ctx.runner.cancel, &mut |line| {
-        ctx.runner.events.event(&Event::BuildpackOutput {
-            id: buildpack.id().clone(),
-            line,
-        });
-    })
+    let mut notify = |silent: std::time::Duration| {
+        ctx.runner
+            .events
+            .event(&Event::Step(quiet_notice(&id, silent)));
+    };
+    let quiet = exec::quiet_notice_interval().map(|every| exec::QuietNotice {
+        every,
+        notify: &mut notify,
+    });
+    let outcome = exec::run(
+        command,
+        ctx.runner.cancel,
+        &mut |line| {
+            ctx.runner.events.event(&Event::BuildpackOutput {
+                id: buildpack.id().clone(),
+                line,
+            });
+        },
+        quiet,
+    )
     .map_err(|source| BuildError::Spawn {
         id: id.clone(),
         source,
@@ -343,9 +363,18 @@ fn run_bin_build(
             version: buildpack.version().to_string(),
             status: outcome.describe(),
             tail: outcome.tail,
+            output_shown: false,
         });
     }
     Ok(())
+}
+
+/// "kiln/nodejs has printed nothing for 60 s; still running (Ctrl-C cancels)".
+fn quiet_notice(id: &str, silent: std::time::Duration) -> String {
+    format!(
+        "{id} has printed nothing for {} s; still running (Ctrl-C cancels)",
+        silent.as_secs()
+    )
 }
 
 fn read_launch_toml(bp_layers: &Path, id: &str) -> Result<Option<LaunchContribution>, BuildError> {

@@ -9,6 +9,17 @@
 //! its build plan resolves (see [`crate::plan`]).
 //!
 //! "No group passed" is an outcome ([`DetectOutcome::NoMatch`]), not an error.
+//!
+//! A required member whose `bin/detect` errors (an exit code other than 0 and 100, or a plan
+//! kiln cannot read) stops detection: kiln does not go on to later groups. The Buildpack
+//! API's detection process moves on to the next group after any non-zero exit, and the
+//! reference lifecycle does too (an error only turns its final "nothing passed" into exit
+//! code 21). kiln departs from that on purpose: a buildpack that recognised the app and
+//! refused it (`kiln/nodejs` on an `engines.node` the run image cannot meet) said what is
+//! wrong, and a broader buildpack further down the order (`kiln/static` serving the same
+//! app's `public/` directory) would otherwise build a different, broken app without a word.
+//! An optional member that errors is dropped from its group, as the specification says, and
+//! a buildpack whose targets exclude the run image fails its group without stopping.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,8 +47,9 @@ pub enum DetectError {
     /// A buildpack referenced by the order could not be loaded or found.
     #[error(transparent)]
     Buildpack(#[from] BuildpackError),
-    /// No group passed and at least one buildpack's detect errored (exit code other than 0
-    /// or 100, or an unreadable plan). The lifecycle's exit code 21.
+    /// A required buildpack's detect errored (exit code other than 0 or 100, or an unreadable
+    /// plan), which stops detection, or no group passed and an optional member or a
+    /// buildpack for other targets errored. The lifecycle's exit code 21.
     #[error("detection failed: {}", describe_errors(.results))]
     BuildpackErrored {
         /// Every buildpack's result.
@@ -58,15 +70,36 @@ pub enum DetectError {
     Cancelled(#[from] crate::event::Cancelled),
 }
 
+/// Each errored buildpack with its error and what it said: its own `error:`/`hint:` lines
+/// when it printed some, else its last lines.
 fn describe_errors(results: &[DetectReport]) -> String {
+    const SHOWN_LINES: usize = 10;
     let errors: Vec<String> = results
         .iter()
         .filter_map(|r| match &r.status {
-            DetectStatus::Error(e) => Some(format!("{}@{}: {e}", r.id, r.version)),
+            DetectStatus::Error(e) => {
+                let lines: Vec<&str> = r.output.lines().filter(|l| !l.trim().is_empty()).collect();
+                let own: Vec<&str> = lines
+                    .iter()
+                    .copied()
+                    .skip_while(|l| !l.starts_with("error:"))
+                    .collect();
+                let shown = if own.is_empty() {
+                    &lines[lines.len().saturating_sub(SHOWN_LINES)..]
+                } else {
+                    &own[..own.len().min(SHOWN_LINES)]
+                };
+                let mut text = format!("{}@{}: {e}", r.id, r.version);
+                for line in shown {
+                    text.push_str("\n    ");
+                    text.push_str(line);
+                }
+                Some(text)
+            }
             _ => None,
         })
         .collect();
-    errors.join("; ")
+    errors.join("\n")
 }
 
 /// One buildpack's detection, for reports and `kiln detect`.
@@ -143,6 +176,7 @@ pub(crate) fn detect(ctx: &DetectContext<'_>) -> Result<DetectOutcome, DetectErr
         ctx,
         runs: Mutex::new(BTreeMap::new()),
         plans: Mutex::new(BTreeMap::new()),
+        errored: Mutex::new(std::collections::BTreeSet::new()),
     };
     let result = detector.order(&ctx.order.order, &[], &[], false, &mut Vec::new());
     let runs = detector
@@ -167,7 +201,9 @@ pub(crate) fn detect(ctx: &DetectContext<'_>) -> Result<DetectOutcome, DetectErr
             })
         }
         Err(GroupFailure::Failed) => Ok(DetectOutcome::NoMatch { results }),
-        Err(GroupFailure::BuildpackError) => Err(DetectError::BuildpackErrored { results }),
+        Err(GroupFailure::BuildpackError | GroupFailure::Stop) => {
+            Err(DetectError::BuildpackErrored { results })
+        }
         Err(GroupFailure::Hard(e)) => Err(e),
     }
 }
@@ -208,6 +244,8 @@ enum GroupFailure {
     Failed,
     /// The group did not pass and some detect errored.
     BuildpackError,
+    /// A required member's `bin/detect` errored: detection stops (see the module docs).
+    Stop,
     /// Something that stops detection altogether.
     Hard(DetectError),
 }
@@ -228,6 +266,8 @@ struct Detector<'a, 'c> {
     ctx: &'a DetectContext<'c>,
     runs: Mutex<BTreeMap<String, DetectReport>>,
     plans: Mutex<BTreeMap<String, BuildPlan>>,
+    /// Buildpacks whose `bin/detect` errored (not those refused for their targets).
+    errored: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Detector<'_, '_> {
@@ -247,7 +287,7 @@ impl Detector<'_, '_> {
                 Ok(found) => return Ok(found),
                 Err(GroupFailure::BuildpackError) => buildpack_error = true,
                 Err(GroupFailure::Failed) => {}
-                Err(hard @ GroupFailure::Hard(_)) => return Err(hard),
+                Err(stop @ (GroupFailure::Hard(_) | GroupFailure::Stop)) => return Err(stop),
             }
         }
         if optional {
@@ -404,6 +444,12 @@ impl Detector<'_, '_> {
                 status: status.clone(),
                 output: output.clone(),
             });
+            if matches!(status, DetectStatus::Error(_)) {
+                self.errored
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(element.key());
+            }
             self.record(&element, status, output);
             if let Some(plan) = plan {
                 self.plans().insert(element.key(), plan);
@@ -452,7 +498,7 @@ impl Detector<'_, '_> {
                 crate::buildenv::guest_plan_path(&ctx.dirs.plans, &plan_path),
             );
         let mut lines = Vec::new();
-        let outcome = match exec::run(command, ctx.runner.cancel, &mut |l| lines.push(l)) {
+        let outcome = match exec::run(command, ctx.runner.cancel, &mut |l| lines.push(l), None) {
             Ok(o) => o,
             Err(e) => {
                 return Ok((
@@ -523,6 +569,16 @@ impl Detector<'_, '_> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let plans = self.plans();
+        let errored = self
+            .errored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if done
+            .iter()
+            .any(|e| !e.optional && errored.contains(&e.key()))
+        {
+            return Err(GroupFailure::Stop);
+        }
         let mut all_passed = true;
         let mut any_error = false;
         let mut candidates = Vec::new();
