@@ -139,7 +139,9 @@ pub struct BuilderReport {
 #[non_exhaustive]
 pub enum BuilderError {
     /// A builder file that cannot be read.
-    #[error("{path}: {problem} (it is written by `kiln builder create`; rebuild the builder image)")]
+    #[error(
+        "{path}: {problem} (it is written by `kiln builder create`; rebuild the builder image)"
+    )]
     File {
         /// The file.
         path: PathBuf,
@@ -206,10 +208,12 @@ pub fn create(
         options
             .flavour
             .parse()
-            .map_err(|e: crate::stack::definition::InvalidName| BuilderError::File {
-                path: PathBuf::from(&options.flavour),
-                problem: e.to_string(),
-            })?;
+            .map_err(
+                |e: crate::stack::definition::InvalidName| BuilderError::File {
+                    path: PathBuf::from(&options.flavour),
+                    problem: e.to_string(),
+                },
+            )?;
     let packages = flavour_packages(&source, &flavour, &platform.architecture)?;
     let build_package = BUILD_IMAGE_PACKAGE;
     if !packages.iter().any(|p| p == build_package) {
@@ -248,10 +252,12 @@ pub fn create(
         packages,
     };
     cancel.check()?;
-    let exe = crate::buildpack::builtin::executable(options.kiln_executable.as_deref())
-        .map_err(|e| BuilderError::Write {
-            path: PathBuf::from(KILN_IN_IMAGE),
-            source: std::io::Error::other(e),
+    let exe =
+        crate::buildpack::builtin::executable(options.kiln_executable.as_deref()).map_err(|e| {
+            BuilderError::Write {
+                path: PathBuf::from(KILN_IN_IMAGE),
+                source: std::io::Error::other(e),
+            }
         })?;
     let layer = kiln_layer(store, &exe, &info, def.user.uid, def.user.gid)?;
     events.event(&Event::Step(format!(
@@ -347,7 +353,11 @@ fn kiln_layer(
         })?
     );
     write("cnb/kiln-builder.toml", &|p| fs::write(p, &text))?;
-    let cnb = |mode| EntryMetadata { mode, uid: 0, gid: 0 };
+    let cnb = |mode| EntryMetadata {
+        mode,
+        uid: 0,
+        gid: 0,
+    };
     let mut entries = BTreeMap::from([
         ("cnb".to_string(), cnb(0o755)),
         ("cnb/kiln".to_string(), cnb(0o755)),
@@ -431,4 +441,32 @@ fn builder_config(
         source_date_epoch,
     )));
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_files_round_trip_and_strangers_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kiln-builder.toml");
+        assert!(BuilderInfo::read(&path).unwrap().is_none());
+        let info = BuilderInfo {
+            stack: "bookworm".to_string(),
+            flavour: "build-python".to_string(),
+            build_image: "kiln/stacks/bookworm-build-python:latest@sha256:00".to_string(),
+            packages: vec!["build-essential".to_string(), "python3-pip".to_string()],
+        };
+        fs::write(&path, toml::to_string(&info).unwrap()).unwrap();
+        assert_eq!(BuilderInfo::read(&path).unwrap(), Some(info));
+        fs::write(&path, "stack = \"bookworm\"\nsecret = \"x\"\n").unwrap();
+        let err = BuilderInfo::read(&path).unwrap_err().to_string();
+        assert!(err.contains("kiln builder create"), "{err}");
+        assert!(!err.contains("\"x\""), "{err}");
+        // Never read through a link.
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(BuilderInfo::read(&link).is_err());
+    }
 }

@@ -534,6 +534,44 @@ fn read_env_files(dir: &Path) -> Result<Vec<(String, String)>, EnvDirError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_build_image_gets_the_hosts_network_settings_and_nothing_else() {
+        let env = Env::for_build_image([
+            ("PATH", "/root/.cargo/bin:/usr/bin"),
+            ("HOME", "/root"),
+            ("HOSTNAME", "laptop"),
+            ("RUSTUP_HOME", "/root/.rustup"),
+            ("PYENV_ROOT", "/root/.pyenv"),
+            ("LD_LIBRARY_PATH", "/opt/lib"),
+            ("SSL_CERT_FILE", "/home/me/proxy.pem"),
+            ("LANG", "de_DE.UTF-8"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("PIP_INDEX_URL", "https://pypi.example/simple"),
+            ("npm_config_registry", "https://npm.example/"),
+            ("GOPROXY", "https://go.example"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]);
+        let vars: Vec<(&str, &str)> = env.iter().collect();
+        assert_eq!(
+            vars,
+            [
+                ("CURL_CA_BUNDLE", IMAGE_CA_BUNDLE),
+                ("GIT_SSL_CAINFO", IMAGE_CA_BUNDLE),
+                ("GOPROXY", "https://go.example"),
+                ("HOME", "/tmp"),
+                ("HTTPS_PROXY", "http://proxy:3128"),
+                ("LANG", "C.UTF-8"),
+                ("NODE_EXTRA_CA_CERTS", IMAGE_CA_BUNDLE),
+                ("PATH", IMAGE_PATH),
+                ("PIP_CERT", IMAGE_CA_BUNDLE),
+                ("PIP_INDEX_URL", "https://pypi.example/simple"),
+                ("REQUESTS_CA_BUNDLE", IMAGE_CA_BUNDLE),
+                ("SSL_CERT_FILE", IMAGE_CA_BUNDLE),
+                ("npm_config_registry", "https://npm.example/"),
+            ]
+        );
+    }
+
     use super::*;
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -28,6 +28,9 @@ pub const BUILD_IMAGE: &str = "io.github.kiln-build.build-image";
 pub const STACK: &str = "io.github.kiln-build.stack";
 /// The packages of a kiln stack image: `name=version`, comma-separated, sorted.
 pub const STACK_PACKAGES: &str = "io.github.kiln-build.stack.packages";
+/// How kiln made a stack image (the version of what it does in place of maintainer
+/// scripts): an image made another way is made again.
+pub const STACK_FORMAT: &str = "io.github.kiln-build.stack.format";
 /// `io.buildpacks.base.distro.name` on run images.
 pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// `io.buildpacks.base.distro.version` on run images.

@@ -366,7 +366,7 @@ fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
         }
     }
     say(&format!(
-        "using {host_text} from the build host{}",
+        "using {host_text} of the build environment{}",
         project
             .go
             .as_ref()

@@ -44,6 +44,13 @@ fn tool(manager: Manager) -> Result<Command> {
     if manager != Manager::Bun && manager != Manager::Npm && cmd::which("corepack").is_some() {
         let mut c = Command::new("corepack");
         c.arg(program).env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0");
+        // Corepack downloads the package manager from the npm registry the user configured
+        // (as npm does), never from a host of its own choosing.
+        if std::env::var_os("COREPACK_NPM_REGISTRY").is_none()
+            && let Some(registry) = configured_npm_registry()
+        {
+            c.env("COREPACK_NPM_REGISTRY", registry);
+        }
         return Ok(c);
     }
     Err(cmd::missing(
@@ -57,6 +64,34 @@ fn tool(manager: Manager) -> Result<Command> {
             _ => format!("install {program}, or enable corepack (`corepack enable`, Node.js 16+)"),
         },
     ))
+}
+
+/// The npm registry npm is configured with (`npm_config_registry`, else `npm config get
+/// registry`), without a trailing `/`; `None` when neither says.
+fn configured_npm_registry() -> Option<String> {
+    let from_env = ["npm_config_registry", "NPM_CONFIG_REGISTRY"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok());
+    registry_from(from_env, || {
+        let out = Command::new("npm")
+            .args(["config", "get", "registry"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+}
+
+/// The registry from the environment's setting, else from npm's answer: an `http(s)` URL
+/// without a trailing `/`.
+fn registry_from(env: Option<String>, npm: impl FnOnce() -> Option<String>) -> Option<String> {
+    let registry = env.filter(|v| !v.trim().is_empty()).or_else(npm)?;
+    let registry = registry.trim().trim_end_matches('/');
+    (registry.starts_with("http://") || registry.starts_with("https://"))
+        .then(|| registry.to_string())
 }
 
 /// The arguments of an install.
@@ -447,6 +482,32 @@ fn lock_has_install_scripts(app: &App) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn corepack_is_pointed_at_the_configured_npm_registry() {
+        let none = || None;
+        assert_eq!(
+            registry_from(Some("https://npm.example/".into()), none).as_deref(),
+            Some("https://npm.example")
+        );
+        assert_eq!(
+            registry_from(None, || Some("https://mirror.example/npm/\n".into())).as_deref(),
+            Some("https://mirror.example/npm")
+        );
+        // The environment wins over npm's configuration files.
+        assert_eq!(
+            registry_from(Some("http://a.example".into()), || Some(
+                "https://b.example".into()
+            ))
+            .as_deref(),
+            Some("http://a.example")
+        );
+        assert_eq!(
+            registry_from(Some(" ".into()), || Some("undefined".into())),
+            None
+        );
+        assert_eq!(registry_from(None, none), None);
+    }
+
     use super::*;
 
     #[test]

@@ -382,7 +382,7 @@ fn build(context: &BuildContext<RustBuildpack>) -> CnbResult<BuildResult> {
         _ => false,
     };
     say(&format!(
-        "{rustc} from the build host; binary `{}` ({}); {}",
+        "{rustc} of the build environment; binary `{}` ({}); {}",
         project.binary.name,
         project.reason,
         if static_crt {

@@ -465,6 +465,16 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
             _ => 1,
         };
     }
+    if let Some(error) = error.downcast_ref::<kiln::builder::BuilderError>() {
+        use kiln::builder::BuilderError as B;
+        return match error {
+            B::NotBuildFlavour { .. } => 2,
+            B::Stack(e) => stack_exit_code(e),
+            B::Image(_) => 30,
+            B::Publish(_) => 63,
+            _ => 1,
+        };
+    }
     let Some(error) = error.downcast_ref::<kiln::Error>() else {
         return 1;
     };

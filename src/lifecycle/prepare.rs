@@ -206,7 +206,10 @@ pub(super) fn prepare(
     if let Some(info) = &builder {
         check_builder_stack(info, options)?;
     }
-    let work = WorkDir::new(store, builder.is_some().then_some(options.app_dir.as_path()))?;
+    let work = WorkDir::new(
+        store,
+        builder.is_some().then_some(options.app_dir.as_path()),
+    )?;
     let exe = builtin::executable(options.kiln_executable.as_deref())?;
     // In a build image the built-in buildpacks run the kiln executable bound at /cnb/kiln.
     let guest_exe = if hermetic && builder.is_none() {
@@ -266,7 +269,9 @@ pub(super) fn prepare(
     };
     mounts.hide_kiln_state(store.root());
     if let (true, Some(ca)) = (hermetic, &options.ca_certs) {
-        mounts.files.push((ca.clone(), PathBuf::from(crate::env::IMAGE_CA_BUNDLE)));
+        mounts
+            .files
+            .push((ca.clone(), PathBuf::from(crate::env::IMAGE_CA_BUNDLE)));
     }
     let mut build_image = None;
     if let Some(info) = &builder {
@@ -470,7 +475,10 @@ fn check_builder_has(
     let best = stack::choose_flavour(&source, &platform.architecture, &wanted).ok();
     let missing: Vec<&String> = wanted
         .iter()
-        .filter(|m| !info.packages.contains(m))
+        .filter(|m| {
+            !m.split('|')
+                .any(|alt| info.packages.iter().any(|p| p == alt.trim()))
+        })
         .collect();
     if !missing.is_empty() {
         let hint = best.map_or_else(String::new, |f| {
@@ -548,7 +556,6 @@ fn write_build_env(
     }
     Ok(())
 }
-
 
 /// The build image's root file system (`--build-image`, else the smallest flavour of the stack
 /// with [`crate::builder::BUILD_IMAGE_PACKAGE`] and `mixins`, built into the store on first use, unpacked once

@@ -28,7 +28,7 @@ use crate::event::{CancelToken, Cancelled, Event, EventSink};
 use crate::image::layout::ref_name;
 use crate::image::reference::ImageName;
 use crate::image::{TargetPlatform, descriptor, write_image};
-use crate::labels::{DISTRO_NAME, DISTRO_VERSION, STACK, STACK_PACKAGES};
+use crate::labels::{DISTRO_NAME, DISTRO_VERSION, STACK, STACK_FORMAT, STACK_PACKAGES};
 use crate::layer::{LayerBlob, LayerSpec, write_layer};
 use crate::store::Store;
 
@@ -716,6 +716,7 @@ fn image_config(
         (DISTRO_VERSION.to_string(), def.stack.distro.version.clone()),
         (STACK.to_string(), format!("{}/{flavour}", def.stack.name)),
         (STACK_PACKAGES.to_string(), packages.join(",")),
+        (STACK_FORMAT.to_string(), FORMAT.to_string()),
         (
             "org.opencontainers.image.description".to_string(),
             format!(
@@ -832,8 +833,8 @@ fn add_to_index(
 }
 
 /// The flavour of `source` to run apps that need `mixins` (Debian package names) on
-/// `arch`: of the flavours whose lock for `arch` contains every mixin, the one with the
-/// fewest packages.
+/// `arch`: of the flavours whose lock for `arch` contains every mixin (a mixin `a | b` is
+/// met by either), the one with the fewest packages.
 pub fn choose_flavour(
     source: &StackSource,
     arch: &str,
@@ -851,7 +852,10 @@ pub fn choose_flavour(
             .filter(|p| p.arch == arch)
             .map(|p| p.name.as_str())
             .collect();
-        if names.is_empty() || !mixins.iter().all(|m| names.contains(m.as_str())) {
+        // A mixin may name alternatives, `a | b`, as Debian dependencies do (a package that
+        // is called otherwise in another release).
+        let has = |mixin: &String| mixin.split('|').any(|alt| names.contains(alt.trim()));
+        if names.is_empty() || !mixins.iter().all(has) {
             continue;
         }
         if best.as_ref().is_none_or(|(count, _)| names.len() < *count) {
@@ -864,6 +868,10 @@ pub fn choose_flavour(
         flavours: def.flavours.keys().map(ToString::to_string).collect(),
     })
 }
+
+/// The version of how kiln makes stack images (`rootfs::configure` and the layout): raise it
+/// when a change makes images of the same lock differ, so stores rebuild them.
+const FORMAT: &str = "2";
 
 /// Makes sure the store holds `flavour`'s image for `arch` built from the current lock,
 /// building it if it is missing or was built from another lock. Returns its store name.
@@ -900,14 +908,9 @@ pub fn ensure_image(
     )
     .ok()
     .and_then(|image| {
-        image
-            .config
-            .config()
-            .as_ref()?
-            .labels()
-            .as_ref()?
-            .get(STACK_PACKAGES)
-            .cloned()
+        let labels = image.config.config().as_ref()?.labels().clone()?;
+        (labels.get(STACK_FORMAT).map(String::as_str) == Some(FORMAT))
+            .then(|| labels.get(STACK_PACKAGES).cloned())?
     });
     if current.as_deref() == Some(wanted.join(",").as_str()) {
         return Ok(name);
@@ -943,7 +946,22 @@ mod tests {
         assert_eq!(choose(&["libstdc++6"]).unwrap(), "cc");
         assert_eq!(choose(&["nodejs"]).unwrap(), "nodejs");
         assert_eq!(choose(&["dash", "coreutils"]).unwrap(), "shell");
-        assert_eq!(choose(&["python3", "gcc-12"]).unwrap(), "build");
+        assert_eq!(choose(&["python3", "gcc-12"]).unwrap(), "build-python");
+        // Build images: the smallest flavour with build-essential and the toolchain.
+        assert_eq!(choose(&["build-essential"]).unwrap(), "build");
+        assert_eq!(
+            choose(&["build-essential", "golang-go"]).unwrap(),
+            "build-go"
+        );
+        assert_eq!(
+            choose(&["build-essential", "cargo | cargo-web"]).unwrap(),
+            "build-rust"
+        );
+        assert_eq!(choose(&["build-essential", "npm"]).unwrap(), "build-nodejs");
+        assert_eq!(
+            choose(&["build-essential", "python3-pip", "python3-venv"]).unwrap(),
+            "build-python"
+        );
         let err = choose(&["no-such-package"]).unwrap_err().to_string();
         assert!(
             err.contains("no-such-package") && err.contains("--run-image"),

@@ -43,7 +43,7 @@ pub(crate) struct AptSource {
 /// No Debian mirror is configured for a suite.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "no Debian mirror: give --mirror URL (e.g. http://deb.debian.org/debian), set KILN_DEBIAN_MIRROR, or configure apt sources for {suite}"
+    "no Debian mirror: give --mirror URL (a Debian mirror's URL, e.g. http://mirror.example/debian), set KILN_DEBIAN_MIRROR, or configure apt sources for {suite}"
 )]
 pub(crate) struct NoMirror {
     /// The suite that needs one.
@@ -183,10 +183,10 @@ mod tests {
 
     #[test]
     fn parses_deb822_and_one_line_sources() {
-        let deb822 = "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n\nTypes: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\nEnabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\n";
+        let deb822 = "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\nTypes: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\nEnabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\n";
         let sources = parse_apt_sources(Path::new("debian.sources"), deb822);
         assert_eq!(sources.len(), 2);
-        assert_eq!(sources[0].uri, "http://deb.debian.org/debian");
+        assert_eq!(sources[0].uri, "http://mirror.example/debian");
         assert_eq!(sources[0].suites, ["bookworm", "bookworm-updates"]);
         let one_line = "# comment\ndeb [arch=amd64 signed-by=/x.gpg] http://mirror.example/debian bookworm main\ndeb-src http://src.example bookworm main\ndeb http://sec.example/debian-security bookworm-security main # trailing\n";
         let sources = parse_apt_sources(Path::new("sources.list"), one_line);

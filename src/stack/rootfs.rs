@@ -10,6 +10,7 @@
 //! | base layer | `/etc/nsswitch.conf` (files, then dns for hosts) | glibc's defaults, made explicit |
 //! | ca-certificates | `/etc/ssl/certs/ca-certificates.crt` from every certificate under `/usr/share/ca-certificates`, sorted; `/usr/lib/ssl/cert.pem` and `/usr/lib/ssl/certs` pointing at it | `update-ca-certificates`, the openssl package's links |
 //! | tzdata | `/etc/localtime` → `Etc/UTC`, `/etc/timezone` | tzdata's postinst |
+//! | gcc, g++ | `/usr/bin/cc` → `gcc`, `/usr/bin/c++` → `g++` (what compilers, Cargo and node-gyp call) | their `update-alternatives` registrations |
 //! | every package | `/var/lib/dpkg/status.d/<package>`: its control stanza with `Status: install ok installed` | dpkg's status database, as distroless images record it for SBOM and vulnerability scanners |
 //!
 //! Packages that ship the links runtimes are found by (`/usr/bin/python3`, `/usr/bin/node`)
@@ -172,6 +173,12 @@ pub(crate) fn configure(
         write_file(unpacker, "etc/timezone", b"Etc/UTC\n")?;
         done.push("time zone Etc/UTC".to_string());
     }
+    for (package, link, target) in [("gcc", "usr/bin/cc", "gcc"), ("g++", "usr/bin/c++", "g++")] {
+        if installed(package) {
+            write_link(unpacker, link, target)?;
+            done.push(format!("/{link} → {target}"));
+        }
+    }
     for (name, control) in packages {
         let mut record = control.clone();
         record.set("Status", "install ok installed");
@@ -253,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn configure_builds_the_ca_bundle_timezone_and_status() {
+    fn configure_builds_the_ca_bundle_timezone_alternatives_and_status() {
         let root = tempfile::tempdir().unwrap();
         let certs = root.path().join("usr/share/ca-certificates/mozilla");
         fs::create_dir_all(&certs).unwrap();
@@ -270,10 +277,17 @@ mod tests {
             &[
                 ("ca-certificates".into(), control("ca-certificates")),
                 ("tzdata".into(), control("tzdata")),
+                ("gcc".into(), control("gcc")),
             ],
         )
         .unwrap();
-        assert_eq!(done.len(), 2);
+        assert_eq!(done.len(), 3);
+        // The compiler's alternative, and none for a compiler that is not there.
+        assert_eq!(
+            fs::read_link(root.path().join("usr/bin/cc")).unwrap(),
+            Path::new("gcc")
+        );
+        assert!(fs::symlink_metadata(root.path().join("usr/bin/c++")).is_err());
         let r = root.path();
         assert_eq!(
             fs::read_to_string(r.join("etc/ssl/certs/ca-certificates.crt")).unwrap(),

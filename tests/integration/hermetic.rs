@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use crate::util::TestEnv;
 
-/// A buildpack for a busybox build image (`/bin/sh`, no bash) that checks what it sees.
-fn checker(dir: &Path) -> PathBuf {
+/// A buildpack for a busybox build image (`/bin/sh`, no bash) that checks what it sees; it
+/// must not see any of `hidden` (host paths).
+fn checker(dir: &Path, hidden: &[&Path]) -> PathBuf {
     fs::create_dir_all(dir.join("bin")).unwrap();
     fs::write(
         dir.join("buildpack.toml"),
@@ -17,6 +18,11 @@ fn checker(dir: &Path) -> PathBuf {
     )
     .unwrap();
     let repo = env!("CARGO_MANIFEST_DIR");
+    let hidden = hidden
+        .iter()
+        .map(|p| format!("'{}'", p.display()))
+        .collect::<Vec<_>>()
+        .join(" ");
     let scripts = [
         ("detect", "#!/bin/sh\nexit 0\n".to_string()),
         (
@@ -27,6 +33,9 @@ set -e
 test -x /bin/busybox || {{ echo "not in the build image"; exit 10; }}
 if test -e "{repo}"; then echo "the host's tree is visible"; exit 11; fi
 if test -e /usr/bin/python3; then echo "host tools are visible"; exit 12; fi
+for hidden in /etc/shadow {hidden}; do
+  if test -e "$hidden"; then echo "the host's $hidden is visible"; exit 19; fi
+done
 echo scratch > /tmp/scratch || {{ echo "/tmp is not writable"; exit 13; }}
 if touch /bin/planted 2>/dev/null; then echo "the build image is writable"; exit 14; fi
 test -c /dev/null || {{ echo "no /dev/null"; exit 15; }}
@@ -53,7 +62,17 @@ echo "checked the build image"
 fn buildpacks_in_a_build_image_see_only_it_and_builds_reproduce() {
     let env = TestEnv::new();
     let app = env.app("app", &[("f", "x")]);
-    let bp = checker(&env.path("checker"));
+    // Registry credentials kiln may read, in a Docker config of their own.
+    let docker_config = env.path("docker");
+    fs::create_dir_all(&docker_config).unwrap();
+    fs::write(docker_config.join("config.json"), "{}").unwrap();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let bp = checker(
+        &env.path("checker"),
+        &[&env.home(), &docker_config, &home, Path::new("/etc/apt")],
+    );
     let image = env.run_image();
     let ca = env.path("ca.pem");
     fs::write(&ca, "# kiln-test-ca\n").unwrap();
@@ -211,8 +230,7 @@ fn shared_dir(env: &TestEnv, name: &str) -> PathBuf {
 /// and by a builder image as uid 1000 with every capability dropped and namespaces denied
 /// by seccomp (a Kubernetes "restricted" pod) gives one image digest.
 #[test]
-fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_restricted_builder()
-{
+fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_restricted_builder() {
     let Some(podman) = crate::util::Podman::new() else {
         return;
     };
@@ -231,6 +249,19 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
         .output()
         .unwrap();
     let host_digest = reported_digest(&host, "the build on this host");
+    // The build images were missing from the store: made on first use, with progress.
+    let log = String::from_utf8_lossy(&host.stderr);
+    for line in [
+        "Building kiln/stacks/bookworm-build:latest for",
+        "Building kiln/stacks/bookworm-build-python:latest for",
+        "Downloading ",
+        "Build image: kiln/stacks/bookworm-build-python:latest",
+    ] {
+        assert!(
+            log.contains(line),
+            "no {line:?} in the build's output:\n{log}"
+        );
+    }
 
     // In a bare container: the stack's `cc` image (glibc, libgcc, CA certificates) and kiln.
     env.ok(&["stack", "build", "bookworm", "--flavour", "cc"]);
@@ -247,7 +278,11 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
             .arg(archive)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     load(&bare);
     let out_bare = shared_dir(&env, "bare-out");
@@ -258,10 +293,25 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
         .arg(format!("--volume={kiln}:/usr/local/bin/kiln:ro"))
         .arg(format!("--volume={}:/src:ro", app.display()))
         .arg(format!("--volume={}:/out", out_bare.display()))
-        .args(["localhost/kiln-test-bare:1", "/usr/local/bin/kiln", "build", "flask"])
-        .args(["--path", "/src", "--output", "oci:/out:flask", "--format", "json"]);
+        .args([
+            "localhost/kiln-test-bare:1",
+            "/usr/local/bin/kiln",
+            "build",
+            "flask",
+        ])
+        .args([
+            "--path",
+            "/src",
+            "--output",
+            "oci:/out:flask",
+            "--format",
+            "json",
+        ]);
     let bare_digest = reported_digest(&command.output().unwrap(), "the build in a bare container");
-    assert_eq!(bare_digest, host_digest, "a bare container built another image");
+    assert_eq!(
+        bare_digest, host_digest,
+        "a bare container built another image"
+    );
 
     // In a builder image, as a restricted pod runs it.
     let builder = env.path("builder.tar");
@@ -271,7 +321,10 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
         "--flavour",
         "build-python",
         "--output",
-        &format!("oci-archive:{}:localhost/kiln-test-builder:1", builder.display()),
+        &format!(
+            "oci-archive:{}:localhost/kiln-test-builder:1",
+            builder.display()
+        ),
     ]);
     load(&builder);
     let seccomp = format!(
@@ -292,21 +345,60 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
         .command()
         .args(["run", "--rm"])
         .args(restricted)
-        .args(["--entrypoint", "/usr/bin/unshare", "localhost/kiln-test-builder:1"])
+        .args([
+            "--entrypoint",
+            "/usr/bin/unshare",
+            "localhost/kiln-test-builder:1",
+        ])
         .args(["--user", "--mount", "true"])
         .output()
         .unwrap();
-    assert!(!denied.status.success(), "unshare worked in the restricted container");
+    assert!(
+        !denied.status.success(),
+        "unshare worked in the restricted container"
+    );
+    // kiln's home on a volume, as the recipes keep it (emptyDir, a cache between runs).
+    let cache = shared_dir(&env, "kiln-cache");
     let out_pod = shared_dir(&env, "pod-out");
     let mut command = podman.command();
     command
         .args(["run", "--rm"])
         .args(restricted)
         .args(network_options())
+        .arg(format!("--volume={}:/kiln", cache.display()))
         .arg(format!("--volume={}:/src:ro", app.display()))
         .arg(format!("--volume={}:/out", out_pod.display()))
         .args(["localhost/kiln-test-builder:1", "build", "flask"])
-        .args(["--path", "/src", "--output", "oci:/out:flask", "--format", "json"]);
+        .args([
+            "--path",
+            "/src",
+            "--output",
+            "oci:/out:flask",
+            "--format",
+            "json",
+        ]);
     let pod_digest = reported_digest(&command.output().unwrap(), "the build in a builder image");
-    assert_eq!(pod_digest, host_digest, "the builder image built another image");
+    assert_eq!(
+        pod_digest, host_digest,
+        "the builder image built another image"
+    );
+
+    // As a GitHub Actions container job runs it: root, the engine's default capabilities
+    // and seccomp profile, the checkout mounted as the working directory.
+    let out_job = shared_dir(&env, "job-out");
+    let mut command = podman.command();
+    command
+        .args(["run", "--rm", "--user=0:0"])
+        .args(network_options())
+        .arg(format!("--volume={}:/kiln", cache.display()))
+        .arg(format!("--volume={}:/__w/app/app", app.display()))
+        .arg("--workdir=/__w/app/app")
+        .arg(format!("--volume={}:/out", out_job.display()))
+        .args(["localhost/kiln-test-builder:1", "build", "flask"])
+        .args(["--output", "oci:/out:flask", "--format", "json"]);
+    let job_digest = reported_digest(&command.output().unwrap(), "the build in a container job");
+    assert_eq!(
+        job_digest, host_digest,
+        "the container job built another image"
+    );
 }
