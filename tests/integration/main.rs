@@ -26,6 +26,7 @@ mod examples;
 mod export;
 mod fixtures;
 mod hermetic;
+mod launch;
 mod real_apps;
 mod rebuild;
 mod registry;
