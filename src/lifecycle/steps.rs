@@ -85,11 +85,18 @@ impl Phases for Steps<'_> {
     fn run_image(
         &mut self,
         prepared: &Prepared,
-        (group, _): &Self::Detected,
+        (group, plan): &Self::Detected,
     ) -> Result<RunImage, Error> {
         match &prepared.run_image {
             Some(image) => Ok(image.clone()),
-            None => default_run_image(self.store, self.options, group, self.events, self.cancel),
+            None => default_run_image(
+                self.store,
+                self.options,
+                group,
+                plan,
+                self.events,
+                self.cancel,
+            ),
         }
     }
 

@@ -25,6 +25,7 @@ mod errors;
 mod examples;
 mod export;
 mod fixtures;
+mod frontend;
 mod hermetic;
 mod launch;
 mod real_apps;
