@@ -99,6 +99,11 @@ pub const DEFAULT_ORDER: &[&str] = &[
 /// The buildpack every default group ends with, as an optional member.
 pub const PROCFILE: &str = "kiln/procfile";
 
+/// Optional members that follow a buildpack in its default group (before `kiln/procfile`):
+/// kiln/static serves the static site a Node.js front-end project's build makes, when
+/// kiln/nodejs hands it over through the plan entry `static-site`.
+pub const HELPERS: &[(&str, &str)] = &[("kiln/nodejs", "kiln/static")];
+
 /// The built-in buildpack with this id.
 pub fn builtin(id: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.id == id)

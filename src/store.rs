@@ -9,6 +9,8 @@
 //!   cache/exports/       export memos (see crate::lifecycle::export)
 //!   cache/diff-ids/      verified diff_ids of layer blobs, one small file per blob
 //!                        (see crate::image::diff_ids)
+//!   cache/layer-files/   the file list of each run image layer blob, for the launch check
+//!                        (see crate::lifecycle::export)
 //!   lock                 taken exclusively while index.json is rewritten
 //! ```
 //!

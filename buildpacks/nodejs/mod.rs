@@ -21,11 +21,19 @@
 //! - **Start**: `scripts.start` (run directly when it is `node file …`, else with `sh -c` and
 //!   `node_modules/.bin` on `PATH`), else `main`, else `server.js`/`index.js`/`app.js`/`main.js`.
 //!   A Procfile overrides it. `PORT` defaults to 8080, `NODE_ENV` to `production`.
+//! - **Front-end projects** (a `build` script and no server, see [`frontend`]): kiln/nodejs
+//!   builds the site and provides the plan entry `static-site`, which kiln/static (the next
+//!   member of kiln's default group) requires: kiln/static then serves the output directory
+//!   with lighttpd, and kiln/nodejs asks for no run-image packages (`run-image-mixins = []`
+//!   in its requirement's metadata), so the image is the small `static` flavour without
+//!   Node.js. Without kiln/static in the group the plan falls back to the ordinary one.
 
+pub(crate) mod frontend;
 mod install;
 pub(crate) mod project;
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
+use libcnb::data::build_plan::{BuildPlanBuilder, Require};
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
 
 use crate::common::files::App;
@@ -49,7 +57,17 @@ struct Decisions<'a> {
     provided: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     start: Option<String>,
+    /// A front-end project handed to kiln/static: what it serves.
+    #[serde(rename = "static-site", skip_serializing_if = "Option::is_none")]
+    site: Option<&'a frontend::Frontend>,
+    /// The run image needs none of kiln/nodejs's packages (the site is served by
+    /// kiln/static): kiln reads this instead of the buildpack.toml's list.
+    #[serde(rename = "run-image-mixins", skip_serializing_if = "Option::is_none")]
+    run_image_mixins: Option<Vec<String>>,
 }
+
+/// The plan entry a front-end project's build provides for kiln/static.
+pub(crate) const STATIC_SITE: &str = "static-site";
 
 /// The requested Node.js checked against the run image's (see [`check_runtime`]).
 fn checked_version(
@@ -75,14 +93,40 @@ fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
     if let Some(warning) = checked_version(&context.target, &project)? {
         println!("warning: {warning}");
     }
-    pass(
-        "node",
-        &Decisions {
-            project: &project,
-            provided: inventory::provided(&context.target, "nodejs"),
-            start: project.command.as_deref().map(display),
-        },
-    )
+    let decisions = Decisions {
+        project: &project,
+        provided: inventory::provided(&context.target, "nodejs"),
+        start: project.command.as_deref().map(display),
+        site: None,
+        run_image_mixins: None,
+    };
+    let Some(site) = frontend::analyze(&app)? else {
+        return pass("node", &decisions);
+    };
+    // First choice: hand the built site to kiln/static; else the ordinary plan.
+    let mut handover = Require::new("node");
+    let mut plain = Require::new("node");
+    let record = |e: toml::ser::Error| Error::new(format!("cannot record the plan: {e}"));
+    plain.metadata(&decisions).map_err(record)?;
+    handover
+        .metadata(&Decisions {
+            site: Some(&site),
+            run_image_mixins: Some(Vec::new()),
+            ..decisions
+        })
+        .map_err(record)?;
+    DetectResultBuilder::pass()
+        .build_plan(
+            BuildPlanBuilder::new()
+                .provides("node")
+                .provides(STATIC_SITE)
+                .requires(handover)
+                .or()
+                .provides("node")
+                .requires(plain)
+                .build(),
+        )
+        .build()
 }
 
 fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
@@ -100,6 +144,15 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
 
     install::install(context, &app, &project, provided.as_deref())?;
 
+    let handed_over = context
+        .buildpack_plan
+        .entries
+        .iter()
+        .any(|e| e.name == STATIC_SITE);
+    if handed_over {
+        say("the built site is served by kiln/static (no start command: a front-end project)");
+        return BuildResultBuilder::new().build();
+    }
     let launch = process::web_launch(
         &app,
         project.command.as_deref(),

@@ -160,8 +160,10 @@ pub fn package(id: &str, dest: &Path, exe: &Path) -> Result<PathBuf, BuiltinErro
     Ok(dest.to_path_buf())
 }
 
-/// kiln's default order: each language buildpack with `kiln/procfile` as an optional member,
-/// then `kiln/procfile` alone (see `kiln_buildpacks::DEFAULT_ORDER` for the precedence).
+/// kiln's default order: each language buildpack with its helpers
+/// (`kiln_buildpacks::HELPERS`: kiln/static after kiln/nodejs) and `kiln/procfile` as
+/// optional members, then `kiln/procfile` alone (see `kiln_buildpacks::DEFAULT_ORDER` for
+/// the precedence).
 pub fn default_order() -> Order {
     let version = Some(kiln_buildpacks::VERSION.to_string());
     let procfile = GroupEntry {
@@ -171,8 +173,20 @@ pub fn default_order() -> Order {
     };
     let mut order: Vec<OrderGroup> = kiln_buildpacks::DEFAULT_ORDER
         .iter()
-        .map(|id| OrderGroup {
-            group: vec![GroupEntry::required(*id, version.clone()), procfile.clone()],
+        .map(|id| {
+            let mut group = vec![GroupEntry::required(*id, version.clone())];
+            group.extend(
+                kiln_buildpacks::HELPERS
+                    .iter()
+                    .filter(|(member, _)| member == id)
+                    .map(|(_, helper)| GroupEntry {
+                        id: (*helper).to_string(),
+                        version: version.clone(),
+                        optional: true,
+                    }),
+            );
+            group.push(procfile.clone());
+            OrderGroup { group }
         })
         .collect();
     order.push(OrderGroup {

@@ -437,6 +437,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// | 42 | a stack's archive failed verification (signature or checksum) |
 /// | 51 | a buildpack's build failed |
 /// | 52 | a buildpack wrote invalid output (layer, launch, build or store TOML, a metadata file over 1 MiB, a layer name that is not one path component, an env file that names no variable) |
+/// | 53 | a process cannot start: its program, or its script's `#!` interpreter, is not in the image (launch check) |
 /// | 62 | the image could not be exported |
 /// | 63 | the image could not be written to its destination (file, daemon, registry) |
 /// | 130 | cancelled (Ctrl-C / SIGTERM), whatever was running: build, detect, stack build, pull, push, rebase |
@@ -496,6 +497,7 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         | kiln::Error::Export(kiln::lifecycle::ExportError::EnvFiles(
             kiln::EnvDirError::Invalid { .. },
         )) => 52,
+        kiln::Error::Export(kiln::lifecycle::ExportError::ProgramMissing { .. }) => 53,
         kiln::Error::Export(_) => 62,
         kiln::Error::Publish(_) => 63,
         kiln::Error::Stack(e) => stack_exit_code(e),

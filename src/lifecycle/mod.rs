@@ -247,11 +247,28 @@ pub(crate) fn sequence<P: Phases>(
     Ok(report)
 }
 
-/// The Debian packages the group's buildpacks need in their run image.
-fn group_mixins(group: &[GroupMember]) -> BTreeSet<String> {
+/// The Debian packages the group's buildpacks need in their run image: each member's
+/// `[metadata.kiln] run-image-mixins`, unless a plan entry it provides carries a
+/// `run-image-mixins` list in a requirement's metadata, which replaces it (kiln/nodejs
+/// needs no Node.js at run time when kiln/static serves the site it built).
+fn group_mixins(group: &[GroupMember], plan: &[PlanEntry]) -> BTreeSet<String> {
     group
         .iter()
-        .flat_map(|m| m.buildpack.run_image_mixins())
+        .flat_map(|m| {
+            let id = m.buildpack.id().as_str();
+            let planned = plan
+                .iter()
+                .filter(|e| e.providers.iter().any(|p| p.id == id))
+                .flat_map(|e| &e.requires)
+                .find_map(|r| r.metadata.get("run-image-mixins")?.as_array().cloned());
+            match planned {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                None => m.buildpack.run_image_mixins(),
+            }
+        })
         .collect()
 }
 
@@ -261,13 +278,14 @@ fn default_run_image(
     store: &Store,
     options: &BuildOptions,
     group: &[GroupMember],
+    plan: &[PlanEntry],
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<RunImage, Error> {
     let (source, flavour, platform) = stack::choose::flavour(
         &options.stack,
         options.platform.as_ref(),
-        &group_mixins(group),
+        &group_mixins(group, plan),
     )?;
     let name = stack::ensure_image(
         store,
@@ -374,7 +392,7 @@ pub fn detect(
                 let (source, flavour, _) = stack::choose::flavour(
                     &options.stack,
                     options.platform.as_ref(),
-                    &group_mixins(&group),
+                    &group_mixins(&group, &plan),
                 )?;
                 stack::store_name(&source.definition()?.stack.name, &flavour)?.to_string()
             };

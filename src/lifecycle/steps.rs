@@ -85,11 +85,18 @@ impl Phases for Steps<'_> {
     fn run_image(
         &mut self,
         prepared: &Prepared,
-        (group, _): &Self::Detected,
+        (group, plan): &Self::Detected,
     ) -> Result<RunImage, Error> {
         match &prepared.run_image {
             Some(image) => Ok(image.clone()),
-            None => default_run_image(self.store, self.options, group, self.events, self.cancel),
+            None => default_run_image(
+                self.store,
+                self.options,
+                group,
+                plan,
+                self.events,
+                self.cancel,
+            ),
         }
     }
 
@@ -147,6 +154,7 @@ impl Phases for Steps<'_> {
         built: &BuildOutput,
     ) -> Result<ExportedImage, Error> {
         let options = self.options;
+        let layer_files = self.store.root().join("cache").join("layer-files");
         Ok(export::export(&ExportContext {
             layout: self.store.layout(),
             run_image,
@@ -162,6 +170,9 @@ impl Phases for Steps<'_> {
             memo,
             app_source: prepared.untouched_app_source().as_deref(),
             previous: previous.as_ref(),
+            stack: &options.stack,
+            run_image_chosen: prepared.run_image.is_none(),
+            layer_files: Some(&layer_files),
             events: self.events,
             cancel: self.cancel,
         })?)

@@ -4,8 +4,8 @@ use std::fs;
 
 use crate::assert_contains;
 use crate::util::{
-    Podman, TestEnv, example_app, example_buildpack, layer_entries, oci, repo, sh, validate_layout,
-    validate_schema,
+    BuildpackSpec, Podman, TestEnv, example_app, example_buildpack, layer_entries, oci, repo, sh,
+    validate_layout, validate_schema, write_buildpack,
 };
 
 fn build_example(env: &TestEnv, out: &str) {
@@ -159,14 +159,40 @@ fn kiln_layers_are_owned_by_the_cnb_user_and_normalized() {
 #[test]
 fn scratch_and_oci_archive_run_images() {
     let env = TestEnv::new();
-    // scratch: no base layers, no user, root ownership.
+    // A shell app on scratch could not start: the launch check refuses it.
+    let stderr = env.fails(
+        &[
+            "build",
+            "--path",
+            repo().join("examples/hello-shell").to_str().unwrap(),
+            "-b",
+            repo().join("examples/buildpacks/shell").to_str().unwrap(),
+            "--run-image",
+            "scratch",
+            "--output",
+            &oci(&env.path("out"), "sh"),
+        ],
+        53,
+    );
+    assert_contains!(stderr, "`/bin/sh` does not exist in the image");
+    // scratch: no base layers, no user, root ownership; a static program runs on it.
+    let app = env.path("static-app");
+    fs::create_dir_all(&app).unwrap();
+    fs::copy("/usr/bin/busybox", app.join("busybox")).unwrap();
+    let buildpack = write_buildpack(
+        &env.path("bp"),
+        &BuildpackSpec {
+            build: r#"printf '[[processes]]\ntype = "web"\ncommand = ["/workspace/busybox", "true"]\ndefault = true\n' > "$CNB_LAYERS_DIR/launch.toml""#,
+            ..BuildpackSpec::default()
+        },
+    );
     let out = oci(&env.path("out"), "s");
     env.ok(&[
         "build",
         "--path",
-        repo().join("examples/hello-shell").to_str().unwrap(),
+        app.to_str().unwrap(),
         "-b",
-        repo().join("examples/buildpacks/shell").to_str().unwrap(),
+        buildpack.to_str().unwrap(),
         "--run-image",
         "scratch",
         "--output",
@@ -174,12 +200,12 @@ fn scratch_and_oci_archive_run_images() {
     ]);
     let json: serde_json::Value =
         serde_json::from_str(&env.ok(&["inspect", "--format", "json", &out])).unwrap();
-    assert_eq!(json["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(json["layers"].as_array().unwrap().len(), 1);
     assert_eq!(json["user"], serde_json::Value::Null);
     assert_eq!(json["platform"], kiln::TargetPlatform::host().to_string());
     let app = layer_entries(
         &env.path("out"),
-        json["layers"][1]["digest"].as_str().unwrap(),
+        json["layers"][0]["digest"].as_str().unwrap(),
     );
     assert!(app.iter().all(|e| (e.uid, e.gid) == (0, 0)));
     validate_layout(&env.path("out"), "s", &env.path("scratch"));
@@ -350,12 +376,7 @@ fn kilnignore_and_git_are_left_out_of_the_image() {
         ],
     );
     let out = oci(&env.path("out"), "img");
-    env.build_ok(
-        &app,
-        &[&example_buildpack()],
-        &out,
-        &["--run-image", "scratch"],
-    );
+    env.build_ok(&app, &[&example_buildpack()], &out, &[]);
     let json = env.inspect(&out);
     let app_layer = json["layers"].as_array().unwrap().last().unwrap()["digest"].clone();
     let mut paths: Vec<String> = layer_entries(&env.path("out"), app_layer.as_str().unwrap())

@@ -424,13 +424,22 @@ impl Served<'_> {
     /// `GET path` on the container's port, retried for up to a minute while it starts:
     /// the status code and body, or the container's logs on failure.
     pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+        self.get_with(path, &[])
+    }
+
+    /// [`Served::get`] with extra request headers (`("Authorization", "Basic …")`).
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Result<(u16, String), String> {
         use std::io::{Read, Write};
         let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         loop {
             let attempt =
                 std::net::TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut s| {
                     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-                    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+                    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n")?;
+                    for (name, value) in headers {
+                        write!(s, "{name}: {value}\r\n")?;
+                    }
+                    write!(s, "\r\n")?;
                     let mut response = String::new();
                     s.read_to_string(&mut response)?;
                     Ok(response)

@@ -10,6 +10,12 @@
 //! (its `command`) and `Cmd` (its `args`, which `podman run IMAGE ARGS…` replaces, as the
 //! CNB launcher does). So `exec.d` and `profile.d` scripts do not run; kiln warns when a
 //! launch layer has them.
+//!
+//! Before anything is written, [`launch_check`] makes sure every process's program (and a
+//! script's `#!` interpreter) is in the image; a missing one fails the export with
+//! [`ExportError::ProgramMissing`] (exit code 53), naming the stack flavour that has it.
+
+pub(crate) mod launch_check;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -77,6 +83,24 @@ pub enum ExportError {
         layer: String,
         /// Whether it was a cache layer.
         cache: bool,
+    },
+    /// A process's program, or its script's `#!` interpreter, is not in the image: the
+    /// image would fail when it starts.
+    #[error("the image cannot start: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    ProgramMissing {
+        /// The run image.
+        run_image: String,
+        /// What each failing process misses.
+        problems: Vec<launch_check::MissingProgram>,
+    },
+    /// The run image's layers could not be read to check the processes' programs.
+    #[error("cannot read the run image's layer {path} to check the processes' programs")]
+    RunImageFiles {
+        /// The layer blob.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The image configuration could not be assembled.
     #[error("failed to assemble the image configuration: {0}")]
@@ -147,6 +171,13 @@ pub(crate) struct ExportContext<'a> {
     /// The previous image of the destination: launch layers a buildpack left without
     /// contents are reused from it.
     pub previous: Option<&'a crate::lifecycle::analyze::PreviousImage>,
+    /// The stack whose flavours the launch check names when a program is missing.
+    pub stack: &'a str,
+    /// Whether kiln chose the run image (a flavour of `stack`) rather than `--run-image`.
+    pub run_image_chosen: bool,
+    /// Where the launch check keeps each run image layer's file list
+    /// (`$KILN_HOME/cache/layer-files`); `None` reads the layers every time.
+    pub layer_files: Option<&'a Path>,
     /// Where events go.
     pub events: &'a dyn EventSink,
     /// Cancellation.
@@ -167,6 +198,7 @@ struct PlannedLayer {
 pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
     let (uid, gid) = ctx.run_image.cnb_user();
     let run_layers = run_image_layers(ctx)?;
+    check_launch(ctx, &run_layers)?;
 
     let (mut planned, mut bp_metadata) = plan_launch_layers(ctx, uid, gid)?;
     let launch_layer_count = planned.len();
@@ -240,6 +272,121 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
         layers: exported,
         default_process: process,
     })
+}
+
+/// The launch check (see [`launch_check`]): every process's program and `#!` interpreter
+/// resolves in the image to be, with the `PATH` that process will have.
+fn check_launch(ctx: &ExportContext<'_>, run_layers: &[Descriptor]) -> Result<(), ExportError> {
+    let processes = ctx.build.processes.list();
+    if processes.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut files = launch_check::run_image_files(ctx.layout, run_layers, ctx.layer_files)
+        .map_err(|(path, source)| ExportError::RunImageFiles { path, source })?;
+    for output in &ctx.build.buildpacks {
+        let escaped = output.buildpack.id().escaped();
+        for layer in output.layers.iter().filter(|l| l.types.launch) {
+            let guest = format!("{LAYERS_DIR}/{escaped}/{}", layer.name);
+            match &layer.dir {
+                Some(dir) => files.mount_host(&guest, dir),
+                None => files.mount_unknown(&guest),
+            }
+        }
+    }
+    files.mount_host(APP_DIR, ctx.app_dir);
+    let mut problems = Vec::new();
+    for process in &processes {
+        let env = launch_env(ctx, Some(process))?;
+        if let Some((program, problem)) =
+            launch_check::check_process(&files, process, env.get("PATH"))
+        {
+            problems.push(launch_check::MissingProgram {
+                process_type: process.process_type.to_string(),
+                hint: Some(provider_hint(ctx, &program)),
+                program,
+                problem,
+            });
+        }
+    }
+    ctx.events.event(&Event::Info(format!(
+        "launch check of {} process(es) took {} ms",
+        processes.len(),
+        started.elapsed().as_millis()
+    )));
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ExportError::ProgramMissing {
+        run_image: ctx.run_image.label_name(),
+        problems,
+    })
+}
+
+/// Which flavour of the stack (or which Debian package) has `program`, said for a run
+/// image kiln chose or for one the user gave.
+fn provider_hint(ctx: &ExportContext<'_>, program: &str) -> String {
+    let Some(package) = launch_check::debian_package(program) else {
+        return format!(
+            "no buildpack installed `{program}` in a launch layer and the run image {} does not have it",
+            ctx.run_image.label_name()
+        );
+    };
+    let arch = &ctx.run_image.platform.architecture;
+    let source = crate::stack::StackSource::open(ctx.stack).ok();
+    let stack_name = source
+        .as_ref()
+        .and_then(|s| s.definition().ok())
+        .map(|d| d.stack.name.to_string());
+    let flavour = source
+        .as_ref()
+        .and_then(|s| run_flavour_with(s, arch, package));
+    match (flavour, stack_name) {
+        (Some(flavour), Some(stack)) if ctx.run_image_chosen => format!(
+            "the `{flavour}` flavour of stack {stack} has it (Debian package {package}): add \"{package}\" to `run-image-mixins` under [metadata.kiln] in the buildpack's buildpack.toml so kiln picks that flavour, or build with --run-image kiln/stacks/{stack}-{flavour} (made by `kiln stack build {stack} --flavour {flavour}`)"
+        ),
+        (Some(flavour), Some(stack)) => format!(
+            "Debian package {package} provides it (the `{flavour}` flavour of stack {stack} has it: --run-image kiln/stacks/{stack}-{flavour}); use a run image that has it"
+        ),
+        (None, Some(stack)) => format!(
+            "it comes from Debian package {package}, which no run flavour of stack {stack} has{}; use a program the run image has, or a --run-image with {package}",
+            if package == "bash" {
+                " (kiln's own kiln/procfile runs Procfile commands with `sh -c`, which the shell, static, python and nodejs flavours have)"
+            } else {
+                ""
+            }
+        ),
+        (_, None) => format!("Debian package {package} provides it; use a run image that has it"),
+    }
+}
+
+/// The smallest flavour of `source` (not a build flavour) whose lock for `arch` has
+/// `package`.
+fn run_flavour_with(
+    source: &crate::stack::StackSource,
+    arch: &str,
+    package: &str,
+) -> Option<String> {
+    let def = source.definition().ok()?;
+    let mut best: Option<(usize, String)> = None;
+    for flavour in def.flavours.keys() {
+        if flavour.as_str().starts_with("build") {
+            continue;
+        }
+        let Ok(Some(lock)) = source.lock(flavour.as_str()) else {
+            continue;
+        };
+        let names: Vec<&str> = lock
+            .packages
+            .iter()
+            .filter(|p| p.arch == arch)
+            .map(|p| p.name.as_str())
+            .collect();
+        if names.contains(&package) && best.as_ref().is_none_or(|(n, _)| names.len() < *n) {
+            best = Some((names.len(), flavour.to_string()));
+        }
+    }
+    best.map(|(_, f)| f)
 }
 
 /// Plans one layer per launch layer (buildpacks in group order, layers by name) and the

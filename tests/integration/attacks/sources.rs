@@ -301,7 +301,7 @@ key = "org.example.team"
 value = "platform"
 [[processes]]
 type = "web"
-command = ["./app.sh"]
+command = ["sh", "./app.sh"]
 default = true
 EOF"#,
     );
