@@ -368,8 +368,8 @@ fn kiln_layer(
             (*dir).to_string(),
             EntryMetadata {
                 mode: 0o755,
-                uid: uid,
-                gid: gid,
+                uid,
+                gid,
             },
         );
     }
@@ -378,8 +378,8 @@ fn kiln_layer(
         source: root.to_path_buf(),
         target: String::new(),
         only: None,
-        uid: uid,
-        gid: gid,
+        uid,
+        gid,
         entry_metadata: Some(Arc::new(entries)),
     };
     Ok(write_layer(store.layout(), &spec)?)

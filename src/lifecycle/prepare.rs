@@ -110,7 +110,7 @@ impl Drop for DirectDirs {
                 continue;
             };
             for entry in entries.filter_map(Result::ok) {
-                let _ = crate::cache::record::remove_tree(&entry.path());
+                crate::cache::record::remove_tree(&entry.path());
             }
         }
     }
@@ -253,60 +253,16 @@ pub(super) fn prepare(
     let mut user_env = app.build_env;
     user_env.extend(options.env.clone());
     write_build_env(&work.platform, &user_env)?;
-    let mut mounts = SandboxMounts {
-        dirs: vec![
-            (work.layers.clone(), PathBuf::from(LAYERS_DIR)),
-            (work.app.clone(), PathBuf::from(APP_DIR)),
-            (work.platform.clone(), PathBuf::from(PLATFORM_DIR)),
-            (
-                work.plans.clone(),
-                PathBuf::from(crate::buildenv::PLANS_DIR),
-            ),
-        ],
-        hidden: Vec::new(),
-        rootfs: None,
-        files: Vec::new(),
-    };
-    mounts.hide_kiln_state(store.root());
-    if let (true, Some(ca)) = (hermetic, &options.ca_certs) {
-        mounts
-            .files
-            .push((ca.clone(), PathBuf::from(crate::env::IMAGE_CA_BUNDLE)));
-    }
-    let mut build_image = None;
-    if let Some(info) = &builder {
-        build_image = Some(info.build_image.clone());
-        events.event(&Event::Step(format!(
-            "Build image: {} (kiln runs in this builder image; buildpacks run without a sandbox of kiln's)",
-            info.build_image
-        )));
-    } else if hermetic {
-        // Detection runs in the stack's smallest build image; the group may need a bigger one.
-        let (rootfs, image) = build_rootfs(store, options, &BTreeSet::new(), events, cancel)?;
-        mounts.rootfs = Some(rootfs);
-        build_image = Some(image);
-        mounts
-            .files
-            .push((exe.clone(), PathBuf::from(crate::builder::KILN_IN_IMAGE)));
-    }
-    for buildpack in catalog.buildpacks() {
-        mounts.dirs.push((
-            buildpack.dir().to_path_buf(),
-            buildpack_guest_dir(&buildpack.id().escaped(), buildpack.version()),
-        ));
-    }
-    let sandbox = if builder.is_some() {
-        // The buildpacks at their CNB paths, as links (the builder's /cnb/buildpacks is
-        // kiln's to write, and emptied when the build ends).
-        for (dir, guest) in &mounts.dirs {
-            if guest.starts_with(crate::buildenv::BUILDPACKS_DIR) {
-                link_buildpack(dir, guest)?;
-            }
-        }
-        HostSandbox::direct()
-    } else {
-        HostSandbox::prepare(&work.root, &mounts)?
-    };
+    let (sandbox, mounts, build_image) = sandbox(
+        store,
+        options,
+        &work,
+        &catalog,
+        &exe,
+        builder.as_ref(),
+        events,
+        cancel,
+    )?;
     let mut base_env = base_env(options);
     if let (Some(_), Some(ca)) = (&builder, &options.ca_certs) {
         // Nothing is bound in a builder image: the bundle is where it is.
@@ -328,6 +284,78 @@ pub(super) fn prepare(
         mounts,
         builder,
     })
+}
+
+/// The sandbox buildpacks run in (none in a builder image), what it maps, and the build
+/// image's `REFERENCE@digest` (hermetic builds).
+#[allow(clippy::too_many_arguments)]
+fn sandbox(
+    store: &Store,
+    options: &BuildOptions,
+    work: &WorkDir,
+    catalog: &Catalog,
+    exe: &std::path::Path,
+    builder: Option<&crate::builder::BuilderInfo>,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<(HostSandbox, SandboxMounts, Option<String>), Error> {
+    let hermetic = options.build_environment == BuildEnvironment::Image;
+    let mut mounts = SandboxMounts {
+        dirs: vec![
+            (work.layers.clone(), PathBuf::from(LAYERS_DIR)),
+            (work.app.clone(), PathBuf::from(APP_DIR)),
+            (work.platform.clone(), PathBuf::from(PLATFORM_DIR)),
+            (
+                work.plans.clone(),
+                PathBuf::from(crate::buildenv::PLANS_DIR),
+            ),
+        ],
+        hidden: Vec::new(),
+        rootfs: None,
+        files: Vec::new(),
+    };
+    mounts.hide_kiln_state(store.root());
+    if let (true, Some(ca)) = (hermetic, &options.ca_certs) {
+        mounts
+            .files
+            .push((ca.clone(), PathBuf::from(crate::env::IMAGE_CA_BUNDLE)));
+    }
+    let mut build_image = None;
+    if let Some(info) = builder {
+        build_image = Some(info.build_image.clone());
+        events.event(&Event::Step(format!(
+            "Build image: {} (kiln runs in this builder image; buildpacks run without a sandbox of kiln's)",
+            info.build_image
+        )));
+    } else if hermetic {
+        // Detection runs in the stack's smallest build image; the group may need a bigger one.
+        let (rootfs, image) = build_rootfs(store, options, &BTreeSet::new(), events, cancel)?;
+        mounts.rootfs = Some(rootfs);
+        build_image = Some(image);
+        mounts.files.push((
+            exe.to_path_buf(),
+            PathBuf::from(crate::builder::KILN_IN_IMAGE),
+        ));
+    }
+    for buildpack in catalog.buildpacks() {
+        mounts.dirs.push((
+            buildpack.dir().to_path_buf(),
+            buildpack_guest_dir(&buildpack.id().escaped(), buildpack.version()),
+        ));
+    }
+    let sandbox = if builder.is_some() {
+        // The buildpacks at their CNB paths, as links (the builder's /cnb/buildpacks is
+        // kiln's to write, and emptied when the build ends).
+        for (dir, guest) in &mounts.dirs {
+            if guest.starts_with(crate::buildenv::BUILDPACKS_DIR) {
+                link_buildpack(dir, guest)?;
+            }
+        }
+        HostSandbox::direct()
+    } else {
+        HostSandbox::prepare(&work.root, &mounts)?
+    };
+    Ok((sandbox, mounts, build_image))
 }
 
 /// In a builder image, the stack asked for must be the builder's.

@@ -428,10 +428,7 @@ fn without_a_run_image_the_stack_flavour_the_buildpacks_need_is_built_and_used()
         )
     };
     let (report, stderr) = build();
-    assert_contains!(
-        stderr,
-        "Building kiln/stacks/bookworm-shell:latest"
-    );
+    assert_contains!(stderr, "Building kiln/stacks/bookworm-shell:latest");
     assert_eq!(report["run_image"], "kiln/stacks/bookworm-shell:latest");
     // The second build reuses the run image.
     let (again, stderr) = build();
