@@ -36,6 +36,8 @@ pub struct StateDirs {
     pub exports: PathBuf,
     /// Build images unpacked as root file systems, one directory per image.
     pub rootfs: PathBuf,
+    /// The file list of each run image layer blob (`<hex>.json`), for the launch check.
+    pub layer_files: PathBuf,
 }
 
 /// Where the state kept between builds of one destination lives.
@@ -148,6 +150,7 @@ impl Store {
             builds: cache.join("builds"),
             exports: cache.join("exports"),
             rootfs: cache.join("rootfs"),
+            layer_files: cache.join("layer-files"),
         }
     }
 

@@ -187,6 +187,17 @@ pub fn prune(
             }
         }
     }
+    // The launch check's file lists of blobs that are gone.
+    for file in list(&store.state_dirs().layer_files) {
+        let blob = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"));
+        let gone = blob.is_none_or(|hex| !live.contains(hex) || !sizes.contains_key(hex));
+        if gone && !options.dry_run {
+            let _ = fs::remove_file(&file);
+        }
+    }
     report.bytes_after = total(&entries);
     Ok(Some(report))
 }

@@ -154,7 +154,7 @@ impl Phases for Steps<'_> {
         built: &BuildOutput,
     ) -> Result<ExportedImage, Error> {
         let options = self.options;
-        let layer_files = self.store.root().join("cache").join("layer-files");
+        let layer_files = self.store.state_dirs().layer_files;
         Ok(export::export(&ExportContext {
             layout: self.store.layout(),
             run_image,
