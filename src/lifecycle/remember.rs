@@ -83,10 +83,18 @@ pub(super) fn remember(
             }
         }
     }
-    if let Err(e) = record.keep_layers(&keep) {
-        events.event(&Event::Warning(format!(
+    match record.keep_layers(&keep) {
+        Ok(()) => {}
+        // /layers on another file system than kiln's home (a builder image's volumes): the
+        // next build restores them from the store, as designed.
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            events.event(&Event::Info(
+                "the cache layers are on another file system than kiln's home: the next build extracts them from the store".to_string(),
+            ));
+        }
+        Err(e) => events.event(&Event::Warning(format!(
             "the cache layers were not kept for the next build ({e}); it extracts them from the store"
-        )));
+        ))),
     }
     let Some(inputs) = inputs else {
         return;
