@@ -26,6 +26,16 @@ const APPLETS: &[&str] = &[
 
 /// Writes the run image into the layout at `dir` (created if needed) as `name`.
 pub fn write_run_image(dir: &Path, name: &str) -> Result<(), Box<dyn Error>> {
+    write_run_image_as(dir, name, ("busybox", "1"))
+}
+
+/// Like [`write_run_image`], with other distro labels (`("debian", "12")`): what kiln's
+/// buildpacks see as the run image's distribution.
+pub fn write_run_image_as(
+    dir: &Path,
+    name: &str,
+    distro: (&str, &str),
+) -> Result<(), Box<dyn Error>> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .map(Path::new)
@@ -68,11 +78,11 @@ pub fn write_run_image(dir: &Path, name: &str) -> Result<(), Box<dyn Error>> {
     let labels = HashMap::from([
         (
             "io.buildpacks.base.distro.name".to_string(),
-            "busybox".to_string(),
+            distro.0.to_string(),
         ),
         (
             "io.buildpacks.base.distro.version".to_string(),
-            "1".to_string(),
+            distro.1.to_string(),
         ),
     ]);
     let config = ImageConfigurationBuilder::default()

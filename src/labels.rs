@@ -56,6 +56,26 @@ pub fn is_reserved(key: &str) -> bool {
     })
 }
 
+/// The first part of kiln's own label keys after its prefix (`io.github.kiln-build.stack…`).
+const KILN_LABEL_NAMES: [&str; 4] = ["builder", "process-type", "build-image", "stack"];
+
+/// Whether the buildpack `id` may set `key` although it is under kiln's prefix: kiln's
+/// buildpacks (`kiln/<name>`) record what they installed under
+/// `io.github.kiln-build.<name>.` (`kiln/nodejs`: `io.github.kiln-build.nodejs.version`), a
+/// namespace none of kiln's own labels use.
+pub fn is_buildpack_label(id: &str, key: &str) -> bool {
+    let Some(name) = id.strip_prefix("kiln/") else {
+        return false;
+    };
+    !name.is_empty()
+        && !KILN_LABEL_NAMES.contains(&name)
+        && key
+            .strip_prefix("io.github.kiln-build.")
+            .and_then(|rest| rest.strip_prefix(name))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| !rest.is_empty())
+}
+
 /// A `{"sha": "sha256:…"}` reference to a layer by `diff_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
@@ -293,6 +313,37 @@ fn toml_value_to_json(value: &toml::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kiln_buildpacks_own_only_their_sub_namespace() {
+        assert!(is_buildpack_label(
+            "kiln/nodejs",
+            "io.github.kiln-build.nodejs.version"
+        ));
+        for (id, key) in [
+            ("kiln/nodejs", "io.github.kiln-build.python.version"),
+            ("kiln/nodejs", "io.github.kiln-build.nodejs"),
+            ("kiln/nodejs", "io.github.kiln-build.nodejsx.version"),
+            ("acme/nodejs", "io.github.kiln-build.nodejs.version"),
+            ("kiln/stack", "io.github.kiln-build.stack.packages"),
+            ("kiln/builder", "io.github.kiln-build.builder.x"),
+            ("kiln/", "io.github.kiln-build..x"),
+        ] {
+            assert!(!is_buildpack_label(id, key), "{id} {key}");
+        }
+        // Every kiln label's first part is kept from buildpacks.
+        for key in [
+            PROCESS_TYPE,
+            BUILD_IMAGE,
+            STACK,
+            STACK_PACKAGES,
+            STACK_FORMAT,
+        ] {
+            let rest = key.strip_prefix("io.github.kiln-build.").unwrap();
+            let first = rest.split('.').next().unwrap();
+            assert!(KILN_LABEL_NAMES.contains(&first), "{key}");
+        }
+    }
 
     #[test]
     fn toml_converts_to_json() {

@@ -1,5 +1,6 @@
 //! Installing dependencies, running the build script, pruning to production dependencies.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +11,8 @@ use libcnb::layer_env::{ModificationBehavior, Scope};
 
 use super::NodejsBuildpack;
 use super::project::{Manager, Project};
+use super::registry::{self, Npm};
+use super::runtime;
 use crate::common::files::{App, digest_files};
 use crate::common::{CnbResult, Error, Result, cmd, layers, say, setting, warn};
 
@@ -35,19 +38,42 @@ enum Deps {
     Production,
 }
 
-/// The package manager's command: its own program, or `corepack <program>`.
-fn tool(manager: Manager) -> Result<Command> {
+/// Where `name` is on the search path `path`.
+fn which_in(path: &OsStr, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// Whether the package manager runs through corepack: a version `packageManager` pins
+/// always does when corepack is there (corepack keeps to it); an unpinned one only when the
+/// program itself is missing.
+fn through_corepack(project: &Project, path: &OsStr) -> bool {
+    let manager = project.manager;
+    manager != Manager::Bun
+        && manager != Manager::Npm
+        && which_in(path, "corepack").is_some()
+        && (project.pin.is_some() || which_in(path, manager.program()).is_none())
+}
+
+/// The package manager's command, found on `path`: its own program, or `corepack
+/// <program>`.
+fn tool(project: &Project, path: &OsStr) -> Result<Command> {
+    let manager = project.manager;
     let program = manager.program();
-    if cmd::which(program).is_some() {
-        return Ok(Command::new(program));
+    if !through_corepack(project, path)
+        && let Some(found) = which_in(path, program)
+    {
+        return Ok(Command::new(found));
     }
-    if manager != Manager::Bun && manager != Manager::Npm && cmd::which("corepack").is_some() {
+    if through_corepack(project, path) {
         let mut c = Command::new("corepack");
         c.arg(program).env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0");
         // Corepack downloads the package manager from the npm registry the user configured
         // (as npm does), never from a host of its own choosing.
         if std::env::var_os("COREPACK_NPM_REGISTRY").is_none()
-            && let Some(registry) = configured_npm_registry()
+            && let Some(registry) = registry::configured()
         {
             c.env("COREPACK_NPM_REGISTRY", registry);
         }
@@ -64,34 +90,6 @@ fn tool(manager: Manager) -> Result<Command> {
             _ => format!("install {program}, or enable corepack (`corepack enable`, Node.js 16+)"),
         },
     ))
-}
-
-/// The npm registry npm is configured with (`npm_config_registry`, else `npm config get
-/// registry`), without a trailing `/`; `None` when neither says.
-fn configured_npm_registry() -> Option<String> {
-    let from_env = ["npm_config_registry", "NPM_CONFIG_REGISTRY"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok());
-    registry_from(from_env, || {
-        let out = Command::new("npm")
-            .args(["config", "get", "registry"])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    })
-}
-
-/// The registry from the environment's setting, else from npm's answer: an `http(s)` URL
-/// without a trailing `/`.
-fn registry_from(env: Option<String>, npm: impl FnOnce() -> Option<String>) -> Option<String> {
-    let registry = env.filter(|v| !v.trim().is_empty()).or_else(npm)?;
-    let registry = registry.trim().trim_end_matches('/');
-    (registry.starts_with("http://") || registry.starts_with("https://"))
-        .then(|| registry.to_string())
 }
 
 /// The arguments of an install.
@@ -285,6 +283,9 @@ fn host_node() -> Result<String> {
 /// Runs the package manager in the app directory.
 struct Installer<'a> {
     project: &'a Project,
+    /// `PATH` for the package manager and the build script: the bins of the Node.js and
+    /// package manager kiln installed first.
+    path: OsString,
     app: &'a App,
     /// The package manager's download cache.
     cache: PathBuf,
@@ -301,8 +302,11 @@ impl Installer<'_> {
     /// Runs the package manager with `args`; `NODE_ENV=production` only for build scripts
     /// (during installs it would drop the development dependencies).
     fn run(&self, args: &[&str], production_env: bool) -> Result<()> {
-        let mut c = tool(self.project.manager)?;
-        c.current_dir(self.app.dir()).args(args).env("CI", &self.ci);
+        let mut c = tool(self.project, &self.path)?;
+        c.current_dir(self.app.dir())
+            .args(args)
+            .env("CI", &self.ci)
+            .env("PATH", &self.path);
         let cache = &self.cache;
         match self.project.manager {
             Manager::Npm => c
@@ -381,12 +385,176 @@ fn preflight(app: &App, project: &Project, host: &str, provided: Option<&str>) -
     Ok(())
 }
 
+/// The Node.js kiln installed for the build: its `bin` directory and version.
+pub(super) struct Toolchain {
+    bin: PathBuf,
+    version: String,
+}
+
+/// What the Node.js layer was installed from; reused while it stays the same.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct NodeKey {
+    node: String,
+    arch: String,
+    /// The npm asked for (`packageManager`'s npm pin, else `engines.npm`).
+    npm: Option<String>,
+}
+
+/// Installs Node.js `version` (and npm) from the npm registry into the cached layer `node`,
+/// a build layer (its `bin` on `PATH` for later buildpacks) and, unless `launch` is false
+/// (a front-end site that does not run on Node.js), a launch layer. Checks that the
+/// installed `node` runs and reports `version`.
+pub(super) fn node_layer(
+    context: &BuildContext<NodejsBuildpack>,
+    project: &Project,
+    version: &str,
+    launch: bool,
+) -> CnbResult<Toolchain> {
+    let arch = &context.target.arch;
+    let package = runtime::node_package(arch)?;
+    let npm_request = match (&project.manager, &project.pin) {
+        (Manager::Npm, Some(pin)) => Some(pin.version.to_string()),
+        _ => project.npm_engine.clone(),
+    };
+    let key = NodeKey {
+        node: version.to_string(),
+        arch: arch.clone(),
+        npm: npm_request.clone(),
+    };
+    let (layer, reused) = layers::keyed(context, &layer_name!("node"), true, launch, &key)?;
+    let prefix = layer.path();
+    let bin = prefix.join("bin");
+    if reused && bin.join("node").is_file() && bin.join("npm").exists() {
+        say(&format!(
+            "reusing Node.js {version} ({package}) and its npm from the cache"
+        ));
+    } else {
+        let npm = Npm::new()?;
+        say(&format!(
+            "installing Node.js {version} from the npm registry {} ({package})",
+            npm.registry()
+        ));
+        let npm_version =
+            runtime::install_node(&npm, &prefix, version, arch, npm_request.as_deref())?;
+        say(&format!("installed npm {npm_version} beside it"));
+    }
+    // A cross-architecture build cannot run the target's node.
+    if runtime::node_package(std::env::consts::ARCH).ok() == Some(package) {
+        let reported = cmd::output(Command::new(bin.join("node")).arg("--version"))?;
+        let reported = reported.trim().trim_start_matches('v');
+        if reported != version {
+            return Err(Error::new(format!(
+                "the Node.js installed from {package}@{version} reports version {reported}"
+            ))
+            .hint("the registry's package is not the release it names; check the registry")
+            .into());
+        }
+        say(&format!("node --version: v{reported}"));
+    }
+    Ok(Toolchain {
+        bin,
+        version: version.to_string(),
+    })
+}
+
+/// What a package manager layer holds.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ManagerKey {
+    package: String,
+    version: String,
+    /// `packageManager`'s hash: a new one is checked against a fresh download.
+    hash: Option<String>,
+}
+
+/// Installs the package manager from the npm registry into the cached build layer
+/// `package_manager` when nothing else provides it: a `packageManager` pin without corepack,
+/// or an unpinned manager that is neither installed nor available through corepack (then
+/// the newest release of the line its lockfile's format belongs to). Returns its `bin`.
+fn manager_layer(
+    context: &BuildContext<NodejsBuildpack>,
+    app: &App,
+    project: &Project,
+    path: &OsStr,
+) -> CnbResult<Option<PathBuf>> {
+    let manager = project.manager;
+    if matches!(manager, Manager::Npm | Manager::Bun) || through_corepack(project, path) {
+        return Ok(None);
+    }
+    if project.pin.is_none() && which_in(path, manager.program()).is_some() {
+        return Ok(None);
+    }
+    let npm = Npm::new()?;
+    let version = if let Some(pin) = &project.pin {
+        pin.version.clone()
+    } else {
+        let lock = match &project.lockfile {
+            Some(file) => app.read(file)?,
+            None => None,
+        };
+        let range = runtime::manager_range(manager, lock.as_deref());
+        let package = runtime::manager_package(manager.program(), &range.1)
+            .ok_or_else(|| Error::new("no npm registry package for this manager"))?;
+        let requested = crate::common::Requested {
+            version: range.0.to_string(),
+            source: format!("the {} lockfile format", manager.program()),
+        };
+        let available = npm.versions(package)?;
+        let from = format!("the npm registry {} ({package})", npm.registry());
+        runtime::pick(&requested, &available, &from)?
+    };
+    let package = runtime::manager_package(manager.program(), &version)
+        .ok_or_else(|| Error::new("no npm registry package for this manager"))?;
+    let key = ManagerKey {
+        package: package.to_string(),
+        version: version.to_string(),
+        hash: project
+            .pin
+            .as_ref()
+            .and_then(|p| p.hash.as_ref())
+            .map(|h| format!("{h:?}")),
+    };
+    let (layer, reused) =
+        layers::keyed(context, &layer_name!("package_manager"), true, false, &key)?;
+    let bin = layer.path().join("bin");
+    if reused && which_in(bin.as_os_str(), manager.program()).is_some() {
+        say(&format!(
+            "reusing {} {version} ({package}) from the cache",
+            manager.program()
+        ));
+    } else {
+        say(&format!(
+            "installing {} {version} from the npm registry {} ({package}){}",
+            manager.program(),
+            npm.registry(),
+            if project.pin.as_ref().is_some_and(|p| p.hash.is_some()) {
+                ", checked against packageManager's hash"
+            } else {
+                ""
+            }
+        ));
+        let hash = project.pin.as_ref().and_then(|p| p.hash.as_ref());
+        runtime::install_package(&npm, &layer.path(), package, &version.to_string(), hash)?;
+    }
+    Ok(Some(bin))
+}
+
+/// `PATH` with `first` ahead of the build environment's own.
+fn search_path(first: &[&Path]) -> Result<OsString> {
+    let own = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = first
+        .iter()
+        .map(|p| p.to_path_buf())
+        .chain(std::env::split_paths(&own));
+    std::env::join_paths(dirs).map_err(|e| Error::new(format!("cannot build PATH: {e}")))
+}
+
 /// Installs what the app needs and sets up its environment.
 pub(super) fn install(
     context: &BuildContext<NodejsBuildpack>,
     app: &App,
     project: &Project,
     provided: Option<&str>,
+    toolchain: Option<&Toolchain>,
 ) -> CnbResult<()> {
     let app_modules = context.app_dir.join("node_modules");
     // The launch environment: `PORT`, `NODE_ENV`, and the app's `node_modules/.bin` on
@@ -407,11 +575,29 @@ pub(super) fn install(
         say("no dependencies to install");
         return Ok(());
     }
-    let host = host_node()?;
-    say(&format!(
-        "using {} with the build host's Node.js {host}",
-        project.manager.program()
-    ));
+    let node_bin: Vec<&Path> = toolchain.iter().map(|t| t.bin.as_path()).collect();
+    let path = search_path(&node_bin)?;
+    let path = match manager_layer(context, app, project, &path)? {
+        Some(manager_bin) => {
+            search_path(&[node_bin.as_slice(), &[manager_bin.as_path()]].concat())?
+        }
+        None => path,
+    };
+    let host = if let Some(t) = toolchain {
+        say(&format!(
+            "using {} with Node.js {}",
+            project.manager.program(),
+            t.version
+        ));
+        t.version.clone()
+    } else {
+        let host = host_node()?;
+        say(&format!(
+            "using {} with the build host's Node.js {host}",
+            project.manager.program()
+        ));
+        host
+    };
     preflight(app, project, &host, provided)?;
     if fs::symlink_metadata(&app_modules).is_ok() {
         warn(
@@ -440,6 +626,7 @@ pub(super) fn install(
     let modules_dir = modules.path().join("node_modules");
     let installer = Installer {
         project,
+        path,
         app,
         cache: cache.path(),
         app_modules: app_modules.clone(),
@@ -482,32 +669,6 @@ fn lock_has_install_scripts(app: &App) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn corepack_is_pointed_at_the_configured_npm_registry() {
-        let none = || None;
-        assert_eq!(
-            registry_from(Some("https://npm.example/".into()), none).as_deref(),
-            Some("https://npm.example")
-        );
-        assert_eq!(
-            registry_from(None, || Some("https://mirror.example/npm/\n".into())).as_deref(),
-            Some("https://mirror.example/npm")
-        );
-        // The environment wins over npm's configuration files.
-        assert_eq!(
-            registry_from(Some("http://a.example".into()), || Some(
-                "https://b.example".into()
-            ))
-            .as_deref(),
-            Some("http://a.example")
-        );
-        assert_eq!(
-            registry_from(Some(" ".into()), || Some("undefined".into())),
-            None
-        );
-        assert_eq!(registry_from(None, none), None);
-    }
-
     use super::*;
 
     #[test]

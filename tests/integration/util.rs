@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 #[path = "../../examples/busybox_run_image.rs"]
 #[allow(dead_code)]
-mod busybox_run_image;
+pub mod busybox_run_image;
 
 /// The repository root.
 pub fn repo() -> PathBuf {

@@ -785,6 +785,26 @@ fn launch_env(ctx: &ExportContext<'_>, process: Option<&Process>) -> Result<Env,
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Adds the buildpacks' labels. They never replace kiln's own (the build phase already
+/// warned about them; a build record from an older kiln may still carry some), except those
+/// kiln's buildpacks keep under their own name (`io.github.kiln-build.nodejs.version`).
+fn add_buildpack_labels(ctx: &ExportContext<'_>, labels_map: &mut HashMap<String, String>) {
+    let owned = |key: &str| {
+        ctx.build
+            .buildpacks
+            .iter()
+            .any(|b| labels::is_buildpack_label(b.buildpack.id().as_str(), key))
+    };
+    for label in ctx
+        .build
+        .labels
+        .iter()
+        .filter(|l| !labels::is_reserved(&l.key) || owned(&l.key))
+    {
+        labels_map.insert(label.key.clone(), label.value.clone());
+    }
+}
+
 fn image_config(
     ctx: &ExportContext<'_>,
     env: &Env,
@@ -820,16 +840,7 @@ fn image_config(
         Some(image) => labels_map.insert(labels::BUILD_IMAGE.to_string(), image.to_string()),
         None => labels_map.remove(labels::BUILD_IMAGE),
     };
-    // Buildpack labels never replace kiln's own (the build phase already warned about
-    // them; a build record from an older kiln may still carry some).
-    for label in ctx
-        .build
-        .labels
-        .iter()
-        .filter(|l| !labels::is_reserved(&l.key))
-    {
-        labels_map.insert(label.key.clone(), label.value.clone());
-    }
+    add_buildpack_labels(ctx, &mut labels_map);
 
     let (uid, gid) = ctx.run_image.cnb_user();
     let user = base_config
