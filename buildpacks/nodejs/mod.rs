@@ -103,6 +103,9 @@ pub(crate) enum Node {
     Stack(Option<String>),
     /// This release, installed from the npm registry.
     Registry(String),
+    /// A release from the npm registry, chosen at build: detection ran where there is no
+    /// npm to ask the registry with (the stack's smallest build image, in hermetic builds).
+    RegistryLater,
 }
 
 impl Node {
@@ -110,6 +113,7 @@ impl Node {
         match self {
             Self::Stack(v) => v.as_deref(),
             Self::Registry(v) => Some(v),
+            Self::RegistryLater => None,
         }
     }
 }
@@ -121,6 +125,7 @@ fn decide(
     target: &libcnb::Target,
     project: &Project,
     pinned: Option<&str>,
+    detecting: bool,
 ) -> crate::common::Result<(Node, Option<String>)> {
     let provided = inventory::provided(target, "nodejs");
     let Some(requested) = &project.requested else {
@@ -140,6 +145,9 @@ fn decide(
         && runtime::satisfies(requested, pinned)?
     {
         return Ok((Node::Registry(pinned.to_string()), None));
+    }
+    if detecting && crate::common::cmd::which("npm").is_none() {
+        return Ok((Node::RegistryLater, None));
     }
     let npm = registry::Npm::new()?;
     let version = runtime::resolve(&npm, requested, &target.arch)?;
@@ -176,11 +184,11 @@ fn detect(context: &DetectContext<NodejsBuildpack>) -> CnbResult<DetectResult> {
         return DetectResultBuilder::fail().build();
     };
     // A version nothing provides fails here, before any run image is built.
-    let (node, warning) = decide(&context.target, &project, None)?;
+    let (node, warning) = decide(&context.target, &project, None, true)?;
     if let Some(warning) = warning {
         println!("warning: {warning}");
     }
-    let installs = matches!(node, Node::Registry(_));
+    let installs = matches!(node, Node::Registry(_) | Node::RegistryLater);
     let decisions = Decisions {
         project: &project,
         node: node.version().map(str::to_string),
@@ -227,6 +235,7 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
         &context.target,
         &project,
         planned_version(&context.buildpack_plan).as_deref(),
+        false,
     )?;
     if let Some(warning) = warning {
         warn(&warning);
@@ -241,7 +250,7 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
             say(&format!("Node.js {provided} from the run image"));
             None
         }
-        Node::Stack(None) => None,
+        Node::Stack(None) | Node::RegistryLater => None,
         // A front-end site needs Node.js only to build.
         Node::Registry(version) => Some(install::node_layer(
             context,
@@ -253,6 +262,7 @@ fn build(context: &BuildContext<NodejsBuildpack>) -> CnbResult<BuildResult> {
     let provided = match &node {
         Node::Stack(v) => v.clone(),
         Node::Registry(v) => Some(v.clone()),
+        Node::RegistryLater => None,
     };
     install::install(
         context,

@@ -274,6 +274,15 @@ fn remove_leftovers(store: &Store, options: PruneOptions, report: &mut PruneRepo
     // are made again from the image on next use).
     if let Ok(entries) = fs::read_dir(store.state_dirs().rootfs) {
         for entry in entries.filter_map(Result::ok) {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                // The layer records of unpacked roots (`<hex>.layers`): kept with their root.
+                let path = entry.path();
+                let root = path.with_extension("").with_extension("");
+                if !options.dry_run && (options.all || !root.is_dir()) {
+                    let _ = fs::remove_file(&path);
+                }
+                continue;
+            }
             let interrupted = entry
                 .file_name()
                 .as_encoded_bytes()

@@ -51,15 +51,23 @@ pub(crate) enum UnpackError {
     },
 }
 
-/// Unpacks every layer of `image` into `dest` (an empty directory kiln made), bottom first.
-pub(crate) fn unpack(image: &LoadedImage, dest: &Path) -> Result<(), UnpackError> {
+/// Unpacks the layers of `image` above the first `skip` (all of them with 0) into `dest`,
+/// bottom first: an empty directory kiln made, or one that holds those `skip` layers
+/// already (a copy of another image's root file system with the same bottom layers).
+/// Entries are replaced by unlinking and creating anew, never written through, so `dest` may
+/// share its files' inodes (hard links) with that other root.
+pub(crate) fn unpack_from(
+    image: &LoadedImage,
+    skip: usize,
+    dest: &Path,
+) -> Result<(), UnpackError> {
     let mut root =
         Beneath::open(dest, ParentLinks::InRoot).map_err(|source| UnpackError::Layer {
             digest: String::new(),
             source,
         })?;
     let diff_ids = image.diff_ids();
-    for (layer, diff_id) in image.manifest.layers().iter().zip(diff_ids) {
+    for (layer, diff_id) in image.manifest.layers().iter().zip(diff_ids).skip(skip) {
         unpack_layer(image, layer, diff_id, &mut root)?;
     }
     Ok(())
