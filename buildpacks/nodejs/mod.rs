@@ -2,9 +2,9 @@
 //! on the run image's Node.js.
 //!
 //! - **Detects** `package.json`, or a lone `server.js`/`index.js`.
-//! - **Node.js** comes from the run image (the stack's `nodejs` flavour: Debian's Node.js 18).
-//!   `engines.node`, `.nvmrc` or `.node-version` is checked against it; a request it cannot
-//!   meet fails, naming both.
+//! - **Node.js** comes from the run image (the stack's `nodejs` flavour: Debian's Node.js,
+//!   18 on bookworm, 20 on trixie). `engines.node`, `.nvmrc` or `.node-version` is checked
+//!   against it; a request it cannot meet fails, naming both and the kiln stacks that meet it.
 //! - **Package manager**: `packageManager` in package.json, else the lockfile
 //!   (`package-lock.json`/`npm-shrinkwrap.json` → npm, `yarn.lock` → Yarn 1 or Yarn 2+,
 //!   `pnpm-lock.yaml` → pnpm, `bun.lock`/`bun.lockb` → Bun), else npm. Lockfiles of two

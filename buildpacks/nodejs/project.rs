@@ -295,7 +295,7 @@ pub(crate) fn check_version(requested: &Requested, provided: &str) -> Result<Opt
             requested.source
         ))
         .hint(format!(
-            "ask for Node.js {} in {} (kiln's bookworm stack ships Debian's Node.js {provided}), or build on a run image with the Node.js you need (--run-image)",
+            "ask for Node.js {} in {} (the run image ships Debian's Node.js {provided}), or build on a run image with the Node.js you need (--run-image)",
             have.major(), requested.source
         ))
     };

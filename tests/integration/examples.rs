@@ -130,8 +130,8 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-/// `kiln build IMAGE --path APP --format json`: the report and the build log.
-fn build(env: &TestEnv, app: &Path, image: &str) -> Result<(Value, String), String> {
+/// `kiln build IMAGE --path APP --format json ARGS…`: the report and the build log.
+fn build(env: &TestEnv, app: &Path, image: &str, args: &[&str]) -> Result<(Value, String), String> {
     // With no options: the buildpacks run in the stack's build images (the default).
     let out = env
         .kiln()
@@ -139,6 +139,7 @@ fn build(env: &TestEnv, app: &Path, image: &str) -> Result<(Value, String), Stri
         .args(["build", image, "--path"])
         .arg(app)
         .args(["--format", "json"])
+        .args(args)
         .output()
         .map_err(|e| e.to_string())?;
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -156,18 +157,25 @@ fn layer<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|l| l["name"] == name)
 }
 
-fn check_example(env: &TestEnv, podman: Option<&Podman>, example: &Example) -> Result<(), String> {
+/// Builds `example` three times with `args` (first, after a source change, unchanged), checks
+/// the reuse and runs the image.
+fn check_example(
+    env: &TestEnv,
+    podman: Option<&Podman>,
+    example: &Example,
+    args: &[&str],
+) -> Result<(), String> {
     let app = clean_copy(env, example.name);
     if example.name == "python-uv" {
         uv_lock(env, &app)?;
     }
     let image = format!("examples/{}", example.name);
-    let (first, _) = build(env, &app, &image)?;
+    let (first, _) = build(env, &app, &image, args)?;
     // A source change: the buildpacks run again and reuse what they installed.
     std::fs::write(app.join("CHANGED.txt"), "a change").map_err(|e| e.to_string())?;
-    let (second, log) = build(env, &app, &image)?;
+    let (second, log) = build(env, &app, &image, args)?;
     // Nothing changed since: the image is up to date without running a buildpack.
-    let (third, log3) = build(env, &app, &image)?;
+    let (third, log3) = build(env, &app, &image, args)?;
     if third["up_to_date"] != true
         || third["manifest_digest"] != second["manifest_digest"]
         || log3.contains("===> BUILDING")
@@ -244,9 +252,31 @@ fn examples_build_serve_and_reuse_their_dependencies() {
     let podman = Podman::new();
     let mut failures = Vec::new();
     for example in EXAMPLES {
-        if let Err(e) = check_example(&env, podman.as_ref(), example) {
+        if let Err(e) = check_example(&env, podman.as_ref(), example, &[]) {
             failures.push(format!("{}: {e}", example.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The Debian 13 stack: an example built in trixie's build image, on trixie's run image.
+#[test]
+fn an_example_builds_and_runs_on_the_trixie_stack() {
+    let env = TestEnv::new();
+    let podman = Podman::new();
+    let example = Example {
+        name: "python-flask",
+        check: Check::Http("Hello from Flask on Python 3.13"),
+        reused_layer: Some("kiln/python:packages"),
+        reuse_line: "reusing the installed dependencies (requirements.txt unchanged)",
+    };
+    check_example(&env, podman.as_ref(), &example, &["--stack", "trixie"]).unwrap();
+    let labels = &env.inspect("examples/python-flask")["labels"];
+    assert_eq!(labels["io.github.kiln-build.stack"], "trixie/python");
+    assert_eq!(labels["io.buildpacks.base.distro.version"], "13");
+    let build_image = labels["io.github.kiln-build.build-image"].as_str().unwrap();
+    assert!(
+        build_image.starts_with("kiln/stacks/trixie-build-python:"),
+        "{build_image}"
+    );
 }
