@@ -34,6 +34,20 @@ pub(crate) fn stacks_providing(arch: &str, package: &str) -> Vec<(&'static str, 
         .collect()
 }
 
+/// The names of kiln's stacks, the newest distribution release first (trixie, then
+/// bookworm).
+pub(crate) fn stacks_newest_first() -> Vec<&'static str> {
+    let mut stacks: Vec<(&str, &str)> = PACKAGES
+        .iter()
+        .map(|(stack, _, version, ..)| (*stack, *version))
+        .collect();
+    stacks.dedup();
+    let release = |v: &str| -> Vec<u64> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    stacks.sort_by(|a, b| release(b.1).cmp(&release(a.1)).then(a.0.cmp(b.0)));
+    stacks.dedup();
+    stacks.into_iter().map(|(stack, _)| stack).collect()
+}
+
 /// The kiln stack whose images `target` describes (`trixie` for debian 13), if any.
 pub(crate) fn stack_of(target: &Target) -> Option<&'static str> {
     PACKAGES
@@ -103,6 +117,7 @@ mod tests {
             assert_eq!(stacks, ["bookworm", "trixie"]);
         }
         assert_eq!(stack_of(&target("ubuntu", "24.04", "amd64")), None);
+        assert_eq!(stacks_newest_first(), ["trixie", "bookworm"]);
         assert_eq!(
             provided(&target("ubuntu", "24.04", "amd64"), "python3"),
             None

@@ -1,6 +1,7 @@
 //! What the built-in buildpacks share: their error type, running build tools, reading the
 //! app's files, the stacks' runtime inventory, plan decisions and processes.
 
+pub(crate) mod choose;
 pub(crate) mod cmd;
 pub(crate) mod files;
 pub(crate) mod hints;

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::assert_contains;
 use crate::util::{Podman, TestEnv, free_port, repo, sh};
 
 /// What an example must do.
@@ -34,19 +35,19 @@ struct Example {
 const EXAMPLES: &[Example] = &[
     Example {
         name: "python-flask",
-        check: Check::Http("Hello from Flask on Python 3.11"),
+        check: Check::Http("Hello from Flask on Python 3.13"),
         reused_layer: Some("kiln/python:packages"),
         reuse_line: "reusing the installed dependencies (requirements.txt unchanged)",
     },
     Example {
         name: "python-uv",
-        check: Check::Http("Hello from FastAPI on Python 3.11"),
+        check: Check::Http("Hello from FastAPI on Python 3.13"),
         reused_layer: Some("kiln/python:packages"),
         reuse_line: "reusing the installed dependencies (pyproject.toml, uv.lock unchanged)",
     },
     Example {
         name: "node-express",
-        check: Check::Http("Hello from Express on Node.js v18"),
+        check: Check::Http("Hello from Express on Node.js v20"),
         reused_layer: Some("kiln/nodejs:modules"),
         reuse_line: "reusing the production dependencies (lockfile unchanged)",
     },
@@ -259,24 +260,62 @@ fn examples_build_serve_and_reuse_their_dependencies() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The Debian 13 stack: an example built in trixie's build image, on trixie's run image.
+/// An app asking for a Python only bookworm has (3.11) builds, with no options, in bookworm's
+/// build image on bookworm's run image, and the build log says why; `kiln detect` shows the
+/// same choice; a stack the user names wins (and then detection says which stack has it).
 #[test]
-fn an_example_builds_and_runs_on_the_trixie_stack() {
+fn a_python_version_only_bookworm_has_builds_on_bookworm() {
     let env = TestEnv::new();
-    let podman = Podman::new();
-    let example = Example {
-        name: "python-flask",
-        check: Check::Http("Hello from Flask on Python 3.13"),
-        reused_layer: Some("kiln/python:packages"),
-        reuse_line: "reusing the installed dependencies (requirements.txt unchanged)",
-    };
-    check_example(&env, podman.as_ref(), &example, &["--stack", "trixie"]).unwrap();
-    let labels = &env.inspect("examples/python-flask")["labels"];
-    assert_eq!(labels["io.github.kiln-build.stack"], "trixie/python");
-    assert_eq!(labels["io.buildpacks.base.distro.version"], "13");
+    let app = clean_copy(&env, "python-flask");
+    fs::write(app.join(".python-version"), "3.11\n").unwrap();
+    let switched = "Stack: bookworm instead of trixie: .python-version asks for Python 3.11 (trixie has Python 3.13.";
+
+    let detect = env.run(&[
+        "detect",
+        "--format",
+        "json",
+        "--path",
+        app.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&detect.stderr);
+    assert!(detect.status.success(), "{log}");
+    assert_contains!(log, switched);
+    let summary: Value = serde_json::from_slice(&detect.stdout).unwrap();
+    assert_eq!(summary["run_image"], "kiln/stacks/bookworm-python:latest");
+
+    let (report, log) = build(&env, &app, "examples/flask-311", &[]).unwrap();
+    assert_contains!(log, switched);
+    assert_eq!(report["run_image"], "kiln/stacks/bookworm-python:latest");
+    let labels = &env.inspect("examples/flask-311")["labels"];
+    assert_eq!(labels["io.github.kiln-build.stack"], "bookworm/python");
     let build_image = labels["io.github.kiln-build.build-image"].as_str().unwrap();
     assert!(
-        build_image.starts_with("kiln/stacks/trixie-build-python:"),
+        build_image.starts_with("kiln/stacks/bookworm-build-python:"),
         "{build_image}"
     );
+    if let Some(podman) = Podman::new() {
+        let reference = format!(
+            "oci:{}:examples/flask-311:latest",
+            env.home().join("store").display()
+        );
+        let served = podman.serve(&reference, free_port());
+        let (code, body) = served.get("/").unwrap();
+        assert!(
+            code == 200 && body.contains("Hello from Flask on Python 3.11"),
+            "{code} {body}"
+        );
+    }
+
+    // An explicit --stack always wins: trixie cannot meet the request, and says who can.
+    let out = env.run(&[
+        "detect",
+        "--path",
+        app.to_str().unwrap(),
+        "--stack",
+        "trixie",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(!log.contains("Stack: bookworm"), "{log}");
+    assert_contains!(log, "which has Python 3.11.2 (--stack bookworm)");
 }
