@@ -1,5 +1,5 @@
-//! Compiles the runtime inventory of kiln's stacks: for each stack's distribution and
-//! architecture, the upstream version of every package its locks pin. The buildpacks check
+//! Compiles the runtime inventory of kiln's stacks: for each stack, its distribution and
+//! architecture, the Debian version of every package its locks pin. The buildpacks check
 //! requested runtime versions (Python, Node.js) against it, so what the run image provides is
 //! known at detect time without reading any image.
 
@@ -15,6 +15,7 @@ struct StackFile {
 
 #[derive(serde::Deserialize)]
 struct Stack {
+    name: String,
     distro: Distro,
 }
 
@@ -41,8 +42,8 @@ fn main() {
     let manifest = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let stacks = Path::new(&manifest).join("../stacks");
     println!("cargo:rerun-if-changed={}", stacks.display());
-    // (distro, version, arch, package) → Debian version.
-    let mut table: BTreeMap<(String, String, String, String), String> = BTreeMap::new();
+    // (stack, distro, version, arch, package) → Debian version.
+    let mut table: BTreeMap<(String, String, String, String, String), String> = BTreeMap::new();
     let mut dirs: Vec<_> = fs::read_dir(&stacks)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -68,6 +69,7 @@ fn main() {
             for p in parsed.package {
                 table.insert(
                     (
+                        stack.stack.name.clone(),
                         stack.stack.distro.name.clone(),
                         stack.stack.distro.version.clone(),
                         p.arch,
@@ -79,12 +81,12 @@ fn main() {
         }
     }
     let mut out = String::from(
-        "/// (distro, distro version, architecture, package, Debian version) of every package\n/// the stacks' locks pin.\npub(crate) static PACKAGES: &[(&str, &str, &str, &str, &str)] = &[\n",
+        "/// (stack, distro, distro version, architecture, package, Debian version) of every\n/// package the stacks' locks pin.\npub(crate) static PACKAGES: &[(&str, &str, &str, &str, &str, &str)] = &[\n",
     );
-    for ((distro, version, arch, name), pkg_version) in &table {
+    for ((stack, distro, version, arch, name), pkg_version) in &table {
         writeln!(
             out,
-            "    ({distro:?}, {version:?}, {arch:?}, {name:?}, {pkg_version:?}),"
+            "    ({stack:?}, {distro:?}, {version:?}, {arch:?}, {name:?}, {pkg_version:?}),"
         )
         .expect("writing to a String cannot fail");
     }

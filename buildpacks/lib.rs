@@ -27,6 +27,8 @@ mod staticsite;
 use std::ffi::OsStr;
 use std::path::Path;
 
+pub use common::choose::{StackChoice, stack_for_app};
+
 /// One built-in buildpack.
 #[derive(Debug, Clone, Copy)]
 pub struct Builtin {

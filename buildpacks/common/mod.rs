@@ -1,6 +1,7 @@
 //! What the built-in buildpacks share: their error type, running build tools, reading the
 //! app's files, the stacks' runtime inventory, plan decisions and processes.
 
+pub(crate) mod choose;
 pub(crate) mod cmd;
 pub(crate) mod files;
 pub(crate) mod hints;
@@ -32,6 +33,16 @@ impl Error {
     /// Adds how to fix it.
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds another way to fix it, after the hint (`…; or …`).
+    pub(crate) fn or_hint(mut self, more: impl Into<String>) -> Self {
+        let more = more.into();
+        self.hint = Some(match self.hint.take() {
+            Some(hint) => format!("{hint}; or {more}"),
+            None => more,
+        });
         self
     }
 }
@@ -146,8 +157,9 @@ pub(crate) fn setting(env: &libcnb::Env, name: &str) -> Option<String> {
 }
 
 /// Checks a requested runtime version against the run image's (the stack package
-/// `package`, called `runtime` in messages) with `check`: an error when it cannot be met, a
-/// warning when it is met loosely or cannot be checked on this run image.
+/// `package`, called `runtime` in messages) with `check`: an error when it cannot be met (its
+/// hint names the other kiln stacks that meet it), a warning when it is met loosely or
+/// cannot be checked on this run image.
 pub(crate) fn check_runtime(
     target: &libcnb::Target,
     requested: Option<&Requested>,
@@ -159,7 +171,19 @@ pub(crate) fn check_runtime(
         return Ok(None);
     };
     match inventory::provided(target, package) {
-        Some(provided) => check(requested, &provided),
+        Some(provided) => check(requested, &provided).map_err(|error| {
+            let current = inventory::stack_of(target);
+            let others: Vec<String> = inventory::stacks_providing(&target.arch, package)
+                .into_iter()
+                .filter(|(stack, version)| {
+                    Some(*stack) != current && check(requested, version).is_ok()
+                })
+                .map(|(stack, version)| {
+                    format!("build on kiln's {stack} stack, which has {runtime} {version} (--stack {stack})")
+                })
+                .collect();
+            others.into_iter().fold(error, Error::or_hint)
+        }),
         None => Ok(Some(format!(
             "{runtime} {} was requested ({}); kiln does not know the {runtime} of this run image ({}), so it must provide it",
             requested.version,
@@ -205,4 +229,57 @@ pub(crate) fn say(line: &str) {
 /// Prints a warning in the build output.
 pub(crate) fn warn(line: &str) {
     println!("  warning: {line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn debian(version: &str) -> libcnb::Target {
+        libcnb::Target {
+            os: "linux".into(),
+            arch: "amd64".into(),
+            arch_variant: None,
+            distro_name: "debian".into(),
+            distro_version: version.into(),
+        }
+    }
+
+    #[test]
+    fn a_runtime_the_run_image_lacks_names_the_stacks_that_have_it() {
+        let python = |target: &libcnb::Target, version: &str| {
+            check_runtime(
+                target,
+                Some(&Requested::new(version, ".python-version")),
+                "python3",
+                "Python",
+                crate::python::project::check_version,
+            )
+        };
+        let err = python(&debian("13"), "3.11").unwrap_err().to_string();
+        assert!(
+            err.contains("provides Python 3.13")
+                && err.contains("kiln's bookworm stack, which has Python 3.11")
+                && err.contains("--stack bookworm")
+                && !err.contains("--stack trixie"),
+            "{err}"
+        );
+        let err = python(&debian("12"), "3.13").unwrap_err().to_string();
+        assert!(err.contains("--stack trixie"), "{err}");
+        // No kiln stack has it: only the usual hint.
+        let err = python(&debian("13"), "3.9").unwrap_err().to_string();
+        assert!(!err.contains("--stack"), "{err}");
+        assert_eq!(python(&debian("13"), "3.13").unwrap(), None);
+
+        let node = check_runtime(
+            &debian("13"),
+            Some(&Requested::new("18.x", "package.json engines.node")),
+            "nodejs",
+            "Node.js",
+            crate::nodejs::project::check_version,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(node.contains("--stack bookworm"), "{node}");
+    }
 }

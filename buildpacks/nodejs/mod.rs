@@ -2,7 +2,8 @@
 //! on the run image's Node.js.
 //!
 //! - **Detects** `package.json`, or a lone `server.js`/`index.js`.
-//! - **Node.js** comes from the stack (the `nodejs` flavour: Debian's Node.js 18) unless the
+//! - **Node.js** comes from the stack (the `nodejs` flavour: Debian's Node.js, 18 on bookworm, 20 on
+//!   trixie) unless the
 //!   app asks for another: `engines.node`, `.nvmrc` or `.node-version` (a semver range, a
 //!   version, or nvm's `lts/*`-style aliases, see [`runtime`]). When the stack's Node.js is
 //!   not in that range, detect picks the highest release in it from the npm registry the user

@@ -3,9 +3,10 @@
 //!
 //! - **Detects** `requirements.txt`, `pyproject.toml` (PEP 621 with pip, Poetry, uv),
 //!   `Pipfile`/`Pipfile.lock`, `setup.py`, or a lone `main.py`/`app.py`/`manage.py`.
-//! - **Python** comes from the run image (the stack's `python` flavour: Debian's CPython 3.11).
-//!   A version asked for in `.python-version`, `runtime.txt`, the Pipfile or `requires-python`
-//!   is checked against it; a request it cannot meet fails, naming both.
+//! - **Python** comes from the run image (the stack's `python` flavour: Debian's CPython,
+//!   3.11 on bookworm, 3.13 on trixie). A version asked for in `.python-version`,
+//!   `runtime.txt`, the Pipfile or `requires-python` is checked against it; a request it
+//!   cannot meet fails, naming both and the kiln stacks that meet it.
 //! - **Dependencies** are installed with pip, from the build host's Python, for the run image's
 //!   Python and platform (cross-installing wheels when the host's differ), into a `packages`
 //!   layer found through `PYTHONUSERBASE` (so `.pth` files work and the standard library keeps

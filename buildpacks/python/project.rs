@@ -216,7 +216,7 @@ pub(crate) fn check_version(requested: &Requested, provided: &str) -> Result<Opt
             requested.source
         ))
         .hint(format!(
-            "ask for {} in {} (kiln's bookworm stack ships Debian's Python {provided}), or build on a run image with Python {wanted} (--run-image)",
+            "ask for {} in {} (the run image ships Debian's Python {provided}), or build on a run image with Python {wanted} (--run-image)",
             have.release().iter().take(2).map(ToString::to_string).collect::<Vec<_>>().join("."),
             requested.source
         ))

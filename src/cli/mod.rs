@@ -173,9 +173,11 @@ pub(crate) struct SourceArgs {
     /// built on first use].
     #[arg(long, value_name = "REF")]
     pub(crate) run_image: Option<String>,
-    /// The stack default run images come from (a built-in stack or a stack directory).
-    #[arg(long, default_value = kiln::DEFAULT_STACK, value_name = "STACK")]
-    pub(crate) stack: String,
+    /// The stack default run images come from (a built-in stack or a stack directory)
+    /// [default: trixie, or the built-in stack with the Python or Node.js version the app asks
+    /// for].
+    #[arg(long, value_name = "STACK")]
+    pub(crate) stack: Option<String>,
     /// Platform of the run image to use (os/arch[/variant]) [default: the host's].
     #[arg(long, value_name = "PLATFORM")]
     pub(crate) platform: Option<String>,
@@ -296,7 +298,12 @@ impl SourceArgs {
         let mut options = make(&self.path)?;
         options.buildpacks = buildpacks;
         options.run_image = run_image;
-        options.stack.clone_from(&self.stack);
+        // A stack the user names always wins; without one kiln may pick the stack with the
+        // runtime the app asks for.
+        if let Some(stack) = &self.stack {
+            options.stack.clone_from(stack);
+            options.auto_stack = false;
+        }
         options.platform = platform;
         options.exec_env.clone_from(&self.exec_env);
         options.env = env;

@@ -67,6 +67,7 @@ pub fn build(
     let destination = options.destination.clone().ok_or_else(|| {
         Error::InvalidOptions("no destination: give an image name or an output".to_string())
     })?;
+    let options = &*stack_for_app(options, events);
     // Held until the image is published, so that `kiln cache prune` never takes a blob
     // this build wrote or reuses.
     let _guard = crate::cache::gc::BuildGuard::acquire(store)?;
@@ -272,6 +273,42 @@ fn group_mixins(group: &[GroupMember], plan: &[PlanEntry]) -> BTreeSet<String> {
         .collect()
 }
 
+/// `options` on the built-in stack the app's requested runtimes need, when that is not
+/// [`BuildOptions::stack`] and [`BuildOptions::auto_stack`] allows it (a `.python-version`
+/// of `3.11` builds on bookworm), with a line in the build log saying why. Not in a builder
+/// image, whose build image is itself.
+fn stack_for_app<'a>(
+    options: &'a BuildOptions,
+    events: &dyn EventSink,
+) -> std::borrow::Cow<'a, BuildOptions> {
+    if !options.auto_stack || options.run_image.is_some() || options.build_image.is_some() {
+        return std::borrow::Cow::Borrowed(options);
+    }
+    // In a builder image, kiln's own file system is the build image: its stack is fixed.
+    if options.build_environment == crate::buildenv::BuildEnvironment::Image
+        && !matches!(crate::builder::BuilderInfo::current(), Ok(None))
+    {
+        return std::borrow::Cow::Borrowed(options);
+    }
+    let arch = options
+        .platform
+        .clone()
+        .unwrap_or_else(crate::image::TargetPlatform::host)
+        .architecture;
+    let Some(choice) = kiln_buildpacks::stack_for_app(&options.app_dir, &options.stack, &arch)
+    else {
+        return std::borrow::Cow::Borrowed(options);
+    };
+    events.event(&Event::Step(format!(
+        "Stack: {} instead of {}: {}",
+        choice.stack, options.stack, choice.reason
+    )));
+    let mut chosen = options.clone();
+    chosen.stack = choice.stack;
+    chosen.auto_stack = false;
+    std::borrow::Cow::Owned(chosen)
+}
+
 /// Picks the flavour of the default stack that has what the group needs, builds it into
 /// the store if needed, and analyzes it.
 fn default_run_image(
@@ -338,6 +375,7 @@ pub fn detect(
 ) -> Result<DetectSummary, Error> {
     // Its scratch directory is in the store: keep `kiln cache prune` away meanwhile.
     let _guard = crate::cache::gc::BuildGuard::acquire(store)?;
+    let options = &*stack_for_app(options, events);
     let mut timings = Timings::new(events);
     let prepared = prepare::prepare(store, options, events, cancel, &mut timings)?;
     let runner = prepared.runner(None, options, events, cancel);

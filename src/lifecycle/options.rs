@@ -12,8 +12,10 @@ use crate::untrusted::{Links, MAX_METADATA, ReadError};
 
 pub use crate::buildpack::catalog::{BuildpackRef, BuildpackSelection};
 
-/// The stack default run images come from.
-pub const DEFAULT_STACK: &str = "bookworm";
+/// The stack default run images and build images come from (Debian 13). An app that asks for
+/// a runtime version only another built-in stack has builds on that one (see
+/// [`BuildOptions::auto_stack`]).
+pub const DEFAULT_STACK: &str = "trixie";
 
 /// What [`build()`](super::build()) and [`detect()`](super::detect()) are asked to do.
 ///
@@ -44,6 +46,12 @@ pub struct BuildOptions {
     pub run_image: Option<ImageReference>,
     /// The stack (built-in name or directory) default run images come from.
     pub stack: String,
+    /// Whether kiln may build on another built-in stack than [`BuildOptions::stack`] when
+    /// the app asks for a Python or Node.js version (`.python-version`, `engines.node`, …)
+    /// that only the other stack's images provide (default `true`; the build log says so).
+    /// `kiln build --stack` turns it off: a stack the user names always wins. It never
+    /// applies with a [`BuildOptions::run_image`] or [`BuildOptions::build_image`].
+    pub auto_stack: bool,
     /// Platform for multi-platform run images and `scratch` (default: the host's).
     pub platform: Option<TargetPlatform>,
     /// Where the image goes: set by [`BuildOptions::new`], `None` for options made by
@@ -114,6 +122,7 @@ impl BuildOptions {
             buildpacks: BuildpackSelection::default(),
             run_image: None,
             stack: DEFAULT_STACK.to_string(),
+            auto_stack: true,
             platform: None,
             destination,
             env: BTreeMap::new(),

@@ -138,6 +138,9 @@ pub(super) fn inputs_of(store: &Store, options: &BuildOptions) -> Option<String>
         buildpacks,
         run_image,
         stack,
+        // Already applied: `stack` is the one the app's requests chose (and the app is an
+        // input, so a changed request is seen).
+        auto_stack: _,
         platform,
         // The record is kept per destination: another destination has its own.
         destination: _,

@@ -871,7 +871,7 @@ pub fn choose_flavour(
 
 /// The version of how kiln makes stack images (`rootfs::configure` and the layout): raise it
 /// when a change makes images of the same lock differ, so stores rebuild them.
-const FORMAT: &str = "2";
+const FORMAT: &str = "3";
 
 /// Makes sure the store holds `flavour`'s image for `arch` built from the current lock,
 /// building it if it is missing or was built from another lock. Returns its store name.
@@ -967,5 +967,31 @@ mod tests {
             err.contains("no-such-package") && err.contains("--run-image"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn trixie_flavours_meet_the_buildpacks_mixins() {
+        let source = StackSource::open("trixie").unwrap();
+        for arch in ["amd64", "arm64"] {
+            let choose = |mixins: &[&str]| {
+                choose_flavour(
+                    &source,
+                    arch,
+                    &mixins.iter().map(ToString::to_string).collect(),
+                )
+                .unwrap()
+            };
+            assert_eq!(choose(&[]), "base");
+            assert_eq!(choose(&["python3"]), "python");
+            assert_eq!(choose(&["nodejs"]), "nodejs");
+            assert_eq!(choose(&["lighttpd"]), "static");
+            assert_eq!(choose(&["dash", "coreutils"]), "shell");
+            assert_eq!(choose(&["libstdc++6"]), "cc");
+            // The built-in buildpacks' build-image mixins: trixie's own rustc and cargo.
+            let rust = choose(&["build-essential", "rustc | rustc-web", "cargo | cargo-web"]);
+            assert_eq!(rust, "build-rust");
+            assert_eq!(choose(&["build-essential", "golang-go"]), "build-go");
+            assert_eq!(choose(&["build-essential", "npm"]), "build-nodejs");
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! - refuses absolute paths and `..` components, so a package cannot write outside the root;
 //! - applies merged-`/usr` the way debootstrap's symlinks would: an entry under `bin/`,
 //!   `sbin/` or `lib*/` lands under `usr/` (the base layer carries the `bin -> usr/bin`
-//!   symlinks);
+//!   symlinks); a package that ships those links itself (trixie's `base-files` does) gets
+//!   its `usr/bin` directory instead, and the base layer makes the link;
 //! - writes files readable by kiln whatever their declared mode, and records the declared
 //!   mode and owner per path for the layer writer
 //!   ([`crate::layer::LayerSpec::entry_metadata`]), so running as an ordinary user
@@ -239,6 +240,16 @@ impl Unpacker {
                         .link_name()
                         .map_err(|e| invalid(format!("bad link in data.tar: {e}")))?
                         .ok_or_else(|| invalid(format!("symlink {rel} has no target")))?;
+                    if is_merged_usr_link(&raw, &target) {
+                        // `bin -> usr/bin` would land on `usr/bin` itself: keep the directory.
+                        self.dir.create_dir(rel_path, 0o755).map_err(io_err)?;
+                        self.metadata.entry(rel).or_insert(EntryMetadata {
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                        });
+                        continue;
+                    }
                     self.record_parents(&rel);
                     self.dir.symlink(rel_path, &target).map_err(io_err)?;
                 }
@@ -282,6 +293,26 @@ impl Unpacker {
             dir = parent.parent();
         }
     }
+}
+
+/// Whether a package's symlink at `raw` is a merged-`/usr` link (`bin -> usr/bin`,
+/// `lib64 -> /usr/lib64`), which [`confine`] would turn into a link from `usr/bin` to itself.
+fn is_merged_usr_link(raw: &Path, target: &Path) -> bool {
+    let normal = |p: &Path| -> Vec<String> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (link, target) = (normal(raw), normal(target));
+    link.len() == 1
+        && MERGED_USR_DIRS.contains(&link[0].as_str())
+        && target.len() == 2
+        && target[0] == "usr"
+        && target[1] == link[0]
+        && !target.iter().any(|t| t == "..")
 }
 
 /// Turns a path from a package into a relative path inside the root, applying merged-`/usr`.
@@ -481,6 +512,36 @@ pub(crate) mod tests {
             assert_eq!(meta["tmp"].mode, 0o1777);
             assert_eq!(meta["usr/share/doc/hello/README"].mode, 0o600);
         }
+    }
+
+    #[test]
+    fn merged_usr_links_a_package_ships_become_directories() {
+        let deb = make_deb(
+            CONTROL,
+            &[
+                TestEntry::Dir("./", 0o755),
+                TestEntry::Symlink("./bin", "usr/bin"),
+                TestEntry::Symlink("./lib64", "/usr/lib64"),
+                TestEntry::Dir("./usr/", 0o755),
+                TestEntry::Dir("./usr/bin/", 0o755),
+                TestEntry::File("./bin/true", 0o755, b"x"),
+                // Not a merged-/usr link: kept as a link, under usr/.
+                TestEntry::Symlink("./sbin", "usr/bin"),
+            ],
+            "xz",
+        );
+        let root = tempfile::tempdir().unwrap();
+        let mut unpacker = Unpacker::new(root.path()).unwrap();
+        unpacker.unpack(&deb[..], "base-files").unwrap();
+        let r = root.path();
+        assert!(r.join("usr/bin/true").is_file());
+        assert!(fs::symlink_metadata(r.join("usr/lib64")).unwrap().is_dir());
+        assert_eq!(
+            fs::read_link(r.join("usr/sbin")).unwrap(),
+            Path::new("usr/bin")
+        );
+        let meta = unpacker.into_metadata();
+        assert_eq!(meta["usr/lib64"].mode, 0o755);
     }
 
     #[test]

@@ -537,6 +537,70 @@ mod tests {
     }
 
     #[test]
+    fn the_builtin_trixie_stack_has_bookworms_flavours() {
+        let trixie = StackSource::open("trixie").unwrap().definition().unwrap();
+        let bookworm = StackSource::open("bookworm").unwrap().definition().unwrap();
+        assert_eq!(trixie.stack.distro.version, "13");
+        assert_eq!(
+            trixie.flavours.keys().collect::<Vec<_>>(),
+            bookworm.flavours.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(trixie.stack.architectures, bookworm.stack.architectures);
+        for flavour in trixie.flavours.keys() {
+            assert_eq!(
+                trixie.chain(flavour.as_str()).unwrap().len(),
+                bookworm.chain(flavour.as_str()).unwrap().len(),
+                "{flavour}"
+            );
+        }
+    }
+
+    /// Every built-in stack's flavours have a lock made from the current `stack.toml`, for
+    /// every architecture, pinning the runtime each flavour is for.
+    #[test]
+    fn builtin_locks_are_current_for_every_flavour_and_architecture() {
+        for name in StackSource::builtin_names() {
+            let source = StackSource::open(&name).unwrap();
+            let def = source.definition().unwrap();
+            for flavour in def.flavours.keys() {
+                let lock = source
+                    .lock(flavour.as_str())
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{name}/{flavour} has no lock"));
+                assert_eq!(
+                    lock.definition,
+                    def.fingerprint(flavour.as_str()).unwrap(),
+                    "{name}/{flavour}.lock is stale: run kiln stack lock stacks/{name}"
+                );
+                for arch in &def.stack.architectures {
+                    assert!(
+                        lock.packages.iter().any(|p| &p.arch == arch),
+                        "{name}/{flavour}.lock has nothing for {arch}"
+                    );
+                }
+            }
+        }
+        let version = |flavour: &str, package: &str| {
+            StackSource::open("trixie")
+                .unwrap()
+                .lock(flavour)
+                .unwrap()
+                .unwrap()
+                .packages
+                .into_iter()
+                .find(|p| p.name == package)
+                .map_or_else(
+                    || panic!("trixie/{flavour} has no {package}"),
+                    |p| p.version,
+                )
+        };
+        assert!(version("python", "python3").starts_with("3.13."));
+        assert!(version("nodejs", "nodejs").starts_with("20."));
+        assert!(version("build-go", "golang-go").starts_with("2:1.24"));
+        assert!(version("build-rust", "rustc").starts_with("1.85."));
+    }
+
+    #[test]
     fn unknown_stacks_and_typos_are_errors() {
         assert!(matches!(
             StackSource::open("nope"),

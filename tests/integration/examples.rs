@@ -12,6 +12,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::assert_contains;
 use crate::util::{Podman, TestEnv, free_port, repo, sh};
 
 /// What an example must do.
@@ -34,19 +35,19 @@ struct Example {
 const EXAMPLES: &[Example] = &[
     Example {
         name: "python-flask",
-        check: Check::Http("Hello from Flask on Python 3.11"),
+        check: Check::Http("Hello from Flask on Python 3.13"),
         reused_layer: Some("kiln/python:packages"),
         reuse_line: "reusing the installed dependencies (requirements.txt unchanged)",
     },
     Example {
         name: "python-uv",
-        check: Check::Http("Hello from FastAPI on Python 3.11"),
+        check: Check::Http("Hello from FastAPI on Python 3.13"),
         reused_layer: Some("kiln/python:packages"),
         reuse_line: "reusing the installed dependencies (pyproject.toml, uv.lock unchanged)",
     },
     Example {
         name: "node-express",
-        check: Check::Http("Hello from Express on Node.js v18"),
+        check: Check::Http("Hello from Express on Node.js v20"),
         reused_layer: Some("kiln/nodejs:modules"),
         reuse_line: "reusing the production dependencies (lockfile unchanged)",
     },
@@ -130,8 +131,8 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-/// `kiln build IMAGE --path APP --format json`: the report and the build log.
-fn build(env: &TestEnv, app: &Path, image: &str) -> Result<(Value, String), String> {
+/// `kiln build IMAGE --path APP --format json ARGS…`: the report and the build log.
+fn build(env: &TestEnv, app: &Path, image: &str, args: &[&str]) -> Result<(Value, String), String> {
     // With no options: the buildpacks run in the stack's build images (the default).
     let out = env
         .kiln()
@@ -139,6 +140,7 @@ fn build(env: &TestEnv, app: &Path, image: &str) -> Result<(Value, String), Stri
         .args(["build", image, "--path"])
         .arg(app)
         .args(["--format", "json"])
+        .args(args)
         .output()
         .map_err(|e| e.to_string())?;
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -156,18 +158,25 @@ fn layer<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|l| l["name"] == name)
 }
 
-fn check_example(env: &TestEnv, podman: Option<&Podman>, example: &Example) -> Result<(), String> {
+/// Builds `example` three times with `args` (first, after a source change, unchanged), checks
+/// the reuse and runs the image.
+fn check_example(
+    env: &TestEnv,
+    podman: Option<&Podman>,
+    example: &Example,
+    args: &[&str],
+) -> Result<(), String> {
     let app = clean_copy(env, example.name);
     if example.name == "python-uv" {
         uv_lock(env, &app)?;
     }
     let image = format!("examples/{}", example.name);
-    let (first, _) = build(env, &app, &image)?;
+    let (first, _) = build(env, &app, &image, args)?;
     // A source change: the buildpacks run again and reuse what they installed.
     std::fs::write(app.join("CHANGED.txt"), "a change").map_err(|e| e.to_string())?;
-    let (second, log) = build(env, &app, &image)?;
+    let (second, log) = build(env, &app, &image, args)?;
     // Nothing changed since: the image is up to date without running a buildpack.
-    let (third, log3) = build(env, &app, &image)?;
+    let (third, log3) = build(env, &app, &image, args)?;
     if third["up_to_date"] != true
         || third["manifest_digest"] != second["manifest_digest"]
         || log3.contains("===> BUILDING")
@@ -244,9 +253,69 @@ fn examples_build_serve_and_reuse_their_dependencies() {
     let podman = Podman::new();
     let mut failures = Vec::new();
     for example in EXAMPLES {
-        if let Err(e) = check_example(&env, podman.as_ref(), example) {
+        if let Err(e) = check_example(&env, podman.as_ref(), example, &[]) {
             failures.push(format!("{}: {e}", example.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// An app asking for a Python only bookworm has (3.11) builds, with no options, in bookworm's
+/// build image on bookworm's run image, and the build log says why; `kiln detect` shows the
+/// same choice; a stack the user names wins (and then detection says which stack has it).
+#[test]
+fn a_python_version_only_bookworm_has_builds_on_bookworm() {
+    let env = TestEnv::new();
+    let app = clean_copy(&env, "python-flask");
+    fs::write(app.join(".python-version"), "3.11\n").unwrap();
+    let switched = "Stack: bookworm instead of trixie: .python-version asks for Python 3.11 (trixie has Python 3.13.";
+
+    let detect = env.run(&[
+        "detect",
+        "--format",
+        "json",
+        "--path",
+        app.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&detect.stderr);
+    assert!(detect.status.success(), "{log}");
+    assert_contains!(log, switched);
+    let summary: Value = serde_json::from_slice(&detect.stdout).unwrap();
+    assert_eq!(summary["run_image"], "kiln/stacks/bookworm-python:latest");
+
+    let (report, log) = build(&env, &app, "examples/flask-311", &[]).unwrap();
+    assert_contains!(log, switched);
+    assert_eq!(report["run_image"], "kiln/stacks/bookworm-python:latest");
+    let labels = &env.inspect("examples/flask-311")["labels"];
+    assert_eq!(labels["io.github.kiln-build.stack"], "bookworm/python");
+    let build_image = labels["io.github.kiln-build.build-image"].as_str().unwrap();
+    assert!(
+        build_image.starts_with("kiln/stacks/bookworm-build-python:"),
+        "{build_image}"
+    );
+    if let Some(podman) = Podman::new() {
+        let reference = format!(
+            "oci:{}:examples/flask-311:latest",
+            env.home().join("store").display()
+        );
+        let served = podman.serve(&reference, free_port());
+        let (code, body) = served.get("/").unwrap();
+        assert!(
+            code == 200 && body.contains("Hello from Flask on Python 3.11"),
+            "{code} {body}"
+        );
+    }
+
+    // An explicit --stack always wins: trixie cannot meet the request, and says who can.
+    let out = env.run(&[
+        "detect",
+        "--path",
+        app.to_str().unwrap(),
+        "--stack",
+        "trixie",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(!log.contains("Stack: bookworm"), "{log}");
+    assert_contains!(log, "which has Python 3.11.2 (--stack bookworm)");
 }

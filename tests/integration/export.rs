@@ -409,7 +409,7 @@ fn without_a_run_image_the_stack_flavour_the_buildpacks_need_is_built_and_used()
         example_buildpack().to_str().unwrap(),
     ]))
     .unwrap();
-    assert_eq!(detect["run_image"], "kiln/stacks/bookworm-shell:latest");
+    assert_eq!(detect["run_image"], "kiln/stacks/trixie-shell:latest");
 
     let out = oci(&env.path("out"), "hello");
     let build = || {
@@ -428,8 +428,8 @@ fn without_a_run_image_the_stack_flavour_the_buildpacks_need_is_built_and_used()
         )
     };
     let (report, stderr) = build();
-    assert_contains!(stderr, "Building kiln/stacks/bookworm-shell:latest");
-    assert_eq!(report["run_image"], "kiln/stacks/bookworm-shell:latest");
+    assert_contains!(stderr, "Building kiln/stacks/trixie-shell:latest");
+    assert_eq!(report["run_image"], "kiln/stacks/trixie-shell:latest");
     // The second build reuses the run image.
     let (again, stderr) = build();
     assert!(!stderr.contains("Building kiln/stacks/"));

@@ -252,10 +252,10 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
     // The build images were missing from the store: made on first use, with progress.
     let log = String::from_utf8_lossy(&host.stderr);
     for line in [
-        "Building kiln/stacks/bookworm-build:latest for",
-        "Building kiln/stacks/bookworm-build-python:latest for",
+        "Building kiln/stacks/trixie-build:latest for",
+        "Building kiln/stacks/trixie-build-python:latest for",
         "Downloading ",
-        "Build image: kiln/stacks/bookworm-build-python:latest",
+        "Build image: kiln/stacks/trixie-build-python:latest",
     ] {
         assert!(
             log.contains(line),

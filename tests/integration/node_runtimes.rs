@@ -104,7 +104,7 @@ fn detect_picks_the_highest_release_in_range_and_the_cc_run_image() {
         json!(["libc6", "libgcc-s1", "libstdc++6"])
     );
     // Only the C and C++ runtime libraries: the `cc` flavour, not `nodejs`.
-    assert_eq!(summary["run_image"], "kiln/stacks/bookworm-cc:latest");
+    assert_eq!(summary["run_image"], "kiln/stacks/trixie-cc:latest");
 
     // A start script that needs the shell keeps the shell in the run image.
     let app = env.app(
@@ -121,9 +121,10 @@ fn detect_picks_the_highest_release_in_range_and_the_cc_run_image() {
     let (summary, _) = detect(&env, &app, &npm);
     let plan = node_plan(&summary);
     assert_eq!(plan["node"], "22.11.0", "{summary}");
-    assert_eq!(summary["run_image"], "kiln/stacks/bookworm-nodejs:latest");
+    assert_eq!(summary["run_image"], "kiln/stacks/trixie-nodejs:latest");
 
-    // The stack's Node.js 18 meets `18`: nothing is installed, nothing asked of the registry.
+    // Bookworm's Node.js 18 meets `18`: kiln builds on that stack, nothing is installed and
+    // nothing asked of the registry.
     let asked = npm.server.requests().len();
     let app = env.app(
         "old",

@@ -1,16 +1,23 @@
-//! The built-in bookworm stack, built from the committed locks against the real Debian
-//! mirror (found from the host's apt sources, as on any Debian machine or CI runner).
+//! The built-in bookworm and trixie stacks, built from the committed locks against the real
+//! Debian mirror (found from the host's apt sources, as on any Debian machine or CI runner;
+//! a bookworm host's mirror serves trixie too).
+
+use std::fs;
 
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{Podman, TestEnv, kiln_as_nobody, validate_schema};
+use crate::util::{Podman, TestEnv, kiln_as_nobody, repo, validate_schema};
 
 fn build(env: &TestEnv, flavour: &str) -> Value {
+    build_stack(env, "bookworm", flavour)
+}
+
+fn build_stack(env: &TestEnv, stack: &str, flavour: &str) -> Value {
     let out = env.run(&[
         "stack",
         "build",
-        "bookworm",
+        stack,
         "--flavour",
         flavour,
         "--format",
@@ -141,4 +148,124 @@ fn an_ordinary_user_builds_the_same_stack_image() {
     );
     let as_nobody: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(as_nobody["manifest_digest"], as_root["manifest_digest"]);
+}
+
+/// `kiln stack lock` resolves every trixie flavour for both architectures against the signed
+/// archive (verified with the committed keys), to the runtimes the stack promises, with none
+/// of what the stack excludes in its run images.
+#[test]
+fn trixie_locks_resolve_against_the_signed_archive() {
+    let env = TestEnv::new();
+    let dir = env.path("trixie");
+    fs::create_dir_all(dir.join("keys")).unwrap();
+    let committed = repo().join("stacks/trixie");
+    fs::copy(committed.join("stack.toml"), dir.join("stack.toml")).unwrap();
+    for key in fs::read_dir(committed.join("keys")).unwrap() {
+        let key = key.unwrap();
+        fs::copy(key.path(), dir.join("keys").join(key.file_name())).unwrap();
+    }
+    env.ok(&["stack", "lock", dir.to_str().unwrap()]);
+    let lock = |flavour: &str| -> toml::Table {
+        toml::from_str(&fs::read_to_string(dir.join(format!("{flavour}.lock"))).unwrap()).unwrap()
+    };
+    let packages = |flavour: &str, arch: &str| -> Vec<(String, String)> {
+        lock(flavour)["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["arch"].as_str() == Some(arch))
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["version"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let version = |flavour: &str, arch: &str, name: &str| {
+        packages(flavour, arch)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(
+                || panic!("trixie {flavour} ({arch}) has no {name}"),
+                |(_, v)| v,
+            )
+    };
+    for arch in ["amd64", "arm64"] {
+        assert!(version("python", arch, "python3").starts_with("3.13."));
+        assert!(version("nodejs", arch, "nodejs").starts_with("20."));
+        assert!(version("build-go", arch, "golang-go").starts_with("2:1.24"));
+        assert!(version("build-rust", arch, "rustc").starts_with("1.85."));
+        assert!(version("base", arch, "libssl3t64").starts_with("3."));
+        for flavour in ["base", "cc", "shell", "static", "python", "nodejs"] {
+            for (name, _) in packages(flavour, arch) {
+                assert!(
+                    !["dpkg", "debconf", "perl-base", "usrmerge", "systemd"]
+                        .contains(&name.as_str()),
+                    "trixie {flavour} ({arch}) installs {name}"
+                );
+            }
+        }
+    }
+}
+
+/// The trixie base image is the same bytes from two homes; its python and nodejs images run
+/// their runtimes as the CNB user.
+#[test]
+fn trixie_flavours_are_reproducible_and_run_their_runtimes() {
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let first = build_stack(&a, "trixie", "base");
+    let second = build_stack(&b, "trixie", "base");
+    assert_eq!(first["image"], "kiln/stacks/trixie-base:latest");
+    assert_eq!(first["manifest_digest"], second["manifest_digest"]);
+    validate(&a, "kiln/stacks/trixie-base:latest");
+    let python = build_stack(&a, "trixie", "python");
+    assert_eq!(
+        python["layers"][0]["diff_id"],
+        first["layers"][0]["diff_id"]
+    );
+    build_stack(&a, "trixie", "nodejs");
+    eprintln!(
+        "trixie python: {} bytes uncompressed, {} compressed",
+        python["uncompressed_size"], python["compressed_size"]
+    );
+
+    let Some(podman) = Podman::new() else { return };
+    let image = |flavour: &str| {
+        format!(
+            "oci:{}:kiln/stacks/trixie-{flavour}:latest",
+            a.home().join("store").display()
+        )
+    };
+    let script = "import ssl, sys, os; print(sys.version.split()[0], os.getuid(), ssl.create_default_context().cert_store_stats()['x509_ca'] > 100); print(open('/etc/os-release').read())";
+    let out = podman.run(&image("python"), &[], &["python3", "-c", script]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_contains!(stdout, "3.13.");
+    assert_contains!(stdout, " 1000 True");
+    assert_contains!(stdout, "Debian GNU/Linux 13 (trixie)");
+    // `#!/usr/bin/env node` package binaries need /usr/bin/env.
+    let out = podman.run(
+        &image("nodejs"),
+        &[],
+        &[
+            "/usr/bin/env",
+            "node",
+            "-e",
+            "console.log(process.version, process.getuid())",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_contains!(stdout, "v20.");
+    assert_contains!(stdout, " 1000");
 }
