@@ -348,6 +348,20 @@ fn requested_version(app: &App, engines: Option<&Value>) -> Result<Option<Reques
     Ok(None)
 }
 
+/// Checks a request against the Node.js a stack provides (`20.19.2`): an error when it is
+/// not in the requested range (then kiln/nodejs would install one from the npm registry, and
+/// the platform may prefer a stack that has it, see `common::choose`).
+pub(crate) fn check_version(requested: &Requested, provided: &str) -> Result<Option<String>> {
+    if super::runtime::satisfies(requested, provided)? {
+        Ok(None)
+    } else {
+        Err(Error::new(format!(
+            "Node.js {} was requested ({}), but the stack provides Node.js {provided}",
+            requested.version, requested.source
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,19 +547,5 @@ mod tests {
             analyze(&a).unwrap().unwrap().requested.unwrap().source,
             "package.json engines.node"
         );
-    }
-}
-
-/// Checks a request against the Node.js a stack provides (`20.19.2`): an error when it is
-/// not in the requested range (then kiln/nodejs would install one from the npm registry, and
-/// the platform may prefer a stack that has it, see `common::choose`).
-pub(crate) fn check_version(requested: &Requested, provided: &str) -> Result<Option<String>> {
-    if super::runtime::satisfies(requested, provided)? {
-        Ok(None)
-    } else {
-        Err(Error::new(format!(
-            "Node.js {} was requested ({}), but the stack provides Node.js {provided}",
-            requested.version, requested.source
-        )))
     }
 }
