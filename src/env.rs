@@ -48,7 +48,7 @@ pub(crate) const BUILD_ENV_PASSTHROUGH: [&str; 9] = [
 /// Variables of the build host's own tools, also passed through: kiln builds with the host's
 /// toolchains (design.md, decision 3), and they need to find their installation, their
 /// certificate bundle (a TLS-intercepting proxy's CA) and their package registry settings.
-pub(crate) const HOST_TOOL_PASSTHROUGH: [&str; 23] = [
+pub(crate) const HOST_TOOL_PASSTHROUGH: [&str; 15] = [
     "LANG",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
@@ -63,14 +63,6 @@ pub(crate) const HOST_TOOL_PASSTHROUGH: [&str; 23] = [
     "PYENV_VERSION",
     "GOROOT",
     "GOPATH",
-    "GOPROXY",
-    "GONOPROXY",
-    "GOPRIVATE",
-    "GONOSUMDB",
-    "GONOSUMCHECK",
-    "GOSUMDB",
-    "GOINSECURE",
-    "GOFLAGS",
     "COREPACK_HOME",
 ];
 
@@ -88,9 +80,9 @@ pub(crate) const HOST_TOOL_PREFIXES: [&str; 9] = [
     "CARGO_NET_",
 ];
 
-/// Host settings passed into a build image besides the proxies and the package-index
-/// prefixes: the Go module proxy and checksum database settings.
-const IMAGE_PASSTHROUGH: [&str; 8] = [
+/// The Go module proxy and checksum database settings, passed through to buildpacks on the
+/// host and in a build image alike.
+const GO_NETWORK_SETTINGS: [&str; 8] = [
     "GOPROXY",
     "GONOPROXY",
     "GOPRIVATE",
@@ -242,6 +234,7 @@ impl Env {
         let keep = |k: &str| {
             BUILD_ENV_PASSTHROUGH.contains(&k)
                 || HOST_TOOL_PASSTHROUGH.contains(&k)
+                || GO_NETWORK_SETTINGS.contains(&k)
                 || HOST_TOOL_PREFIXES.iter().any(|p| k.starts_with(p))
                 || BUILD_ROOT_DIRS.iter().any(|(_, vars)| vars.contains(&k))
         };
@@ -266,7 +259,7 @@ impl Env {
     {
         let keep = |k: &str| {
             (BUILD_ENV_PASSTHROUGH.contains(&k) && k != "HOME" && k != "HOSTNAME")
-                || IMAGE_PASSTHROUGH.contains(&k)
+                || GO_NETWORK_SETTINGS.contains(&k)
                 || HOST_TOOL_PREFIXES.iter().any(|p| k.starts_with(p))
         };
         let mut env = Self {

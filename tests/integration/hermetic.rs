@@ -205,6 +205,17 @@ fn network_options() -> Vec<String> {
     options
 }
 
+/// The `kiln build flask` options of the container builds: the source at /src, the image
+/// to /out, the report on stdout.
+const BUILD_IN_CONTAINER: [&str; 6] = [
+    "--path",
+    "/src",
+    "--output",
+    "oci:/out:flask",
+    "--format",
+    "json",
+];
+
 /// The manifest digest in a build report printed on stdout.
 fn reported_digest(out: &std::process::Output, what: &str) -> String {
     assert!(
@@ -299,14 +310,7 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
             "build",
             "flask",
         ])
-        .args([
-            "--path",
-            "/src",
-            "--output",
-            "oci:/out:flask",
-            "--format",
-            "json",
-        ]);
+        .args(BUILD_IN_CONTAINER);
     let bare_digest = reported_digest(&command.output().unwrap(), "the build in a bare container");
     assert_eq!(
         bare_digest, host_digest,
@@ -369,14 +373,7 @@ fn hermetic_builds_give_one_digest_on_this_host_in_a_bare_container_and_in_a_res
         .arg(format!("--volume={}:/src:ro", app.display()))
         .arg(format!("--volume={}:/out", out_pod.display()))
         .args(["localhost/kiln-test-builder:1", "build", "flask"])
-        .args([
-            "--path",
-            "/src",
-            "--output",
-            "oci:/out:flask",
-            "--format",
-            "json",
-        ]);
+        .args(BUILD_IN_CONTAINER);
     let pod_digest = reported_digest(&command.output().unwrap(), "the build in a builder image");
     assert_eq!(
         pod_digest, host_digest,
