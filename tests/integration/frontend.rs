@@ -76,7 +76,7 @@ fn a_front_end_build_is_served_by_lighttpd_with_spa_fallback() {
         .collect();
     assert_eq!(group, ["kiln/nodejs", "kiln/static"], "{detect}");
     // Node.js is not needed at run time: the small lighttpd flavour runs the site.
-    assert_eq!(detect["run_image"], "kiln/stacks/bookworm-static:latest");
+    assert_eq!(detect["run_image"], "kiln/stacks/trixie-static:latest");
     assert_contains!(detect["start"].as_str().unwrap(), "lighttpd");
 
     let out = oci(&env.path("out"), "dashboard");

@@ -108,6 +108,7 @@ fn buildpacks_in_a_build_image_see_only_it_and_builds_reproduce() {
     let unpacked: Vec<_> = fs::read_dir(env.home().join("cache/rootfs"))
         .unwrap()
         .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
         .collect();
     assert_eq!(unpacked.len(), 1, "{unpacked:?}");
     assert!(!unpacked[0].path().join("bin/planted").exists());

@@ -74,7 +74,7 @@ fn a_missing_program_fails_the_build_naming_process_program_and_provider() {
     );
     assert_contains!(
         stderr,
-        "Debian package bash, which no run flavour of stack bookworm has"
+        "Debian package bash, which no run flavour of stack trixie has"
     );
     assert_contains!(stderr, "kiln/procfile runs Procfile commands with `sh -c`");
 
@@ -116,7 +116,7 @@ fn a_script_needs_its_interpreter_and_env_needs_the_program() {
     );
     assert_contains!(
         stderr,
-        "Debian package nodejs provides it (the `nodejs` flavour of stack bookworm has it"
+        "Debian package nodejs provides it (the `nodejs` flavour of stack trixie has it"
     );
 }
 
@@ -138,7 +138,7 @@ fn when_kiln_chose_the_run_image_the_hint_names_the_flavour_and_mixins() {
     assert_contains!(stderr, "process web: `node` is not in the image");
     assert_contains!(
         stderr,
-        "the `nodejs` flavour of stack bookworm has it (Debian package nodejs): add \"nodejs\" to `run-image-mixins`"
+        "the `nodejs` flavour of stack trixie has it (Debian package nodejs): add \"nodejs\" to `run-image-mixins`"
     );
 }
 
