@@ -231,6 +231,15 @@ impl Buildpack {
                 problem: "[buildpack] version must not be empty".to_string(),
             });
         }
+        // The version names a directory (`/cnb/buildpacks/<id>/<version>`): one component.
+        if let Err(e) =
+            crate::untrusted::component(&descriptor.buildpack.version, "[buildpack] version")
+        {
+            return Err(BuildpackError::InvalidDescriptor {
+                path,
+                problem: format!("{e} (a version such as 1.2.3)"),
+            });
+        }
         let api = descriptor
             .api
             .parse::<BuildpackApi>()
@@ -563,5 +572,34 @@ mod tests {
         assert!(!BuildpackApi::new(0, 9).is_supported());
         assert!(!BuildpackApi::new(0, 13).is_supported());
         assert!(BuildpackApi::new(0, 9) < BuildpackApi::new(0, 10));
+    }
+
+    #[test]
+    fn a_version_that_is_not_one_path_component_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        for name in ["detect", "build"] {
+            let path = dir.path().join("bin").join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let write = |version: &str| {
+            std::fs::write(
+                dir.path().join("buildpack.toml"),
+                format!("api = \"0.10\"\n[buildpack]\nid = \"test/v\"\nversion = \"{version}\"\n"),
+            )
+            .unwrap();
+        };
+        write("1.2.3");
+        Buildpack::load(dir.path()).unwrap();
+        for version in ["../../etc/x", "..", "1/2"] {
+            write(version);
+            let err = Buildpack::load(dir.path()).unwrap_err();
+            assert!(
+                matches!(err, BuildpackError::InvalidDescriptor { .. }),
+                "{version}: {err}"
+            );
+        }
     }
 }
