@@ -20,7 +20,7 @@ fn build_json(env: &TestEnv, args: &[&str]) -> (Value, String) {
 }
 
 /// Paths in the layer `name` of `image` in the env's store.
-fn layer_paths(env: &TestEnv, report: &Value, name: &str) -> Vec<String> {
+pub(crate) fn layer_paths(env: &TestEnv, report: &Value, name: &str) -> Vec<String> {
     let digest = report["layers"]
         .as_array()
         .unwrap()

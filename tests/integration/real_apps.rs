@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 use crate::assert_contains;
-use crate::util::{TestEnv, layer_entries};
+use crate::builtin::layer_paths;
+use crate::util::TestEnv;
 
 /// `kiln build NAME --path APP --format json EXTRA…`: the report and the log, or the log on
 /// failure.
@@ -33,23 +34,6 @@ fn build(
 
 fn build_ok(env: &TestEnv, name: &str, app: &std::path::Path, extra: &[&str]) -> (Value, String) {
     build(env, name, app, extra).unwrap_or_else(|log| panic!("kiln build {name} failed:\n{log}"))
-}
-
-/// Paths in the layer `name` of a build report, from the env's store.
-fn layer_paths(env: &TestEnv, report: &Value, name: &str) -> Vec<String> {
-    let digest = report["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name)
-        .unwrap_or_else(|| panic!("no layer {name}: {report}"))["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    layer_entries(&env.home().join("store"), &digest)
-        .into_iter()
-        .map(|e| e.path)
-        .collect()
 }
 
 /// A binary crate that vendors a fork of a library published under its own name (renamed in
