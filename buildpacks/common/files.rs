@@ -136,11 +136,17 @@ pub(crate) fn digest_files(app: &App, names: &[&str]) -> Result<String> {
             None => hasher.update([0]),
         }
     }
-    let mut hex = String::with_capacity(64);
-    for byte in hasher.finalize() {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    Ok(hex)
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex of `bytes` (a digest).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// An app directory holding `files` (`(path, content)`), for tests.

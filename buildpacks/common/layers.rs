@@ -87,6 +87,23 @@ where
     B: Buildpack,
     M: Serialize + DeserializeOwned + PartialEq,
 {
+    keyed_unless_stale(context, name, build, launch, key, false)
+}
+
+/// [`keyed`], but never reused when `stale` (what it was made from was just remade, though
+/// under the same key).
+pub(crate) fn keyed_unless_stale<B, M>(
+    context: &BuildContext<B>,
+    name: &LayerName,
+    build: bool,
+    launch: bool,
+    key: &M,
+    stale: bool,
+) -> libcnb::Result<Keyed<B>, B::Error>
+where
+    B: Buildpack,
+    M: Serialize + DeserializeOwned + PartialEq,
+{
     let layer = context.cached_layer(
         name,
         CachedLayerDefinition {
@@ -94,7 +111,7 @@ where
             launch,
             invalid_metadata_action: &|_| InvalidMetadataAction::DeleteLayer,
             restored_layer_action: &|old: &M, _| {
-                if old == key {
+                if old == key && !stale {
                     RestoredLayerAction::KeepLayer
                 } else {
                     RestoredLayerAction::DeleteLayer

@@ -302,8 +302,16 @@ pub(crate) fn verify(bytes: &[u8], expected: &Expected) -> std::result::Result<(
                 ))
             }
         }
-        Expected::Sha512(hex) => compare_hex("sha512", hex, &hex_of(&sha2::Sha512::digest(bytes))),
-        Expected::Sha224(hex) => compare_hex("sha224", hex, &hex_of(&sha2::Sha224::digest(bytes))),
+        Expected::Sha512(hex) => compare_hex(
+            "sha512",
+            hex,
+            &crate::common::files::hex(&sha2::Sha512::digest(bytes)),
+        ),
+        Expected::Sha224(hex) => compare_hex(
+            "sha224",
+            hex,
+            &crate::common::files::hex(&sha2::Sha224::digest(bytes)),
+        ),
     }
 }
 
@@ -315,14 +323,6 @@ fn compare_hex(algorithm: &str, wanted: &str, found: &str) -> std::result::Resul
             "packageManager's {algorithm} {wanted} (the download's is {found})"
         ))
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Standard base64 with padding (what integrity strings use).
@@ -415,10 +415,10 @@ mod tests {
         assert!(err.contains("the registry's integrity sha512-"), "{err}");
         let err = verify(data, &Expected::Integrity("sha1-abc".into())).unwrap_err();
         assert!(err.contains("does not trust"), "{err}");
-        let hex = hex_of(&sha2::Sha512::digest(data));
+        let hex = crate::common::files::hex(&sha2::Sha512::digest(data));
         assert_eq!(verify(data, &Expected::Sha512(hex.to_uppercase())), Ok(()));
         assert!(verify(b"x", &Expected::Sha512(hex)).is_err());
-        let hex224 = hex_of(&sha2::Sha224::digest(data));
+        let hex224 = crate::common::files::hex(&sha2::Sha224::digest(data));
         assert_eq!(hex224.len(), 56);
         assert_eq!(verify(data, &Expected::Sha224(hex224)), Ok(()));
     }

@@ -10,7 +10,7 @@ use libcnb::layer::UncachedLayerDefinition;
 use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
 
 use super::project::{Manager, Project};
-use super::{DEFAULT_PORT, PythonBuildpack, locks};
+use super::{DEFAULT_PORT, PythonBuildpack, bytecode, locks};
 use crate::common::files::{App, digest_files};
 use crate::common::{CnbResult, Error, Result, cmd, inventory, layers, say, warn};
 
@@ -37,6 +37,8 @@ struct HostPython {
     minor: String,
     /// `x86_64`.
     machine: String,
+    /// Its standard library (`/usr/lib/python3.11`).
+    stdlib: PathBuf,
 }
 
 impl HostPython {
@@ -52,12 +54,13 @@ impl HostPython {
         // a whole rebuild should).
         let out = cmd::output(Command::new("python3").args([
             "-c",
-            "import sys, platform, importlib.util as u; print('%d.%d.%d' % sys.version_info[:3], platform.machine(), u.find_spec('pip') is not None)",
+            "import sys, platform, sysconfig, importlib.util as u; print('%d.%d.%d' % sys.version_info[:3], platform.machine(), u.find_spec('pip') is not None, sysconfig.get_path('stdlib'))",
         ]))?;
-        let mut words = out.split_whitespace();
+        let mut words = out.trim().splitn(4, ' ');
         let version = words.next().unwrap_or_default().to_string();
         let machine = words.next().unwrap_or_default().to_string();
         let has_pip = words.next() == Some("True");
+        let stdlib = PathBuf::from(words.next().unwrap_or_default());
         let minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
         if !has_pip {
             return Err(cmd::missing(
@@ -70,7 +73,15 @@ impl HostPython {
             version,
             minor,
             machine,
+            stdlib,
         })
+    }
+
+    /// Its standard library, when it is the one the run image's Python `minor` has (same
+    /// path, same version): Debian's, in the stack's build image.
+    fn shared_stdlib(&self, minor: &str) -> Option<&Path> {
+        (self.minor == minor && self.stdlib == Path::new("/usr/lib").join(format!("python{minor}")))
+            .then_some(self.stdlib.as_path())
     }
 }
 
@@ -345,16 +356,23 @@ pub(super) fn install(
         &layer_name!("env"),
         &layers::launch_defaults(&[("PORT", DEFAULT_PORT), ("PYTHONUNBUFFERED", "1")]),
     )?;
+    let run_minor = |host: &HostPython| {
+        provided.map_or_else(
+            || host.minor.clone(),
+            |p| p.split('.').take(2).collect::<Vec<_>>().join("."),
+        )
+    };
     if project.manager == Manager::None && !project.install_app {
         say("no dependencies to install");
+        // The standard library's bytecode still saves every start its compiling.
+        if let Ok(host) = HostPython::find() {
+            compile_bytecode(context, &host, &run_minor(&host), None, false)?;
+        }
         return Ok(());
     }
 
     let host = HostPython::find()?;
-    let minor = provided.map_or_else(
-        || host.minor.clone(),
-        |p| p.split('.').take(2).collect::<Vec<_>>().join("."),
-    );
+    let minor = run_minor(&host);
     let target_machine = machine(&context.target.arch).to_string();
     let cross = host.minor != minor || host.machine != target_machine;
     say(&format!(
@@ -409,7 +427,10 @@ pub(super) fn install(
         platform: target_machine,
         host_python: host.version.clone(),
     };
-    install_dependencies(context, app, project, &host, &pip, &minor, &key)?;
+    let (site, fresh) = install_dependencies(context, app, project, &host, &pip, &minor, &key)?;
+    let key = serde_json::to_string(&key)
+        .map_err(|e| Error::new(format!("cannot serialize the packages key: {e}")))?;
+    compile_bytecode(context, &host, &minor, Some((&site, key)), fresh)?;
     if let Some(why) = &project.install_skipped {
         warn(why);
     }
@@ -419,7 +440,36 @@ pub(super) fn install(
     Ok(())
 }
 
-/// The `packages` layer: the dependencies, reused while `key` holds.
+/// The `bytecode` layer for the run image's Python `minor` (see [`bytecode`]): the standard
+/// library's and the installed packages' (`site-packages` and its layer's key), when the
+/// build's Python can compile for it.
+fn compile_bytecode(
+    context: &BuildContext<PythonBuildpack>,
+    host: &HostPython,
+    minor: &str,
+    packages: Option<(&Path, String)>,
+    fresh: bool,
+) -> CnbResult<()> {
+    if host.minor != minor {
+        say(&format!(
+            "no compiled bytecode: the build's Python {} cannot compile for the run image's Python {minor}",
+            host.version
+        ));
+        return Ok(());
+    }
+    bytecode::compile(
+        context,
+        &bytecode::Sources {
+            python: &host.version,
+            stdlib: host.shared_stdlib(minor),
+            packages,
+            fresh,
+        },
+    )
+}
+
+/// The `packages` layer: the dependencies, reused while `key` holds. Returns its
+/// `site-packages` and whether this build installed them.
 fn install_dependencies(
     context: &BuildContext<PythonBuildpack>,
     app: &App,
@@ -428,7 +478,7 @@ fn install_dependencies(
     pip: &Pip,
     minor: &str,
     key: &PackagesKey,
-) -> CnbResult<()> {
+) -> CnbResult<(PathBuf, bool)> {
     let (packages, reused) = layers::keyed(context, &layer_name!("packages"), true, true, key)?;
     let site = packages
         .path()
@@ -457,7 +507,7 @@ fn install_dependencies(
         "PYTHONUSERBASE",
         packages.path(),
     ))?;
-    Ok(())
+    Ok((site, !reused))
 }
 
 /// The `project` layer: the app itself, when it is a package (a build system in

@@ -14,6 +14,9 @@
 //!   installed into a cached layer), `poetry.lock` and `Pipfile.lock` converted to pinned,
 //!   hash-checked requirements installed with `--no-deps`. The layer is reused while the
 //!   dependency files, the Python version and the platform stay the same.
+//! - **Bytecode**: hash-based `.pyc` files for the packages and the standard library in a
+//!   `bytecode` layer named by `PYTHONPYCACHEPREFIX`, so containers start without compiling
+//!   (see `bytecode.rs`).
 //! - **The project itself** is installed too when it is a package (a build system in
 //!   pyproject.toml, or setup.py). A Poetry project in package mode with no package of its
 //!   name gets its dependencies only, with a warning, as `poetry install` does.
@@ -22,6 +25,7 @@
 //!   `app.py`, else the project's only script. A Procfile overrides it (`kiln/procfile`).
 //!   `PORT` defaults to 8080; gunicorn reads it itself.
 
+mod bytecode;
 mod install;
 mod locks;
 pub(crate) mod project;

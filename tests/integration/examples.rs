@@ -213,6 +213,9 @@ fn check_example(
         return Ok(());
     };
     let reference = format!("oci:{}:{image}:latest", env.home().join("store").display());
+    if example.name == "python-flask" {
+        check_bytecode(podman, &reference)?;
+    }
     match example.check {
         Check::Http(expected) => {
             let served = podman.serve(&reference, free_port());
@@ -243,6 +246,67 @@ fn check_example(
                 return Err(format!("the report process printed {stdout:?}"));
             }
         }
+    }
+    Ok(())
+}
+
+/// Run in the image, with Python told not to write bytecode: imports the app, then lists every
+/// module it loaded from the standard library or the installed packages, with the kind of
+/// `.pyc` the image had for it (PEP 552 flags: 1 unchecked hash, 3 checked hash) or `none`.
+const BYTECODE_PROBE: &str = r#"
+import sys, os
+import app
+kinds = {}
+for name, m in sorted(sys.modules.items()):
+    f, c = getattr(m, "__file__", None), getattr(m, "__cached__", None)
+    if not f or not c or not f.endswith(".py"):
+        continue
+    where = "stdlib" if f.startswith("/usr/lib/python3") else "packages" if "/site-packages/" in f else None
+    if where is None:
+        continue
+    kind = "none"
+    if os.path.exists(c):
+        with open(c, "rb") as pyc:
+            kind = str(int.from_bytes(pyc.read(8)[4:8], "little"))
+    kinds.setdefault((where, kind), []).append(name)
+for (where, kind), names in sorted(kinds.items()):
+    print(where, kind, len(names), " ".join(names[:5]))
+"#;
+
+/// The Python image ships compiled bytecode for what the app imports: unchecked-hash files
+/// for its packages, checked-hash ones for the run image's standard library (kiln/python's
+/// `bytecode` layer), so a start compiles nothing.
+fn check_bytecode(podman: &Podman, reference: &str) -> Result<(), String> {
+    let out = podman.run(
+        reference,
+        &["--entrypoint", "python3", "-e", "PYTHONDONTWRITEBYTECODE=1"],
+        &["-c", BYTECODE_PROBE],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kinds: Vec<(&str, &str, usize)> = stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?, w.next()?, w.next()?.parse().ok()?))
+        })
+        .collect();
+    let count = |where_: &str, kind: &str| {
+        kinds
+            .iter()
+            .filter(|k| k.0 == where_ && k.1 == kind)
+            .map(|k| k.2)
+            .sum::<usize>()
+    };
+    let uncompiled = kinds.iter().any(|k| k.1 != "1" && k.1 != "3");
+    if !out.status.success()
+        || uncompiled
+        || count("packages", "1") < 20
+        || count("stdlib", "3") < 20
+    {
+        return Err(format!(
+            "the image lacks bytecode for modules the app imports:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(())
 }
