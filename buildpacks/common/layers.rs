@@ -87,23 +87,6 @@ where
     B: Buildpack,
     M: Serialize + DeserializeOwned + PartialEq,
 {
-    keyed_unless_stale(context, name, build, launch, key, false)
-}
-
-/// [`keyed`], but never reused when `stale` (what it was made from was just remade, though
-/// under the same key).
-pub(crate) fn keyed_unless_stale<B, M>(
-    context: &BuildContext<B>,
-    name: &LayerName,
-    build: bool,
-    launch: bool,
-    key: &M,
-    stale: bool,
-) -> libcnb::Result<Keyed<B>, B::Error>
-where
-    B: Buildpack,
-    M: Serialize + DeserializeOwned + PartialEq,
-{
     let layer = context.cached_layer(
         name,
         CachedLayerDefinition {
@@ -111,7 +94,7 @@ where
             launch,
             invalid_metadata_action: &|_| InvalidMetadataAction::DeleteLayer,
             restored_layer_action: &|old: &M, _| {
-                if old == key && !stale {
+                if old == key {
                     RestoredLayerAction::KeepLayer
                 } else {
                     RestoredLayerAction::DeleteLayer
@@ -124,4 +107,61 @@ where
         layer.write_metadata(key)?;
     }
     Ok((layer, reused))
+}
+
+/// A layer of [`keyed_incremental`] and how much of it is still good.
+pub(crate) type Incremental<B> = (LayerRef<B, (), bool>, Reuse);
+
+/// How much of a restored cached layer is still good (see [`keyed_incremental`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// All of it: the key is the same.
+    All,
+    /// Its contents can be brought up to date in place (the key changed compatibly).
+    InPlace,
+    /// Nothing: the layer is new and empty.
+    Nothing,
+}
+
+/// A cached layer whose metadata is `key`: kept whole when the restored key equals it, kept
+/// to be updated in place when `compatible(old, key)`, emptied otherwise. The new key is
+/// written; the caller brings the contents up to date.
+pub(crate) fn keyed_incremental<B, M>(
+    context: &BuildContext<B>,
+    name: &LayerName,
+    build: bool,
+    launch: bool,
+    key: &M,
+    compatible: impl Fn(&M, &M) -> bool,
+) -> libcnb::Result<Incremental<B>, B::Error>
+where
+    B: Buildpack,
+    M: Serialize + DeserializeOwned + PartialEq,
+{
+    let layer = context.cached_layer(
+        name,
+        CachedLayerDefinition {
+            build,
+            launch,
+            invalid_metadata_action: &|_| InvalidMetadataAction::DeleteLayer,
+            restored_layer_action: &|old: &M, _| {
+                if old == key {
+                    (RestoredLayerAction::KeepLayer, true)
+                } else if compatible(old, key) {
+                    (RestoredLayerAction::KeepLayer, false)
+                } else {
+                    (RestoredLayerAction::DeleteLayer, false)
+                }
+            },
+        },
+    )?;
+    let reuse = match layer.state {
+        LayerState::Restored { cause: true } => Reuse::All,
+        LayerState::Restored { cause: false } => Reuse::InPlace,
+        LayerState::Empty { .. } => Reuse::Nothing,
+    };
+    if reuse != Reuse::All {
+        layer.write_metadata(key)?;
+    }
+    Ok((layer, reuse))
 }

@@ -28,6 +28,7 @@ use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
 use sha2::Digest as _;
 
 use super::PythonBuildpack;
+use crate::common::layers::Reuse;
 use crate::common::{CnbResult, cmd, layers, say};
 
 /// The compiler script (run with `python3 -c`).
@@ -54,12 +55,14 @@ pub(super) struct Sources<'a> {
     pub(super) stdlib: Option<&'a Path>,
     /// The installed packages' `site-packages`, and the key of their layer.
     pub(super) packages: Option<(&'a Path, String)>,
-    /// Whether the packages were installed by this build (the cached bytecode is then
-    /// stale even under the same key: an unpinned requirement may have moved).
+    /// Whether the packages were installed afresh by this build (the cached bytecode is then
+    /// checked even under the same key: an unpinned requirement may have moved).
     pub(super) fresh: bool,
 }
 
-/// Writes (or reuses) the `bytecode` layer for `sources` and points the image at it.
+/// Writes (or reuses, or updates) the `bytecode` layer for `sources` and points the image
+/// at it. A layer made by the same compiler and Python is updated in place when the packages
+/// changed: only the packages whose sources changed are compiled again (see `bytecode.py`).
 pub(super) fn compile(context: &BuildContext<PythonBuildpack>, sources: &Sources) -> CnbResult<()> {
     if sources.stdlib.is_none() && sources.packages.is_none() {
         return Ok(());
@@ -74,19 +77,21 @@ pub(super) fn compile(context: &BuildContext<PythonBuildpack>, sources: &Sources
             .map(|(_, key)| key.clone())
             .unwrap_or_default(),
     };
-    let (layer, reused) = layers::keyed_unless_stale(
+    let (layer, reuse) = layers::keyed_incremental(
         context,
         &layer_name!("bytecode"),
         false,
         true,
         &key,
-        sources.fresh,
+        |old, new| {
+            old.compiler == new.compiler && old.python == new.python && old.stdlib == new.stdlib
+        },
     )?;
     let prefix = layer.path();
-    if reused {
+    if reuse == Reuse::All && !sources.fresh {
         say("reusing the compiled bytecode");
     } else {
-        if let Some(stdlib) = sources.stdlib {
+        if let Some(stdlib) = sources.stdlib.filter(|_| reuse == Reuse::Nothing) {
             let counts = run(&prefix, "checked-hash", stdlib)?;
             say(&format!("compiled the standard library: {counts}"));
         }
@@ -119,17 +124,36 @@ fn run(prefix: &Path, mode: &str, root: &Path) -> CnbResult<String> {
             .env_remove("PYTHONPYCACHEPREFIX")
             .env_remove("PYTHONDONTWRITEBYTECODE"),
     )?;
-    let counts = out.trim();
-    Ok(counts
-        .strip_prefix("compiled ")
-        .and_then(|rest| rest.split_once(" skipped "))
-        .map_or_else(
-            || counts.to_string(),
-            |(compiled, skipped)| match skipped {
-                "0" => format!("{compiled} modules"),
-                _ => format!(
-                    "{compiled} modules ({skipped} files are not valid Python and stay uncompiled)"
-                ),
-            },
-        ))
+    Ok(describe(out.trim()))
+}
+
+/// `compiled 12 skipped 1 kept 40` as a log line.
+fn describe(counts: &str) -> String {
+    let numbers: Vec<&str> = counts.split_whitespace().skip(1).step_by(2).collect();
+    let [compiled, skipped, kept] = numbers[..] else {
+        return counts.to_string();
+    };
+    let mut line = format!("{compiled} modules");
+    if kept != "0" {
+        line = format!("{line}, {kept} unchanged");
+    }
+    if skipped != "0" {
+        line = format!("{line} ({skipped} files are not valid Python and stay uncompiled)");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn counts_read_as_a_log_line() {
+        assert_eq!(describe("compiled 12 skipped 0 kept 0"), "12 modules");
+        assert_eq!(
+            describe("compiled 2 skipped 1 kept 40"),
+            "2 modules, 40 unchanged (1 files are not valid Python and stay uncompiled)"
+        );
+        assert_eq!(describe("odd"), "odd");
+    }
 }

@@ -10,11 +10,13 @@ use libcnb::layer::UncachedLayerDefinition;
 use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
 
 use super::project::{Manager, Project};
+use super::uv::{self, Uv};
 use super::{DEFAULT_PORT, PythonBuildpack, bytecode, locks};
 use crate::common::files::{App, digest_files};
+use crate::common::layers::Reuse;
 use crate::common::{CnbResult, Error, Result, cmd, inventory, layers, say, warn};
 
-/// The uv release kiln installs to read `uv.lock`.
+/// The uv release kiln installs the dependencies with (and reads `uv.lock` with).
 const UV_VERSION: &str = "0.13.9";
 
 /// The SHA-256 of every Linux wheel of [`UV_VERSION`] kiln's stacks can use (manylinux and
@@ -88,6 +90,8 @@ impl HostPython {
 /// What the dependency layer was built for; it is reused while all of it stays the same.
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct PackagesKey {
+    /// `uv 0.13.9`.
+    installer: String,
     manager: String,
     files: String,
     python: String,
@@ -102,38 +106,6 @@ fn machine(arch: &str) -> &str {
         "arm64" => "aarch64",
         other => other,
     }
-}
-
-/// pip options that select wheels for another Python or platform than the host's.
-fn cross_options(minor: &str, machine: &str, glibc: Option<&str>) -> Vec<String> {
-    let abi = format!("cp{}", minor.replace('.', ""));
-    let mut options = vec![
-        "--python-version".to_string(),
-        minor.to_string(),
-        "--implementation".to_string(),
-        "cp".to_string(),
-        "--only-binary=:all:".to_string(),
-    ];
-    for abi in [abi.as_str(), "abi3", "none"] {
-        options.push("--abi".to_string());
-        options.push(abi.to_string());
-    }
-    let newest: u32 = glibc
-        .and_then(|g| g.split('.').nth(1))
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(17);
-    for minor_glibc in (17..=newest.max(17)).rev() {
-        options.push("--platform".to_string());
-        options.push(format!("manylinux_2_{minor_glibc}_{machine}"));
-    }
-    for legacy in ["manylinux2014", "manylinux2010", "manylinux1"] {
-        if legacy != "manylinux2014" && machine != "x86_64" {
-            continue;
-        }
-        options.push("--platform".to_string());
-        options.push(format!("{legacy}_{machine}"));
-    }
-    options
 }
 
 fn write_error(path: &Path, e: &std::io::Error) -> Error {
@@ -221,7 +193,7 @@ fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<P
         say(&format!("reusing uv {UV_VERSION}"));
         return Ok(exe);
     }
-    say(&format!("installing uv {UV_VERSION} to read uv.lock"));
+    say(&format!("installing uv {UV_VERSION}"));
     // Pinned by version and by the hashes of its wheels, whichever index serves it.
     let pin = layer.path().join("uv-requirements.txt");
     let hashes = UV_WHEEL_SHA256.iter().fold(String::new(), |mut all, h| {
@@ -252,25 +224,42 @@ fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<P
     Ok(exe)
 }
 
-/// The pip arguments that name what to install, and whether pip must not resolve further.
+/// What to install.
+enum Wanted {
+    /// Requirements every package of which is pinned (a lockfile's): installed as they are.
+    Pinned(PathBuf),
+    /// Files to resolve first (`requirements.txt`, `pyproject.toml`, `setup.py`).
+    Resolve(Vec<String>),
+}
+
+/// What the project's dependency files ask to install.
 fn requirements(
     context: &BuildContext<PythonBuildpack>,
     app: &App,
     project: &Project,
-    host: &HostPython,
-) -> CnbResult<(Vec<String>, bool)> {
-    let file_args = |path: PathBuf| vec!["-r".to_string(), path.to_string_lossy().into_owned()];
+    uv: &Path,
+) -> CnbResult<Wanted> {
     Ok(match project.manager {
-        Manager::Pip if app.is_file("requirements.txt") => (
-            vec!["-r".to_string(), "requirements.txt".to_string()],
-            false,
-        ),
-        Manager::Pip => (vec![".".to_string()], false),
+        // Hash-checking requirements pin everything already (pip demands it).
+        Manager::Pip if app.is_file("requirements.txt") => {
+            let text = app.read("requirements.txt")?.unwrap_or_default();
+            if text.contains("--hash") {
+                Wanted::Pinned(app.dir().join("requirements.txt"))
+            } else {
+                Wanted::Resolve(vec!["requirements.txt".to_string()])
+            }
+        }
+        Manager::Pip => Wanted::Resolve(vec![
+            ["pyproject.toml", "setup.py", "setup.cfg"]
+                .into_iter()
+                .find(|f| app.is_file(f))
+                .unwrap_or("setup.py")
+                .to_string(),
+        ]),
         Manager::Uv => {
-            let uv = uv(context, host)?;
             let path = context.layers_dir.join("requirements.lock.txt");
             cmd::run(
-                Command::new(&uv)
+                Command::new(uv)
                     .current_dir(app.dir())
                     .args([
                         "export",
@@ -288,47 +277,48 @@ fn requirements(
                     .env("UV_PYTHON_DOWNLOADS", "never")
                     .env("UV_NO_PROGRESS", "1"),
             )?;
-            (file_args(path), true)
+            Wanted::Pinned(path)
         }
         Manager::Poetry => {
             let pyproject = app.read_toml("pyproject.toml")?.unwrap_or_default();
             let lock = app.read_toml("poetry.lock")?.unwrap_or_default();
             let lines = locks::poetry(&pyproject, &lock)?;
             say(&format!("packages pinned by poetry.lock: {}", lines.len()));
-            (file_args(write_requirements(context, &lines)?), true)
+            Wanted::Pinned(write_requirements(context, &lines)?)
         }
         Manager::Pipenv => {
             if let Some(lock) = app.read_json("Pipfile.lock")? {
                 let lines = locks::pipfile_lock(&lock)?;
                 say(&format!("packages pinned by Pipfile.lock: {}", lines.len()));
-                (file_args(write_requirements(context, &lines)?), true)
+                Wanted::Pinned(write_requirements(context, &lines)?)
             } else {
                 warn(
                     "no Pipfile.lock: pip resolves the Pipfile's packages now; commit Pipfile.lock (`pipenv lock`) for reproducible builds",
                 );
                 let pipfile = app.read_toml("Pipfile")?.unwrap_or_default();
                 let lines = locks::pipfile(&pipfile)?;
-                (file_args(write_requirements(context, &lines)?), false)
+                Wanted::Resolve(vec![
+                    write_requirements(context, &lines)?
+                        .to_string_lossy()
+                        .into_owned(),
+                ])
             }
         }
-        Manager::None => (Vec::new(), false),
+        Manager::None => Wanted::Resolve(Vec::new()),
     })
 }
 
-/// pip as the build runs it.
+/// pip as the build runs it (to install the app's own package).
 struct Pip {
     /// Options for every install.
     options: Vec<String>,
-    /// Options that select the run image's wheels when it differs from the build host.
-    cross: Vec<String>,
     /// pip's download cache.
     cache: PathBuf,
 }
 
 impl Pip {
-    /// `python3 -m pip install --target TARGET …`; `cross` adds the wheel selection for the
-    /// run image (not for building the app itself, which binary-only would forbid).
-    fn install(&self, app: &App, target: &Path, cross: bool) -> Command {
+    /// `python3 -m pip install --target TARGET …`.
+    fn install(&self, app: &App, target: &Path) -> Command {
         let mut pip = Command::new("python3");
         pip.current_dir(app.dir())
             .args(["-m", "pip", "install", "--target"])
@@ -336,9 +326,6 @@ impl Pip {
             .args(&self.options)
             .env("PIP_CACHE_DIR", &self.cache)
             .env("PIP_ROOT_USER_ACTION", "ignore");
-        if cross {
-            pip.args(&self.cross);
-        }
         pip
     }
 }
@@ -376,7 +363,7 @@ pub(super) fn install(
     let target_machine = machine(&context.target.arch).to_string();
     let cross = host.minor != minor || host.machine != target_machine;
     say(&format!(
-        "using pip of the build host's Python {}{}",
+        "using uv {UV_VERSION} with the build's Python {}{}",
         host.version,
         if cross {
             format!(" for Python {minor} on {target_machine} (binary wheels only)")
@@ -384,36 +371,22 @@ pub(super) fn install(
             String::new()
         }
     ));
-    let (pip_cache, _) = layers::keyed(
-        context,
-        &layer_name!("pip-cache"),
-        false,
-        false,
-        &layers::FIRST_GENERATION,
-    )?;
-    let glibc = inventory::provided(&context.target, "libc6");
-    let pip = Pip {
-        // No .pyc files: their contents are not reproducible, and Python writes them at
-        // first import where it may.
-        options: [
-            "--no-compile",
-            "--no-warn-script-location",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect(),
-        cross: if cross {
-            cross_options(&minor, &target_machine, glibc.as_deref())
-        } else {
-            Vec::new()
-        },
-        cache: pip_cache.path(),
+    let cache = |name: libcnb::data::layer::LayerName| {
+        layers::keyed(context, &name, false, false, &layers::FIRST_GENERATION)
+            .map(|(layer, _)| layer.path())
     };
+    let uv = Uv::new(
+        uv(context, &host)?,
+        cache(layer_name!("uv-cache"))?,
+        uv::target_options(
+            cross,
+            &minor,
+            &target_machine,
+            inventory::provided(&context.target, "libc6").as_deref(),
+        ),
+    );
     let key = PackagesKey {
+        installer: format!("uv {UV_VERSION}"),
         manager: format!("{:?}", project.manager).to_ascii_lowercase(),
         files: digest_files(
             app,
@@ -427,7 +400,7 @@ pub(super) fn install(
         platform: target_machine,
         host_python: host.version.clone(),
     };
-    let (site, fresh) = install_dependencies(context, app, project, &host, &pip, &minor, &key)?;
+    let (site, fresh) = install_dependencies(context, app, project, &uv, &minor, &key)?;
     let key = serde_json::to_string(&key)
         .map_err(|e| Error::new(format!("cannot serialize the packages key: {e}")))?;
     compile_bytecode(context, &host, &minor, Some((&site, key)), fresh)?;
@@ -435,6 +408,21 @@ pub(super) fn install(
         warn(why);
     }
     if project.install_app {
+        let pip = Pip {
+            // No .pyc files: Python compiles the app's own code where it may.
+            options: [
+                "--no-compile",
+                "--no-warn-script-location",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--progress-bar",
+                "off",
+            ]
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+            cache: cache(layer_name!("pip-cache"))?,
+        };
         install_app(context, app, &pip)?;
     }
     Ok(())
@@ -468,38 +456,66 @@ fn compile_bytecode(
     )
 }
 
-/// The `packages` layer: the dependencies, reused while `key` holds. Returns its
-/// `site-packages` and whether this build installed them.
+/// The `packages` layer: the dependencies, reused while `key` holds, updated in place when
+/// only the dependency files changed. Returns its `site-packages` and whether this build
+/// installed anything.
 fn install_dependencies(
     context: &BuildContext<PythonBuildpack>,
     app: &App,
     project: &Project,
-    host: &HostPython,
-    pip: &Pip,
+    uv: &Uv,
     minor: &str,
     key: &PackagesKey,
 ) -> CnbResult<(PathBuf, bool)> {
-    let (packages, reused) = layers::keyed(context, &layer_name!("packages"), true, true, key)?;
+    let (packages, reuse) = layers::keyed_incremental(
+        context,
+        &layer_name!("packages"),
+        true,
+        true,
+        key,
+        |old: &PackagesKey, new| {
+            (&old.installer, &old.python, &old.platform, &old.host_python)
+                == (&new.installer, &new.python, &new.platform, &new.host_python)
+        },
+    )?;
     let site = packages
         .path()
         .join("lib")
         .join(format!("python{minor}"))
         .join("site-packages");
-    if reused {
+    let files = project.dependency_files.join(", ");
+    if reuse == Reuse::All {
         say(&format!(
-            "reusing the installed dependencies ({} unchanged)",
-            project.dependency_files.join(", ")
+            "reusing the installed dependencies ({files} unchanged)"
         ));
-    } else if project.manager != Manager::None {
-        fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
-        let (what, no_deps) = requirements(context, app, project, host)?;
-        let mut command = pip.install(app, &site, true);
-        if no_deps {
-            command.arg("--no-deps");
+    } else {
+        if reuse == Reuse::InPlace {
+            say(&format!(
+                "updating the installed dependencies in place ({files} changed)"
+            ));
         }
-        command.args(&what);
-        cmd::run(&mut command)?;
-        relocate_scripts(&site, &packages.path().join("bin"))?;
+        fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
+        let pinned = match requirements(context, app, project, &uv.exe)? {
+            Wanted::Pinned(path) => path,
+            Wanted::Resolve(inputs) if inputs.is_empty() => write_requirements(context, &[])?,
+            Wanted::Resolve(inputs) => {
+                let out = context.layers_dir.join("requirements.resolved.txt");
+                uv.compile(app, &inputs, &out)?;
+                out
+            }
+        };
+        uv.sync(app, &pinned, &site)?;
+        script_shebangs(&site.join("bin"))?;
+    }
+    // Scripts stay where uv put them (it removes them with their package); `bin` is on
+    // `PATH`.
+    let bin = packages.path().join("bin");
+    if site.join("bin").is_dir() && fs::symlink_metadata(&bin).is_err() {
+        let target = Path::new("lib")
+            .join(format!("python{minor}"))
+            .join("site-packages")
+            .join("bin");
+        std::os::unix::fs::symlink(&target, &bin).map_err(|e| write_error(&bin, &e))?;
     }
     packages.write_env(LayerEnv::new().chainable_insert(
         Scope::All,
@@ -507,7 +523,21 @@ fn install_dependencies(
         "PYTHONUSERBASE",
         packages.path(),
     ))?;
-    Ok((site, !reused))
+    Ok((site, reuse != Reuse::All))
+}
+
+/// Makes the Python scripts in `bin` run the run image's `python3` (see [`rewrite_shebang`]).
+fn script_shebangs(bin: &Path) -> Result<()> {
+    if !bin.is_dir() {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = fs::read_dir(bin)
+        .map_err(|e| write_error(bin, &e))?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    entries.iter().try_for_each(|path| rewrite_shebang(path))
 }
 
 /// The `project` layer: the app itself, when it is a package (a build system in
@@ -525,7 +555,7 @@ fn install_app(context: &BuildContext<PythonBuildpack>, app: &App, pip: &Pip) ->
     let site = layer.path().join("site-packages");
     fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
     say("installing the app's own package");
-    cmd::run(pip.install(app, &site, false).args(["--no-deps", "."]))?;
+    cmd::run(pip.install(app, &site).args(["--no-deps", "."]))?;
     relocate_scripts(&site, &layer.path().join("bin"))?;
     layer.write_env(
         LayerEnv::new()
@@ -568,17 +598,5 @@ mod tests {
             "#!/bin/sh\necho hi\n"
         );
         assert!(!site.join("bin").exists());
-    }
-
-    #[test]
-    fn cross_installs_select_the_run_images_wheels() {
-        let options = cross_options("3.11", "aarch64", Some("2.36"));
-        let joined = options.join(" ");
-        assert!(joined.contains("--python-version 3.11"));
-        assert!(joined.contains("--abi cp311"));
-        assert!(joined.contains("--platform manylinux_2_36_aarch64"));
-        assert!(joined.contains("--platform manylinux_2_17_aarch64"));
-        assert!(joined.contains("--platform manylinux2014_aarch64"));
-        assert!(!joined.contains("manylinux1_aarch64"));
     }
 }

@@ -29,6 +29,7 @@ mod bytecode;
 mod install;
 mod locks;
 pub(crate) mod project;
+mod uv;
 
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
