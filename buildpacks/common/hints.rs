@@ -5,7 +5,7 @@
 /// A build tool whose failures kiln knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tool {
-    /// pip (`python3 -m pip`).
+    /// pip (`python3 -m pip`) or uv: Python's installers.
     Pip,
     /// npm, Yarn, pnpm or Bun.
     Npm,
@@ -24,7 +24,7 @@ impl Tool {
             "go" => Some(Self::Go),
             "cargo" => Some(Self::Cargo),
             _ if name.starts_with("python") && args.iter().any(|a| a == "pip") => Some(Self::Pip),
-            "pip" | "pip3" => Some(Self::Pip),
+            "pip" | "pip3" | "uv" => Some(Self::Pip),
             _ => None,
         }
     }
@@ -43,6 +43,31 @@ const PATTERNS: &[Pattern] = &[
         tool: Tool::Pip,
         needles: &["Failed to establish a new connection"],
         hint: "pip could not reach the package index: check the index URL (PIP_INDEX_URL) and that the build host can reach it (HTTPS_PROXY, firewall)",
+    },
+    Pattern {
+        tool: Tool::Pip,
+        needles: &["Failed to fetch", "error sending request"],
+        hint: "uv could not reach the package index: check the index URL (PIP_INDEX_URL or UV_DEFAULT_INDEX) and that the build host can reach it (HTTPS_PROXY, firewall)",
+    },
+    Pattern {
+        tool: Tool::Pip,
+        needles: &["was not found in the package registry"],
+        hint: "the package index has no package of that name: check the name in requirements.txt (or pyproject.toml, or the lockfile), and the index kiln uses (kiln build --env PIP_INDEX_URL=URL, PIP_EXTRA_INDEX_URL for a second index; or UV_DEFAULT_INDEX, UV_INDEX)",
+    },
+    Pattern {
+        tool: Tool::Pip,
+        needles: &["there is no version of"],
+        hint: "the package index has no release of that package matching the version asked for, for the run image's Python and platform: check the name and version in requirements.txt (or pyproject.toml, or the lockfile), and the index kiln uses (kiln build --env PIP_INDEX_URL=URL, PIP_EXTRA_INDEX_URL for a second index; or UV_DEFAULT_INDEX, UV_INDEX)",
+    },
+    Pattern {
+        tool: Tool::Pip,
+        needles: &["Hash mismatch"],
+        hint: "a downloaded file does not have the hash the lockfile records: regenerate the lockfile (poetry lock, pipenv lock, uv lock, pip-compile --generate-hashes) and check that the index serves the same files",
+    },
+    Pattern {
+        tool: Tool::Pip,
+        needles: &["we can conclude that your requirements are unsatisfiable"],
+        hint: "the requirements ask for versions that cannot all hold (or for the run image's Python and platform): loosen one of the pins in requirements.txt or pyproject.toml",
     },
     Pattern {
         tool: Tool::Pip,
@@ -220,6 +245,42 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn uv_failures() {
+        assert_eq!(
+            Tool::of("/layers/kiln_python/uv/tool/bin/uv", &[]),
+            Some(Tool::Pip)
+        );
+        let missing = lines(
+            "error: No solution found when resolving dependencies\n  cause: Because flask was not found in the package registry and you require flask==9.9.9, we can conclude that your requirements are unsatisfiable.",
+        );
+        assert!(hint_contains(
+            Tool::Pip,
+            &missing,
+            "no package of that name"
+        ));
+        let no_version = lines(
+            "  cause: Because there is no version of flask==9.9.9 and you require flask==9.9.9, we can conclude that your requirements are unsatisfiable.",
+        );
+        assert!(hint_contains(
+            Tool::Pip,
+            &no_version,
+            "no release of that package"
+        ));
+        let conflict = lines(
+            "  cause: Because a==1 depends on b<2 and you require b==3, we can conclude that your requirements are unsatisfiable.",
+        );
+        assert!(hint_contains(Tool::Pip, &conflict, "cannot all hold"));
+        let offline = lines(
+            "error: Request failed after 3 retries\n  cause: Failed to fetch: http://127.0.0.1:9/simple/flask/\n  cause: error sending request for url (http://127.0.0.1:9/simple/flask/)",
+        );
+        assert!(hint_contains(
+            Tool::Pip,
+            &offline,
+            "could not reach the package index"
+        ));
     }
 
     #[test]

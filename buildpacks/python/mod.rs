@@ -7,13 +7,14 @@
 //!   3.11 on bookworm, 3.13 on trixie). A version asked for in `.python-version`,
 //!   `runtime.txt`, the Pipfile or `requires-python` is checked against it; a request it
 //!   cannot meet fails, naming both and the kiln stacks that meet it.
-//! - **Dependencies** are installed with pip, from the build host's Python, for the run image's
-//!   Python and platform (cross-installing wheels when the host's differ), into a `packages`
-//!   layer found through `PYTHONUSERBASE` (so `.pth` files work and the standard library keeps
-//!   precedence). Lockfiles are honoured exactly: `uv.lock` through `uv export` (uv is
-//!   installed into a cached layer), `poetry.lock` and `Pipfile.lock` converted to pinned,
-//!   hash-checked requirements installed with `--no-deps`. The layer is reused while the
-//!   dependency files, the Python version and the platform stay the same.
+//! - **Dependencies** are installed with uv (pinned; see `uv.rs`), for the run image's Python
+//!   and platform (wheels for the run image when the build's Python differs), into a
+//!   `packages` layer found through `PYTHONUSERBASE` (so `.pth` files work and the standard
+//!   library keeps precedence). Lockfiles are honoured exactly: `uv.lock` through `uv export`,
+//!   `poetry.lock` and `Pipfile.lock` converted to pinned, hash-checked requirements; other
+//!   requirements are resolved with `uv pip compile`. The layer is reused while the dependency
+//!   files, the Python version and the platform stay the same, and synced in place
+//!   (`uv pip sync`) when only the files changed.
 //! - **Bytecode**: hash-based `.pyc` files for the packages and the standard library in a
 //!   `bytecode` layer named by `PYTHONPYCACHEPREFIX`, so containers start without compiling
 //!   (see `bytecode.rs`).

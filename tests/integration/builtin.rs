@@ -169,3 +169,57 @@ fn node_build_scripts_run_with_dev_dependencies_which_the_image_leaves_out() {
         "{app_layer:?}"
     );
 }
+
+/// A changed requirements.txt updates the cached dependency layer and its bytecode in place
+/// (uv syncs it; only changed packages are compiled again), and the image is the one a clean
+/// build of the new requirements gives, byte for byte; going back gives the first image again.
+/// Hermetic (the default), so the bytecode is compiled too.
+#[test]
+fn dependency_changes_update_the_layer_in_place_to_what_a_clean_install_gives() {
+    let env = TestEnv::new();
+    let first = "itsdangerous==2.2.0\nmarkupsafe==3.0.3\n";
+    let second = "itsdangerous==2.2.0\nmarkupsafe==3.0.3\nsix==1.17.0\nclick==8.1.8\n";
+    let app = env.app(
+        "deps",
+        &[("requirements.txt", first), ("main.py", "import six\n")],
+    );
+    let build = |image: &str| {
+        let out = env
+            .kiln()
+            .env_remove("KILN_BUILD_ENV")
+            .args(["build", image, "--format", "json", "--path"])
+            .arg(&app)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (report["manifest_digest"].as_str().unwrap().to_string(), log)
+    };
+    let (before, log) = build("deps");
+    assert_contains!(log, "compiled the installed packages");
+
+    fs::write(app.join("requirements.txt"), second).unwrap();
+    let (updated, log) = build("deps");
+    assert_contains!(
+        log,
+        "updating the installed dependencies in place (requirements.txt changed)"
+    );
+    // itsdangerous and markupsafe keep their bytecode; six and click are compiled.
+    assert_contains!(log, "unchanged");
+    assert!(!log.contains("compiled the standard library"), "{log}");
+
+    let (clean, log) = build("deps-clean");
+    assert!(!log.contains("in place"), "{log}");
+    assert_eq!(
+        updated, clean,
+        "an in-place update differs from a clean install"
+    );
+
+    fs::write(app.join("requirements.txt"), first).unwrap();
+    let (back, _) = build("deps");
+    assert_eq!(
+        back, before,
+        "removing packages in place left something behind"
+    );
+}
