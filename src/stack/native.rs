@@ -353,3 +353,114 @@ fn recorded_layer(store: &Store, path: &Path) -> Option<LayerBlob> {
         existed: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::definition::Lock;
+
+    /// A stack `t` whose `build` lock has `(name, version, control fields, sonames)`, with
+    /// what each `.deb` declares already recorded (so no `.deb` is needed).
+    fn stack(store: &Store, dir: &Path, packages: &[(&str, &str, &str, &[&str])]) -> StackSource {
+        fs::write(
+            dir.join("stack.toml"),
+            "[stack]\nname = \"t\"\ndistro = { name = \"debian\", version = \"13\" }\n\
+             architectures = [\"amd64\"]\nexclude = [\"debconf\"]\n\
+             [[archive]]\nname=\"main\"\nmirror=\"debian\"\nsuites=[\"t\"]\ncomponents=[\"main\"]\n\
+             [user]\nname=\"cnb\"\nuid=1000\ngid=1000\nhome=\"/home/cnb\"\n\
+             [flavours.base]\npackages = [\"libc6\"]\n\
+             [flavours.build]\nextends = \"base\"\npackages = [\"libpq-dev\"]\n",
+        )
+        .unwrap();
+        let source = StackSource::open(dir.to_str().unwrap()).unwrap();
+        let def = source.definition().unwrap();
+        let info = store.root().join("cache/deb-info");
+        fs::create_dir_all(&info).unwrap();
+        let mut locked = Vec::new();
+        for (i, (name, version, fields, sonames)) in packages.iter().enumerate() {
+            let sha256 = format!("{i:064x}");
+            let control =
+                format!("Package: {name}\nVersion: {version}\nArchitecture: amd64\n{fields}");
+            let record = DebRecord {
+                control,
+                sonames: sonames.iter().map(ToString::to_string).collect(),
+            };
+            fs::write(
+                info.join(format!("{sha256}.json")),
+                serde_json::to_vec(&record).unwrap(),
+            )
+            .unwrap();
+            locked.push(LockedPackage {
+                name: (*name).to_string(),
+                version: (*version).to_string(),
+                architecture: "amd64".into(),
+                arch: "amd64".into(),
+                archive: "main".into(),
+                filename: format!("pool/{name}.deb"),
+                size: 1,
+                sha256,
+                layer: "build".into(),
+            });
+        }
+        source
+            .write_lock(&Lock {
+                stack: def.stack.name.clone(),
+                flavour: "build".parse().unwrap(),
+                definition: def.fingerprint("build").unwrap(),
+                packages: locked,
+            })
+            .unwrap();
+        source
+    }
+
+    #[test]
+    fn sonames_map_to_packages_and_their_closure_minus_the_run_image() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path().join("home")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let source = stack(
+            &store,
+            dir.path(),
+            &[
+                ("libc6", "2.41-1", "", &["libc.so.6"]),
+                ("libssl3t64", "3.5-1", "Depends: libc6\n", &["libssl.so.3"]),
+                (
+                    "libkrb5-3",
+                    "1.21-1",
+                    "Depends: libc6, debconf\n",
+                    &["libkrb5.so.3"],
+                ),
+                (
+                    "libpq5",
+                    "17.12-0",
+                    "Depends: libc6 (>= 2.38), libkrb5-3, libssl3t64 (>= 3.0)\n",
+                    &["libpq.so.5"],
+                ),
+                ("libpq-dev", "17.12-0", "Depends: libpq5 (= 17.12-0)\n", &[]),
+            ],
+        );
+        let run: BTreeMap<String, String> = [("libc6", "2.41-1"), ("libssl3t64", "3.5-1")]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let sonames: BTreeSet<String> = ["libpq.so.5", "libssl.so.3", "libvendor.so.4"]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let from = PackageSource {
+            source: &source,
+            flavour: "build",
+            arch: "amd64",
+        };
+        let events = |_: &Event| {};
+        let found =
+            resolve_libraries(&store, &from, &run, &sonames, &events, &CancelToken::new()).unwrap();
+        assert_eq!(found.providers["libpq.so.5"].name, "libpq5");
+        assert_eq!(found.unmapped, ["libvendor.so.4"]);
+        // libssl.so.3 is the run image's own package's: nothing to add for it.
+        assert_eq!(found.in_run_image["libssl.so.3"], "libssl3t64");
+        // libpq5 and what it needs that the run image lacks; debconf is excluded.
+        let names: Vec<&str> = found.install.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["libkrb5-3", "libpq5"]);
+    }
+}
