@@ -31,6 +31,13 @@ pub const STACK_PACKAGES: &str = "io.github.kiln-build.stack.packages";
 /// How kiln made a stack image (the version of what it does in place of maintainer
 /// scripts): an image made another way is made again.
 pub const STACK_FORMAT: &str = "io.github.kiln-build.stack.format";
+/// The Debian packages kiln added to an app image for the shared libraries its files need
+/// and its run image lacks: a JSON list of `name=version`, sorted (see
+/// [Native libraries](crate#native-libraries)).
+pub const NATIVE_PACKAGES: &str = "io.github.kiln-build.native-packages";
+/// Which file needed which of those libraries, from which package: a JSON list of
+/// `{"library": …, "needed_by": …, "package": …}`, sorted.
+pub const NATIVE_LIBRARIES: &str = "io.github.kiln-build.native-libraries";
 /// `io.buildpacks.base.distro.name` on run images.
 pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// `io.buildpacks.base.distro.version` on run images.
@@ -57,7 +64,14 @@ pub fn is_reserved(key: &str) -> bool {
 }
 
 /// The first part of kiln's own label keys after its prefix (`io.github.kiln-build.stack…`).
-const KILN_LABEL_NAMES: [&str; 4] = ["builder", "process-type", "build-image", "stack"];
+const KILN_LABEL_NAMES: [&str; 6] = [
+    "builder",
+    "process-type",
+    "build-image",
+    "stack",
+    "native-packages",
+    "native-libraries",
+];
 
 /// Whether the buildpack `id` may set `key` although it is under kiln's prefix: kiln's
 /// buildpacks (`kiln/<name>`) record what they installed under

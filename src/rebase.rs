@@ -10,6 +10,11 @@
 //! labelled `io.buildpacks.rebasable=false`; `--force` skips these checks. Nothing depends on
 //! time, so the result is reproducible: rebasing back onto the original run image gives the
 //! original image, byte for byte.
+//!
+//! The native-libraries layer kiln adds for shared libraries the run image lacks (see
+//! [`crate::labels::NATIVE_PACKAGES`]) comes after the run image's top layer and is kept like
+//! the app's layers; rebase says so and warns when the new run image's packages overlap with
+//! it or drop one the old run image had.
 
 use oci_spec::image::{Descriptor, Digest, ImageConfiguration, RootFsBuilder};
 
@@ -229,6 +234,7 @@ pub fn rebase(
         })?;
     }
 
+    check_native_packages(&app_labels, &run_image, events);
     let old_run_image = format!(
         "{}@{}",
         metadata.run_image.image, metadata.run_image.reference
@@ -258,11 +264,7 @@ pub fn rebase(
         run_reference
     )));
 
-    let destination = match &options.destination {
-        Some(d) => d.clone(),
-        None => Destination::from_reference(&options.image, None)
-            .map_err(|e| not_rebasable(e.to_string()))?,
-    };
+    let destination = destination(options).map_err(not_rebasable)?;
     let published = crate::transport::publish(
         store,
         publish::Publishable {
@@ -288,6 +290,72 @@ pub fn rebase(
         app_layers: app_layers.len(),
         published,
     })
+}
+
+/// Where the rebased image goes: `--output`, else back where it came from.
+fn destination(options: &RebaseOptions) -> Result<Destination, String> {
+    match &options.destination {
+        Some(d) => Ok(d.clone()),
+        None => Destination::from_reference(&options.image, None).map_err(|e| e.to_string()),
+    }
+}
+
+/// The native-libraries layer (see [`crate::labels::NATIVE_PACKAGES`]) lies after the run
+/// image's top layer, so a rebase keeps it as it keeps the app's layers; its packages were
+/// chosen for the old run image's package set. Says so, and warns when the new run image
+/// has one of them itself (the layer's older files would lie over the run image's) or lacks
+/// a package the old one had (a dependency of theirs may be gone): a rebuild then makes the
+/// layer for the new run image.
+fn check_native_packages(
+    app_labels: &std::collections::HashMap<String, String>,
+    run_image: &RunImage,
+    events: &dyn EventSink,
+) {
+    let Some(native) = app_labels
+        .get(labels::NATIVE_PACKAGES)
+        .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
+        .filter(|p| !p.is_empty())
+    else {
+        return;
+    };
+    let package_set = |value: Option<&String>| -> std::collections::BTreeMap<String, String> {
+        value
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let new_labels = run_image
+        .image
+        .as_ref()
+        .and_then(|i| i.config.config().as_ref())
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
+    let old = package_set(app_labels.get(labels::STACK_PACKAGES));
+    let new = package_set(new_labels.get(labels::STACK_PACKAGES));
+    events.event(&Event::Step(format!(
+        "Keeping the native libraries layer ({}); a rebase does not update it, a rebuild does",
+        native.join(", ")
+    )));
+    for entry in &native {
+        let name = entry.split_once('=').map_or(entry.as_str(), |(n, _)| n);
+        if let Some(version) = new.get(name) {
+            events.event(&Event::Warning(format!(
+                "the new run image has {name} {version} itself; the image's native libraries layer ({entry}) lies over it: rebuild the image so the layer leaves it out"
+            )));
+        }
+    }
+    let gone: Vec<&String> = old.keys().filter(|n| !new.contains_key(*n)).collect();
+    if !gone.is_empty() {
+        events.event(&Event::Warning(format!(
+            "the new run image lacks {}, which the old one had and the native libraries ({}) may need: rebuild the image",
+            gone.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
+            native.join(", ")
+        )));
+    }
 }
 
 /// The app image, read and checked.

@@ -504,7 +504,10 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         | kiln::Error::Export(kiln::lifecycle::ExportError::EnvFiles(
             kiln::EnvDirError::Invalid { .. },
         )) => 52,
-        kiln::Error::Export(kiln::lifecycle::ExportError::ProgramMissing { .. }) => 53,
+        kiln::Error::Export(
+            kiln::lifecycle::ExportError::ProgramMissing { .. }
+            | kiln::lifecycle::ExportError::LibraryMissing { .. },
+        ) => 53,
         kiln::Error::Export(_) => 62,
         kiln::Error::Publish(_) => 63,
         kiln::Error::Stack(e) => stack_exit_code(e),

@@ -156,6 +156,7 @@ impl Phases for Steps<'_> {
         let options = self.options;
         let layer_files = self.store.state_dirs().layer_files;
         Ok(export::export(&ExportContext {
+            store: self.store,
             layout: self.store.layout(),
             run_image,
             build: built,

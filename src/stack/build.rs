@@ -551,6 +551,69 @@ fn build_layer(
     Ok(blob)
 }
 
+/// The cached `.deb` of every package in `packages` (sha256 → path), downloading those the
+/// cache lacks from the mirrors of [`StackOptions::default`] (`KILN_DEBIAN_MIRROR`, the
+/// host's apt sources); no mirror is looked for when the cache has them all.
+pub(super) fn locked_debs(
+    store: &Store,
+    def: &StackDefinition,
+    packages: &[LockedPackage],
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<BTreeMap<String, PathBuf>, StackError> {
+    let cache = store.root().join("cache").join("debs");
+    let path = |p: &LockedPackage| cache.join(format!("{}.deb", p.sha256));
+    if packages.iter().all(|p| path(p).is_file()) {
+        return Ok(packages
+            .iter()
+            .map(|p| (p.sha256.clone(), path(p)))
+            .collect());
+    }
+    let mirrors = discover_mirrors(def, &StackOptions::default())?;
+    let fetcher = Fetcher::new()?;
+    download(store, def, &mirrors, &fetcher, packages, events, cancel)
+}
+
+/// Unpacks `packages` (bottom first) into `root` and writes them as one layer, with each
+/// package's `/var/lib/dpkg/status.d` record and what [`rootfs::configure`] does for them,
+/// exactly as a flavour level of a stack image is made (no base layout: the layer goes on
+/// top of a stack image that has it).
+pub(super) fn packages_layer(
+    store: &Store,
+    packages: &[&LockedPackage],
+    debs: &BTreeMap<String, PathBuf>,
+    root: &Path,
+) -> Result<LayerBlob, StackError> {
+    let mut unpacker = Unpacker::new(root)?;
+    let mut controls: Vec<(String, Stanza)> = Vec::new();
+    for package in packages {
+        let path = debs.get(&package.sha256).ok_or_else(|| StackError::Io {
+            path: PathBuf::from(format!("{}.deb", package.sha256)),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+        let file = fs::File::open(path).map_err(|source| StackError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let control = unpacker.unpack(std::io::BufReader::new(file), &package.name)?;
+        controls.push((package.name.clone(), control));
+    }
+    rootfs::configure(&mut unpacker, &controls)?;
+    let metadata = Arc::new(unpacker.into_metadata());
+    Ok(write_layer(
+        store.layout(),
+        &LayerSpec {
+            parents: Vec::new(),
+            source: root.to_path_buf(),
+            target: String::new(),
+            only: None,
+            uid: 0,
+            gid: 0,
+            entry_metadata: Some(metadata),
+        },
+    )?)
+}
+
 /// Downloads every package into the cache (four at a time), verified; returns sha256 → path.
 fn download(
     store: &Store,
@@ -871,7 +934,7 @@ pub fn choose_flavour(
 
 /// The version of how kiln makes stack images (`rootfs::configure` and the layout): raise it
 /// when a change makes images of the same lock differ, so stores rebuild them.
-const FORMAT: &str = "3";
+pub(super) const FORMAT: &str = "3";
 
 /// Makes sure the store holds `flavour`'s image for `arch` built from the current lock,
 /// building it if it is missing or was built from another lock. Returns its store name.

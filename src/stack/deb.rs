@@ -339,6 +339,140 @@ fn confine(raw: &Path) -> Result<Option<String>, PartError> {
     Ok(Some(parts.join("/")))
 }
 
+/// What a `.deb`'s `control.tar` says, read without its data: the control stanza and the
+/// shared libraries it declares (see [`read_info`]).
+#[derive(Debug, Clone)]
+pub struct DebInfo {
+    /// The `control` file.
+    pub control: Stanza,
+    /// The sonames its `shlibs` and `symbols` files declare (`libpq.so.5`), sorted.
+    pub sonames: Vec<String>,
+}
+
+/// The largest `symbols` file read (libstdc++'s is about 2 MB).
+const MAX_SYMBOLS: u64 = 64 << 20;
+
+/// Reads the control part of the `.deb` from `reader` (named `package` in errors) and stops
+/// before its data: the control stanza, and the sonames of its `shlibs` lines
+/// (`libpq 5 libpq5 (>= 14)` declares `libpq.so.5`; `libfoo 1.2` also `libfoo-1.2.so`) and of
+/// its `symbols` file's header lines (`libpq.so.5 libpq5 #MINVER#`). Debian Policy §8.6
+/// makes every package with a public shared library ship one of the two.
+pub fn read_info(reader: impl Read, package: &str) -> Result<DebInfo, DebError> {
+    let invalid = |problem: String| DebError::Invalid {
+        package: package.to_string(),
+        problem,
+    };
+    let mut archive = ar::Archive::new(reader);
+    while let Some(entry) = archive.next_entry() {
+        let mut entry =
+            entry.map_err(|e| invalid(format!("not a valid .deb (ar archive): {e}")))?;
+        let name = String::from_utf8_lossy(entry.header().identifier())
+            .trim_end_matches('/')
+            .to_string();
+        if let Some(compression) = name.strip_prefix("control.tar") {
+            let reader =
+                decompressor(&mut entry, compression).map_err(|e| invalid(e.to_string()))?;
+            return read_control_info(reader).map_err(|e| invalid(e.to_string()));
+        }
+    }
+    Err(invalid("it has no control.tar".to_string()))
+}
+
+fn read_control_info(reader: impl Read) -> Result<DebInfo, PartError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut control = None;
+    let mut sonames = std::collections::BTreeSet::new();
+    for entry in archive.entries().map_err(PartError::ControlTarUnreadable)? {
+        let mut entry = entry.map_err(PartError::ControlTarCorrupt)?;
+        let path = entry
+            .path()
+            .map_err(PartError::ControlTarPath)?
+            .into_owned();
+        let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        match file {
+            "control" => {
+                let bytes = crate::untrusted::read_limited(
+                    &mut entry,
+                    crate::untrusted::MAX_METADATA,
+                    "the control file",
+                )
+                .map_err(PartError::ControlUnreadable)?;
+                let text = String::from_utf8(bytes).map_err(|_| PartError::ControlNotUtf8)?;
+                control = Some(
+                    parse_stanzas(&text)?
+                        .into_iter()
+                        .next()
+                        .ok_or(PartError::ControlEmpty)?,
+                );
+            }
+            "shlibs" | "symbols" => {
+                let limit = if file == "shlibs" {
+                    crate::untrusted::MAX_METADATA
+                } else {
+                    MAX_SYMBOLS
+                };
+                let bytes = crate::untrusted::read_limited(&mut entry, limit, file)
+                    .map_err(PartError::ControlUnreadable)?;
+                let text = String::from_utf8_lossy(&bytes);
+                if file == "shlibs" {
+                    sonames.extend(shlibs_sonames(&text));
+                } else {
+                    sonames.extend(symbols_sonames(&text));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(DebInfo {
+        control: control.ok_or(PartError::NoControlFile)?,
+        sonames: sonames.into_iter().collect(),
+    })
+}
+
+/// The sonames of a `shlibs` file (`deb-shlibs(5)`): `[type:] library version dependencies`
+/// names `library.so.version`, or `library-version.so` for sonames of that form; `udeb:`
+/// lines are for the installer and skipped.
+pub(crate) fn shlibs_sonames(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let Some(mut library) = words.next() else {
+            continue;
+        };
+        if let Some(kind) = library.strip_suffix(':') {
+            if kind != "deb" && !kind.is_empty() {
+                continue;
+            }
+            let Some(next) = words.next() else { continue };
+            library = next;
+        }
+        let Some(version) = words.next() else {
+            continue;
+        };
+        out.push(format!("{library}.so.{version}"));
+        out.push(format!("{library}-{version}.so"));
+    }
+    out
+}
+
+/// The sonames of a `symbols` file (`deb-symbols(5)`): each library's header line starts
+/// in the first column (`libpq.so.5 libpq5 #MINVER#`); symbol lines start with a blank,
+/// `|` or `*`.
+pub(crate) fn symbols_sonames(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with([' ', '\t', '|', '*', '#']))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|soname| soname.contains(".so"))
+        .map(str::to_string)
+        .collect()
+}
+
 fn decompressor<'a>(
     reader: &'a mut dyn Read,
     suffix: &str,
@@ -607,5 +741,19 @@ pub(crate) mod tests {
         let inside = root.join(target.trim_start_matches('/')).join("evil");
         assert_eq!(fs::read(inside).unwrap(), b"x");
         assert_eq!(fs::read(root.join("evil2")).unwrap(), b"y");
+    }
+
+    #[test]
+    fn shlibs_and_symbols_name_sonames() {
+        let shlibs = "libpq 5 libpq5 (>= 14~beta2)\nudeb: libpq 5 libpq5-udeb\n\
+                      libpython3.13 1.0 libpython3.13 (>= 3.13.0)\n# a comment\n";
+        let sonames = shlibs_sonames(shlibs);
+        assert!(sonames.contains(&"libpq.so.5".to_string()), "{sonames:?}");
+        assert!(sonames.contains(&"libpython3.13.so.1.0".to_string()));
+        assert!(sonames.contains(&"libpython3.13-1.0.so".to_string()));
+        assert_eq!(sonames.len(), 4, "udeb lines are skipped: {sonames:?}");
+        let symbols = "libpq.so.5 libpq5 #MINVER#\n* Build-Depends-Package: libpq-dev\n \
+                       PQbackendPID@Base 7.3\nlibecpg.so.6 libecpg6 #MINVER#\n| libfoo\n";
+        assert_eq!(symbols_sonames(symbols), ["libpq.so.5", "libecpg.so.6"]);
     }
 }

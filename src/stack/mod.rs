@@ -19,6 +19,7 @@ pub(crate) mod deb;
 pub(crate) mod definition;
 pub(crate) mod fetch;
 pub(crate) mod mirror;
+pub(crate) mod native;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]
 pub(crate) mod release;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code))]

@@ -440,3 +440,169 @@ fn a_failed_dependency_install_shows_its_output_once_and_a_hint() {
         "error: buildpack kiln/python@0.1.0 failed: bin/build ended with exit code 1 (its output is above)"
     );
 }
+
+/// `kiln build` with the stack's build image (the default, which the other tests here
+/// leave for the host's tools): the report and the log, or the log and exit code on failure.
+fn build_hermetic(
+    env: &TestEnv,
+    name: &str,
+    app: &std::path::Path,
+    extra: &[&str],
+) -> Result<(Value, String), (Option<i32>, String)> {
+    let out = env
+        .kiln()
+        .env_remove("KILN_BUILD_ENV")
+        .args([
+            "build",
+            name,
+            "--path",
+            app.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err((out.status.code(), log));
+    }
+    Ok((serde_json::from_slice(&out.stdout).unwrap(), log))
+}
+
+/// A Flask app on PostgreSQL with `psycopg2` (not `psycopg2-binary`): pip builds it from
+/// source in the build image against libpq-dev, and its `_psycopg*.so` needs
+/// `libpq.so.5`, which the `python` run image lacks — the image failed at `import
+/// psycopg2`. kiln now adds libpq5 (and what it needs) as a layer, says so, labels the
+/// image with it, and the same build gives the same digest.
+#[test]
+fn a_psycopg2_app_gets_libpq_from_the_stack() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "orders",
+        &[
+            (
+                "requirements.txt",
+                "flask==3.1.0\ngunicorn==23.0.0\npsycopg2==2.9.10\n",
+            ),
+            (
+                "app.py",
+                r#"import os
+
+import psycopg2
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    with psycopg2.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM orders")
+        return {"orders": cur.fetchone()[0]}
+"#,
+            ),
+        ],
+    );
+    let (report, log) = build_hermetic(&env, "orders", &app, &[])
+        .unwrap_or_else(|(code, log)| panic!("kiln build failed ({code:?}):\n{log}"));
+    assert_contains!(log, "Native libraries: libpq5 ");
+    assert_contains!(log, "for libpq.so.5 (needed by /layers/kiln_python/");
+    assert_contains!(log, "_psycopg.cpython-313-");
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["name"], "native libraries", "{report}");
+    let labels = &env.inspect("orders")["labels"];
+    let packages: Vec<String> = serde_json::from_str(
+        labels["io.github.kiln-build.native-packages"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        packages.iter().any(|p| p.starts_with("libpq5=")),
+        "{packages:?}"
+    );
+    // Only what the run image lacks: its libc and OpenSSL are not added again.
+    assert!(
+        !packages
+            .iter()
+            .any(|p| p.starts_with("libc6=") || p.starts_with("libssl")),
+        "{packages:?}"
+    );
+    let libraries = labels["io.github.kiln-build.native-libraries"]
+        .as_str()
+        .unwrap();
+    assert_contains!(libraries, "\"library\":\"libpq.so.5\"");
+
+    if let Some(podman) = crate::util::Podman::new() {
+        let reference = format!("oci:{}:orders:latest", env.home().join("store").display());
+        let out = podman.run(
+            &reference,
+            &["--entrypoint", "python3"],
+            &[
+                "-c",
+                "import psycopg2; print('libpq', psycopg2.__libpq_version__)",
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.starts_with("libpq "),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The buildpacks run again (the packages come from the layer cache): the same image.
+    let (again, log) = build_hermetic(&env, "orders", &app, &["--rebuild"])
+        .unwrap_or_else(|(code, log)| panic!("kiln build failed ({code:?}):\n{log}"));
+    assert_contains!(log, "Native libraries: libpq5 ");
+    assert_eq!(again["manifest_digest"], report["manifest_digest"]);
+}
+
+/// A buildpack ships a program linked against a vendor SDK that it does not ship and no
+/// Debian package provides: the build fails, naming the file and the library, instead of
+/// an image that fails when it starts.
+#[test]
+fn a_library_no_package_provides_fails_the_build_naming_file_and_library() {
+    let env = TestEnv::new();
+    let app = env.app("reporter", &[("report.conf", "interval = 60\n")]);
+    let buildpack = crate::util::write_buildpack(
+        &env.path("vendor-bp"),
+        &crate::util::BuildpackSpec {
+            id: "test/vendor",
+            build: r#"layer="$1/tool"
+mkdir -p "$layer/bin"
+printf '[types]\nlaunch = true\n' > "$1/tool.toml"
+cd "$(mktemp -d)"
+printf 'int vendor_init(void) { return 0; }\n' > sdk.c
+cc -shared -fPIC -Wl,-soname,libvendor-sdk.so.4 -o libvendor-sdk.so sdk.c
+printf 'int vendor_init(void);\nint main(void) { return vendor_init(); }\n' > main.c
+cc -o "$layer/bin/report" main.c -L. -lvendor-sdk
+cat > "$1/launch.toml" <<'TOML'
+[[processes]]
+type = "web"
+command = ["/layers/test_vendor/tool/bin/report"]
+default = true
+TOML"#,
+            ..crate::util::BuildpackSpec::default()
+        },
+    );
+    let (code, log) = build_hermetic(
+        &env,
+        "reporter",
+        &app,
+        &["--buildpack", buildpack.to_str().unwrap()],
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(code, Some(53), "{log}");
+    assert_contains!(
+        log,
+        "/layers/test_vendor/tool/bin/report needs libvendor-sdk.so.4"
+    );
+    assert_contains!(
+        log,
+        "no Debian package of stack trixie (the build lock) provides it"
+    );
+    assert_contains!(log, "Ship the library in the layer");
+}

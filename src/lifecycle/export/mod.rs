@@ -14,8 +14,13 @@
 //! Before anything is written, [`launch_check`] makes sure every process's program (and a
 //! script's `#!` interpreter) is in the image; a missing one fails the export with
 //! [`ExportError::ProgramMissing`] (exit code 53), naming the stack flavour that has it.
+//! Then [`native`] reads the ELF files of the launch layers and the app: shared libraries
+//! they need and the run image lacks come from Debian packages of the stack, added as one
+//! layer right after the run image's layers.
 
+pub(crate) mod elf;
 pub(crate) mod launch_check;
+pub(crate) mod native;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -102,6 +107,22 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    /// A file of the image needs a shared library that neither the image nor any package of
+    /// the stack has: the image would fail when that file is loaded.
+    #[error("the image cannot run: {}; no Debian package of stack {stack} (the {flavour} lock) provides {}, and the run image {run_image} does not have {}. Ship the library in the layer with the file (and set the file's RUNPATH to it, as auditwheel does with `$ORIGIN/../<package>.libs`), or build against a library the stack has", problems.join("; "), if problems.len() == 1 { "it" } else { "them" }, if problems.len() == 1 { "it" } else { "them" })]
+    LibraryMissing {
+        /// `FILE needs LIBRARY`, for each.
+        problems: Vec<String>,
+        /// The stack.
+        stack: String,
+        /// The flavour whose lock was searched.
+        flavour: String,
+        /// The run image.
+        run_image: String,
+    },
+    /// The Debian packages that provide the missing libraries could not be found or added.
+    #[error("cannot add the Debian packages of the shared libraries the image needs")]
+    NativePackages(#[source] crate::stack::StackError),
     /// The image configuration could not be assembled.
     #[error("failed to assemble the image configuration: {0}")]
     Config(String),
@@ -144,6 +165,8 @@ pub(crate) struct ExportedImage {
 
 /// Everything export needs.
 pub(crate) struct ExportContext<'a> {
+    /// kiln's store (stack packages and the native-libraries layer).
+    pub store: &'a crate::store::Store,
     /// Where blobs go (kiln's store layout).
     pub layout: &'a OciLayout,
     /// The run image.
@@ -198,7 +221,10 @@ struct PlannedLayer {
 pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportError> {
     let (uid, gid) = ctx.run_image.cnb_user();
     let run_layers = run_image_layers(ctx)?;
-    check_launch(ctx, &run_layers)?;
+    let files = image_files(ctx, &run_layers)?;
+    check_launch(ctx, &files)?;
+    let native = native::native_libraries(ctx, &files)?;
+    drop(files);
 
     let (mut planned, mut bp_metadata) = plan_launch_layers(ctx, uid, gid)?;
     let launch_layer_count = planned.len();
@@ -214,18 +240,20 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
     }
 
     let blobs = write_layers_parallel(ctx.layout, ctx.memo, &planned, ctx.cancel)?;
-    let exported: Vec<ExportedLayer> = planned
+    let native_layer = native.as_ref().map(|n| (n.name.clone(), n.blob.clone()));
+    let exported: Vec<ExportedLayer> = native_layer
         .iter()
-        .zip(&blobs)
-        .map(|(plan, blob)| {
+        .map(|(name, blob)| (name, blob))
+        .chain(planned.iter().map(|p| &p.name).zip(&blobs))
+        .map(|(name, blob)| {
             ctx.events.event(&Event::Layer {
-                name: plan.name.clone(),
+                name: name.clone(),
                 diff_id: blob.diff_id.clone(),
                 size: blob.size,
                 reused: blob.existed,
             });
             ExportedLayer {
-                name: plan.name.clone(),
+                name: name.clone(),
                 diff_id: blob.diff_id.clone(),
                 digest: blob.digest.clone(),
                 size: blob.size,
@@ -249,19 +277,25 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
     let process = choose_process(ctx)?;
     let env = launch_env(ctx, process.as_ref())?;
     let lifecycle = lifecycle_metadata(ctx.run_image, bp_metadata, app_blobs);
-    let config = image_config(
+    let labels_map = image_labels(
         ctx,
-        &env,
         process.as_ref(),
         &lifecycle,
         &build_metadata(ctx.build),
-        &blobs,
-        &planned,
+        native.as_ref().map_or(&[][..], |n| &n.labels[..]),
     )?;
+    let history: Vec<(&str, &LayerBlob)> = native
+        .iter()
+        .map(|n| (n.created_by.as_str(), &n.blob))
+        .chain(planned.iter().map(|p| p.created_by.as_str()).zip(&blobs))
+        .collect();
+    let config = image_config(ctx, &env, process.as_ref(), labels_map, &history)?;
     let mut layers = run_layers;
     layers.extend(
-        blobs
+        native
             .iter()
+            .map(|n| &n.blob)
+            .chain(&blobs)
             .map(|b| descriptor(MediaType::ImageLayerGzip, &b.digest, b.size)),
     );
     let written = write_image(ctx.layout, layers, &config)?;
@@ -274,14 +308,12 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
     })
 }
 
-/// The launch check (see [`launch_check`]): every process's program and `#!` interpreter
-/// resolves in the image to be, with the `PATH` that process will have.
-fn check_launch(ctx: &ExportContext<'_>, run_layers: &[Descriptor]) -> Result<(), ExportError> {
-    let processes = ctx.build.processes.list();
-    if processes.is_empty() {
-        return Ok(());
-    }
-    let started = std::time::Instant::now();
+/// The image's files as the launch check and [`native`] see them: the run image's layers,
+/// the launch layers at `/layers/<buildpack>/<layer>` and the app at `/workspace`.
+fn image_files(
+    ctx: &ExportContext<'_>,
+    run_layers: &[Descriptor],
+) -> Result<launch_check::ImageFiles, ExportError> {
     let mut files = launch_check::run_image_files(ctx.layout, run_layers, ctx.layer_files)
         .map_err(|(path, source)| ExportError::RunImageFiles { path, source })?;
     for output in &ctx.build.buildpacks {
@@ -295,11 +327,25 @@ fn check_launch(ctx: &ExportContext<'_>, run_layers: &[Descriptor]) -> Result<()
         }
     }
     files.mount_host(APP_DIR, ctx.app_dir);
+    Ok(files)
+}
+
+/// The launch check (see [`launch_check`]): every process's program and `#!` interpreter
+/// resolves in the image to be, with the `PATH` that process will have.
+fn check_launch(
+    ctx: &ExportContext<'_>,
+    files: &launch_check::ImageFiles,
+) -> Result<(), ExportError> {
+    let processes = ctx.build.processes.list();
+    if processes.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
     let mut problems = Vec::new();
     for process in &processes {
         let env = launch_env(ctx, Some(process))?;
         if let Some((program, problem)) =
-            launch_check::check_process(&files, process, env.get("PATH"))
+            launch_check::check_process(files, process, env.get("PATH"))
         {
             problems.push(launch_check::MissingProgram {
                 process_type: process.process_type.to_string(),
@@ -784,7 +830,6 @@ fn launch_env(ctx: &ExportContext<'_>, process: Option<&Process>) -> Result<Env,
     Ok(env)
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Adds the buildpacks' labels. They never replace kiln's own (the build phase already
 /// warned about them; a build record from an older kiln may still carry some), except those
 /// kiln's buildpacks keep under their own name (`io.github.kiln-build.nodejs.version`).
@@ -805,21 +850,20 @@ fn add_buildpack_labels(ctx: &ExportContext<'_>, labels_map: &mut HashMap<String
     }
 }
 
-fn image_config(
+/// The image's labels: the run image's, then kiln's (CNB metadata, process type, build
+/// image, native packages) and the buildpacks'.
+fn image_labels(
     ctx: &ExportContext<'_>,
-    env: &Env,
     process: Option<&Process>,
     lifecycle: &LifecycleMetadata,
     build_metadata: &BuildMetadata,
-    blobs: &[LayerBlob],
-    planned: &[PlannedLayer],
-) -> Result<ImageConfiguration, ExportError> {
-    let created = created_timestamp(ctx.source_date_epoch);
-    let base = ctx.run_image.image.as_ref().map(|i| &i.config);
-    let base_config = base.and_then(|c| c.config().clone());
-
-    let mut labels_map: HashMap<String, String> = base_config
+    native_labels: &[(String, String)],
+) -> Result<HashMap<String, String>, ExportError> {
+    let mut labels_map: HashMap<String, String> = ctx
+        .run_image
+        .image
         .as_ref()
+        .and_then(|i| i.config.config().as_ref())
         .and_then(|c| c.labels().clone())
         .unwrap_or_default();
     labels_map.insert(
@@ -840,7 +884,27 @@ fn image_config(
         Some(image) => labels_map.insert(labels::BUILD_IMAGE.to_string(), image.to_string()),
         None => labels_map.remove(labels::BUILD_IMAGE),
     };
+    labels_map.remove(labels::NATIVE_PACKAGES);
+    labels_map.remove(labels::NATIVE_LIBRARIES);
     add_buildpack_labels(ctx, &mut labels_map);
+    for (key, value) in native_labels {
+        labels_map.insert(key.clone(), value.clone());
+    }
+    Ok(labels_map)
+}
+
+/// The image configuration; `layers` are the layers kiln adds to the run image's, with the
+/// history line of each.
+fn image_config(
+    ctx: &ExportContext<'_>,
+    env: &Env,
+    process: Option<&Process>,
+    labels_map: HashMap<String, String>,
+    layers: &[(&str, &LayerBlob)],
+) -> Result<ImageConfiguration, ExportError> {
+    let created = created_timestamp(ctx.source_date_epoch);
+    let base = ctx.run_image.image.as_ref().map(|i| &i.config);
+    let base_config = base.and_then(|c| c.config().clone());
 
     let (uid, gid) = ctx.run_image.cnb_user();
     let user = base_config
@@ -869,11 +933,11 @@ fn image_config(
     let mut history = base
         .map(|c| c.history().clone().unwrap_or_default())
         .unwrap_or_default();
-    for plan in planned {
+    for (created_by, _) in layers {
         history.push(
             HistoryBuilder::default()
                 .created(created.clone())
-                .created_by(plan.created_by.clone())
+                .created_by(created_by.to_string())
                 .build()
                 .map_err(|e| ExportError::Config(e.to_string()))?,
         );
@@ -881,7 +945,7 @@ fn image_config(
     let mut diff_ids: Vec<String> = base
         .map(|c| c.rootfs().diff_ids().clone())
         .unwrap_or_default();
-    diff_ids.extend(blobs.iter().map(|b| b.diff_id.to_string()));
+    diff_ids.extend(layers.iter().map(|(_, b)| b.diff_id.to_string()));
     let rootfs = RootFsBuilder::default()
         .typ("layers")
         .diff_ids(diff_ids)
