@@ -9,6 +9,7 @@ use libcnb::data::layer_name;
 use libcnb::layer::UncachedLayerDefinition;
 use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
 
+use super::pip::{self, Pip};
 use super::project::{Manager, Project};
 use super::uv::{self, Uv};
 use super::{DEFAULT_PORT, PythonBuildpack, bytecode, locks};
@@ -170,8 +171,10 @@ fn write_requirements(
     Ok(path)
 }
 
-/// Installs uv into a cached build layer (once per uv version) and returns its executable.
-fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<PathBuf> {
+/// Installs uv into a cached build layer (once per uv version) and returns its executable,
+/// or `None` when the package index has no uv (a private index with only the app's
+/// packages).
+fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<Option<PathBuf>> {
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct UvKey {
         version: String,
@@ -191,7 +194,7 @@ fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<P
     let exe = target.join("bin").join("uv");
     if reused && exe.is_file() {
         say(&format!("reusing uv {UV_VERSION}"));
-        return Ok(exe);
+        return Ok(Some(exe));
     }
     say(&format!("installing uv {UV_VERSION}"));
     // Pinned by version and by the hashes of its wheels, whichever index serves it.
@@ -202,27 +205,54 @@ fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<P
         all
     });
     fs::write(&pin, format!("uv=={UV_VERSION}{hashes}\n")).map_err(|e| write_error(&pin, &e))?;
-    cmd::run(
-        Command::new("python3")
-            .args(["-m", "pip", "install", "--target"])
-            .arg(&target)
-            .args([
-                "--no-compile",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--progress-bar",
-                "off",
-                "--quiet",
-                "--require-hashes",
-                "--only-binary=:all:",
-                "--no-deps",
-                "-r",
-            ])
-            .arg(&pin)
-            .env("PIP_ROOT_USER_ACTION", "ignore"),
-    )?;
-    Ok(exe)
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "install", "--target"])
+        .arg(&target)
+        .args([
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            "--quiet",
+            "--require-hashes",
+            "--only-binary=:all:",
+            "--no-deps",
+            "-r",
+        ])
+        .arg(&pin)
+        .env("PIP_ROOT_USER_ACTION", "ignore");
+    println!("  $ {}", cmd::describe(&pip));
+    let out = pip
+        .output()
+        .map_err(|e| Error::new(format!("could not run pip: {e}")))?;
+    if out.status.success() {
+        return Ok(Some(exe));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("No matching distribution found for uv") {
+        warn(&format!(
+            "the package index has no uv {UV_VERSION}: installing the dependencies with pip instead (no in-place updates); make uv available on the index (PIP_INDEX_URL) for faster builds"
+        ));
+        return Ok(None);
+    }
+    print!("{stderr}");
+    Err(Error::new(format!(
+        "installing uv {UV_VERSION} with pip failed ({})",
+        out.status
+    ))
+    .hint("check that the package index (PIP_INDEX_URL) is reachable from the build")
+    .into())
 }
+
+/// What installs the dependencies: uv, or pip when the package index has no uv.
+enum Installer {
+    Uv(Uv),
+    Pip(Pip),
+}
+
+/// The files that make a directory a Python project (`pip install .`).
+const PROJECT_FILES: [&str; 3] = ["pyproject.toml", "setup.py", "setup.cfg"];
 
 /// What to install.
 enum Wanted {
@@ -237,7 +267,7 @@ fn requirements(
     context: &BuildContext<PythonBuildpack>,
     app: &App,
     project: &Project,
-    uv: &Path,
+    uv: Option<&Path>,
 ) -> CnbResult<Wanted> {
     Ok(match project.manager {
         // Hash-checking requirements pin everything already (pip demands it).
@@ -250,13 +280,15 @@ fn requirements(
             }
         }
         Manager::Pip => Wanted::Resolve(vec![
-            ["pyproject.toml", "setup.py", "setup.cfg"]
+            PROJECT_FILES
                 .into_iter()
                 .find(|f| app.is_file(f))
                 .unwrap_or("setup.py")
                 .to_string(),
         ]),
         Manager::Uv => {
+            let uv =
+                uv.ok_or_else(|| Error::new("uv.lock is read with uv, which is not installed"))?;
             let path = context.layers_dir.join("requirements.lock.txt");
             cmd::run(
                 Command::new(uv)
@@ -308,28 +340,6 @@ fn requirements(
     })
 }
 
-/// pip as the build runs it (to install the app's own package).
-struct Pip {
-    /// Options for every install.
-    options: Vec<String>,
-    /// pip's download cache.
-    cache: PathBuf,
-}
-
-impl Pip {
-    /// `python3 -m pip install --target TARGET …`.
-    fn install(&self, app: &App, target: &Path) -> Command {
-        let mut pip = Command::new("python3");
-        pip.current_dir(app.dir())
-            .args(["-m", "pip", "install", "--target"])
-            .arg(target)
-            .args(&self.options)
-            .env("PIP_CACHE_DIR", &self.cache)
-            .env("PIP_ROOT_USER_ACTION", "ignore");
-        pip
-    }
-}
-
 /// Installs everything the app needs and sets up its environment.
 pub(super) fn install(
     context: &BuildContext<PythonBuildpack>,
@@ -363,7 +373,7 @@ pub(super) fn install(
     let target_machine = machine(&context.target.arch).to_string();
     let cross = host.minor != minor || host.machine != target_machine;
     say(&format!(
-        "using uv {UV_VERSION} with the build's Python {}{}",
+        "installing with the build's Python {}{}",
         host.version,
         if cross {
             format!(" for Python {minor} on {target_machine} (binary wheels only)")
@@ -375,18 +385,33 @@ pub(super) fn install(
         layers::keyed(context, &name, false, false, &layers::FIRST_GENERATION)
             .map(|(layer, _)| layer.path())
     };
-    let uv = Uv::new(
-        uv(context, &host)?,
-        cache(layer_name!("uv-cache"))?,
-        uv::target_options(
-            cross,
-            &minor,
-            &target_machine,
-            inventory::provided(&context.target, "libc6").as_deref(),
-        ),
-    );
+    let glibc = inventory::provided(&context.target, "libc6");
+    let pip = || -> CnbResult<Pip> {
+        Ok(Pip {
+            cross: pip::cross_options(cross, &minor, &target_machine, glibc.as_deref()),
+            cache: cache(layer_name!("pip-cache"))?,
+        })
+    };
+    let installer = match uv(context, &host)? {
+        Some(exe) => Installer::Uv(Uv::new(
+            exe,
+            cache(layer_name!("uv-cache"))?,
+            uv::target_options(cross, &minor, &target_machine, glibc.as_deref()),
+        )),
+        None if project.manager == Manager::Uv => {
+            return Err(Error::new(format!(
+                "uv.lock is read with uv, and the package index has no uv {UV_VERSION}"
+            ))
+            .hint("make uv available on the package index (PIP_INDEX_URL), or set PIP_EXTRA_INDEX_URL to an index that has it")
+            .into());
+        }
+        None => Installer::Pip(pip()?),
+    };
     let key = PackagesKey {
-        installer: format!("uv {UV_VERSION}"),
+        installer: match &installer {
+            Installer::Uv(_) => format!("uv {UV_VERSION}"),
+            Installer::Pip(_) => "pip".to_string(),
+        },
         manager: format!("{:?}", project.manager).to_ascii_lowercase(),
         files: digest_files(
             app,
@@ -397,10 +422,10 @@ pub(super) fn install(
                 .collect::<Vec<_>>(),
         )?,
         python: minor.clone(),
-        platform: target_machine,
+        platform: target_machine.clone(),
         host_python: host.version.clone(),
     };
-    let (site, fresh) = install_dependencies(context, app, project, &uv, &minor, &key)?;
+    let (site, fresh) = install_dependencies(context, app, project, &installer, &minor, &key)?;
     let key = serde_json::to_string(&key)
         .map_err(|e| Error::new(format!("cannot serialize the packages key: {e}")))?;
     compile_bytecode(context, &host, &minor, Some((&site, key)), fresh)?;
@@ -408,20 +433,9 @@ pub(super) fn install(
         warn(why);
     }
     if project.install_app {
-        let pip = Pip {
-            // No .pyc files: Python compiles the app's own code where it may.
-            options: [
-                "--no-compile",
-                "--no-warn-script-location",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--progress-bar",
-                "off",
-            ]
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-            cache: cache(layer_name!("pip-cache"))?,
+        let pip = match installer {
+            Installer::Pip(pip) => pip,
+            Installer::Uv(_) => pip()?,
         };
         install_app(context, app, &pip)?;
     }
@@ -463,7 +477,7 @@ fn install_dependencies(
     context: &BuildContext<PythonBuildpack>,
     app: &App,
     project: &Project,
-    uv: &Uv,
+    installer: &Installer,
     minor: &str,
     key: &PackagesKey,
 ) -> CnbResult<(PathBuf, bool)> {
@@ -494,17 +508,46 @@ fn install_dependencies(
                 "updating the installed dependencies in place ({files} changed)"
             ));
         }
-        fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
-        let pinned = match requirements(context, app, project, &uv.exe)? {
-            Wanted::Pinned(path) => path,
-            Wanted::Resolve(inputs) if inputs.is_empty() => write_requirements(context, &[])?,
-            Wanted::Resolve(inputs) => {
-                let out = context.layers_dir.join("requirements.resolved.txt");
-                uv.compile(app, &inputs, &out)?;
-                out
+        match installer {
+            Installer::Uv(uv) => {
+                fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
+                let pinned = match requirements(context, app, project, Some(&uv.exe))? {
+                    Wanted::Pinned(path) => path,
+                    Wanted::Resolve(inputs) if inputs.is_empty() => {
+                        write_requirements(context, &[])?
+                    }
+                    Wanted::Resolve(inputs) => {
+                        let out = context.layers_dir.join("requirements.resolved.txt");
+                        uv.compile(app, &inputs, &out)?;
+                        out
+                    }
+                };
+                uv.sync(app, &pinned, &site)?;
             }
-        };
-        uv.sync(app, &pinned, &site)?;
+            Installer::Pip(pip) => {
+                // pip cannot update in place: start from an empty layer.
+                for dir in [packages.path().join("lib"), packages.path().join("bin")] {
+                    if fs::symlink_metadata(&dir).is_ok() {
+                        fs::remove_dir_all(&dir)
+                            .or_else(|_| fs::remove_file(&dir))
+                            .map_err(|e| write_error(&dir, &e))?;
+                    }
+                }
+                fs::create_dir_all(&site).map_err(|e| write_error(&site, &e))?;
+                let mut command = pip.install_for_run_image(app, &site);
+                match requirements(context, app, project, None)? {
+                    Wanted::Pinned(path) => command.arg("--no-deps").arg("-r").arg(path),
+                    Wanted::Resolve(inputs) => inputs.iter().fold(&mut command, |c, input| {
+                        if PROJECT_FILES.contains(&input.as_str()) {
+                            c.arg(".")
+                        } else {
+                            c.arg("-r").arg(input)
+                        }
+                    }),
+                };
+                cmd::run(&mut command)?;
+            }
+        }
         script_shebangs(&site.join("bin"))?;
     }
     // Scripts stay where uv put them (it removes them with their package); `bin` is on

@@ -29,6 +29,7 @@
 mod bytecode;
 mod install;
 mod locks;
+mod pip;
 pub(crate) mod project;
 mod uv;
 
