@@ -412,7 +412,13 @@ fn host_go_version() -> Result<(String, GoVersion)> {
             "install Go (Debian: apt-get install golang-go; or from https://go.dev/dl) and put it on PATH",
         ));
     }
-    let text = cmd::output(Command::new("go").args(["env", "GOVERSION"]))?;
+    // `local`: in the app's directory a Go 1.21+ would otherwise switch to the toolchain
+    // go.mod asks for, downloading it behind kiln's back.
+    let text = cmd::output(
+        Command::new("go")
+            .args(["env", "GOVERSION"])
+            .env("GOTOOLCHAIN", "local"),
+    )?;
     let text = text.trim().to_string();
     let version = GoVersion::parse(&text)
         .ok_or_else(|| Error::new(format!("cannot read the Go version from `{text}`")))?;
