@@ -3,6 +3,7 @@
 
 pub(crate) mod choose;
 pub(crate) mod cmd;
+pub(crate) mod download;
 pub(crate) mod files;
 pub(crate) mod hints;
 pub(crate) mod inventory;

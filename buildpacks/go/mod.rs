@@ -1,10 +1,14 @@
-//! `kiln/go`: builds a Go module's main packages with the build host's `go` into static
-//! binaries, one process each.
+//! `kiln/go`: builds a Go module's main packages into static binaries, one process each.
 //!
 //! - **Detects** `go.mod`, or a lone `main.go` (built as a single-directory program).
-//! - **Version**: the `go` directive of `go.mod` is the least Go version the module needs;
-//!   the host's Go must be at least that (`GOTOOLCHAIN=local`: kiln never downloads a
-//!   toolchain behind your back).
+//! - **Go**: the build environment's (the stack's build image: Go 1.24 on trixie, 1.19 on
+//!   bookworm; or the host's with `--build-env host`) when it is new enough; else the
+//!   toolchain go.mod asks for — its `go` line names the least release (`go 1.25` is Go
+//!   1.25.0), a `toolchain go1.25.3` line a newer one — installed from the Go module proxy
+//!   into a cache layer, the way the `go` command's `GOTOOLCHAIN=auto` does it, checked by the
+//!   Go checksum database or against a pinned SHA-256 (see [`toolchain`]). `GOTOOLCHAIN`
+//!   (`local`, `go1.25.0`, `go1.25.0+auto`) changes the choice as it changes the `go`
+//!   command's. The image carries the label `io.github.kiln-build.go.version`.
 //! - **Main packages**: `KILN_GO_TARGETS` (space- or comma-separated packages, `./cmd/api`),
 //!   else the module root if it is `package main`, else every `cmd/<name>` that is. One
 //!   target becomes the `web` process; several become processes named after their binaries,
@@ -13,18 +17,23 @@
 //!   stamp, so the same source gives the same binary; `GOOS`/`GOARCH` from the run image's
 //!   platform. The build and module caches live in a cache layer.
 
+pub(crate) mod toolchain;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libcnb::Target;
 use libcnb::build::{BuildContext, BuildResult, BuildResultBuilder};
-use libcnb::data::launch::LaunchBuilder;
+use libcnb::data::launch::{Label, LaunchBuilder};
 use libcnb::data::layer_name;
 use libcnb::detect::{DetectContext, DetectResult, DetectResultBuilder};
 
 use crate::common::files::App;
 use crate::common::{
-    CnbResult, Error, Result, buildpack, cmd, layers, pass, process, say, section, setting,
+    CnbResult, Error, Result, buildpack, cmd, inventory, layers, pass, process, say, section,
+    setting,
 };
+use toolchain::Selected;
 
 /// The buildpack.
 pub(crate) struct GoBuildpack;
@@ -75,6 +84,9 @@ struct Project {
     /// The `go` directive.
     #[serde(skip_serializing_if = "Option::is_none")]
     go: Option<String>,
+    /// The `toolchain` line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    toolchain: Option<String>,
     /// What to build.
     targets: Vec<MainPackage>,
     /// Whether a file imports "C".
@@ -166,30 +178,39 @@ fn last_element(path: &str) -> String {
         .to_string()
 }
 
+/// go.mod's `module` path and its `go` and `toolchain` lines.
+fn read_go_mod(text: &str) -> Result<(String, Option<String>, Option<String>)> {
+    let mut module = None;
+    let mut go = None;
+    let mut toolchain = None;
+    for line in text.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        if let Some(rest) = line.strip_prefix("module ") {
+            module = Some(rest.trim().trim_matches('"').to_string());
+        } else if let Some(rest) = line.strip_prefix("go ") {
+            go = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("toolchain ") {
+            toolchain = Some(rest.trim().to_string());
+        }
+    }
+    let module = module.ok_or_else(|| {
+        Error::new("go.mod has no `module` directive")
+            .hint("start go.mod with `module <path>`, as `go mod init <path>` writes")
+    })?;
+    Ok((module, go, toolchain))
+}
+
 fn analyze(app: &App, targets_env: Option<&str>) -> Result<Option<Project>> {
     let go_mod = app.read("go.mod")?;
     if go_mod.is_none() && !app.is_file("main.go") {
         return Ok(None);
     }
-    let (module, go) = match &go_mod {
+    let (module, go, toolchain) = match &go_mod {
         Some(text) => {
-            let mut module = None;
-            let mut go = None;
-            for line in text.lines() {
-                let line = line.split("//").next().unwrap_or("").trim();
-                if let Some(rest) = line.strip_prefix("module ") {
-                    module = Some(rest.trim().trim_matches('"').to_string());
-                } else if let Some(rest) = line.strip_prefix("go ") {
-                    go = Some(rest.trim().to_string());
-                }
-            }
-            if module.is_none() {
-                return Err(Error::new("go.mod has no `module` directive")
-                    .hint("start go.mod with `module <path>`, as `go mod init <path>` writes"));
-            }
-            (module, go)
+            let (module, go, toolchain) = read_go_mod(text)?;
+            (Some(module), go, toolchain)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let mut targets = Vec::new();
     if let Some(list) = targets_env.filter(|l| !l.trim().is_empty()) {
@@ -262,6 +283,7 @@ fn analyze(app: &App, targets_env: Option<&str>) -> Result<Option<Project>> {
     Ok(Some(Project {
         module,
         go,
+        toolchain,
         targets,
         cgo,
     }))
@@ -282,7 +304,50 @@ fn processes(project: &Project) -> Vec<(String, String)> {
 struct Decisions<'a> {
     #[serde(flatten)]
     project: &'a Project,
+    /// The Go release that builds the app (`1.24.4`), when kiln knows it at detect time.
+    #[serde(rename = "go-version", skip_serializing_if = "Option::is_none")]
+    go_version: Option<String>,
+    /// Where that Go comes from: `stack`, `build environment`, or `Go module proxy` when
+    /// kiln installs it.
+    #[serde(rename = "go-from", skip_serializing_if = "Option::is_none")]
+    go_from: Option<&'static str>,
     start: String,
+}
+
+/// `go-from` when kiln installs the toolchain.
+const FROM_PROXY: &str = "Go module proxy";
+
+/// The label that records the Go release that built the image's binaries.
+pub(crate) const VERSION_LABEL: &str = "io.github.kiln-build.go.version";
+
+/// The Go of kiln's stack for `target` (`1.24.4`), from its build image's lock.
+fn stack_go(target: &Target) -> Option<String> {
+    let line = inventory::provided(target, "golang-go")?;
+    inventory::provided(target, &format!("golang-{line}-go"))
+}
+
+/// The Go that builds when nothing is installed, at detect time: the stack's, for a run image
+/// of a kiln stack (detection runs where the build image's Go may not be), else the build
+/// environment's.
+fn detect_local_go(target: &Target) -> Option<(String, GoVersion, &'static str)> {
+    if let Some(version) = stack_go(target) {
+        let parsed = GoVersion::parse(&version)?;
+        return Some((format!("go{version}"), parsed, "stack"));
+    }
+    let (text, parsed) = host_go_version().ok()?;
+    Some((text, parsed, "build environment"))
+}
+
+/// The toolchain go.mod and `GOTOOLCHAIN` ask for instead of the local Go, if any.
+fn choose(project: &Project, local: GoVersion, local_name: &str) -> Result<Option<Selected>> {
+    let policy = toolchain::policy(toolchain::setting("GOTOOLCHAIN").as_deref())?;
+    toolchain::select(
+        local,
+        local_name,
+        project.go.as_deref(),
+        project.toolchain.as_deref(),
+        &policy,
+    )
 }
 
 fn detect(context: &DetectContext<GoBuildpack>) -> CnbResult<DetectResult> {
@@ -297,10 +362,22 @@ fn detect(context: &DetectContext<GoBuildpack>) -> CnbResult<DetectResult> {
         .first()
         .map(|(_, binary)| binary.clone())
         .unwrap_or_default();
+    let (go_version, go_from) = match detect_local_go(&context.target) {
+        Some((name, version, from)) => match choose(&project, version, &name)? {
+            Some(selected) => (
+                Some(selected.name.trim_start_matches("go").to_string()),
+                Some(FROM_PROXY),
+            ),
+            None => (Some(name.trim_start_matches("go").to_string()), Some(from)),
+        },
+        None => (None, None),
+    };
     pass(
         "go",
         &Decisions {
             project: &project,
+            go_version,
+            go_from,
             start,
         },
     )
@@ -335,7 +412,13 @@ fn host_go_version() -> Result<(String, GoVersion)> {
             "install Go (Debian: apt-get install golang-go; or from https://go.dev/dl) and put it on PATH",
         ));
     }
-    let text = cmd::output(Command::new("go").args(["env", "GOVERSION"]))?;
+    // `local`: in the app's directory a Go 1.21+ would otherwise switch to the toolchain
+    // go.mod asks for, downloading it behind kiln's back.
+    let text = cmd::output(
+        Command::new("go")
+            .args(["env", "GOVERSION"])
+            .env("GOTOOLCHAIN", "local"),
+    )?;
     let text = text.trim().to_string();
     let version = GoVersion::parse(&text)
         .ok_or_else(|| Error::new(format!("cannot read the Go version from `{text}`")))?;
@@ -349,30 +432,24 @@ fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
     let project = analyze(&app, targets.as_deref())?
         .ok_or_else(|| Error::new("go.mod disappeared between detect and build"))?;
     section("Go");
-    let (host_text, host) = host_go_version()?;
-    if let Some(wanted) = &project.go {
-        let needed = GoVersion::parse(wanted).ok_or_else(|| {
-            Error::new(format!("go.mod: `go {wanted}` is not a Go version"))
-                .hint("write the directive as `go 1.21` or `go 1.21.3`")
-        })?;
-        if needed > host {
-            return Err(Error::new(format!(
-                "go.mod asks for Go {wanted} or newer (its `go` directive), but the build host has {host_text}"
-            ))
-            .hint(format!(
-                "install Go {wanted} or newer on the build host and put it first on PATH, or lower the `go` directive if the code allows"
-            ))
-            .into());
+    let (local_text, local) = host_go_version()?;
+    let (go, go_text, go_version) = match choose(&project, local, &local_text)? {
+        None => {
+            say(&format!(
+                "using {local_text} of the build environment{}",
+                project
+                    .go
+                    .as_ref()
+                    .map(|g| format!(" (go.mod needs {g})"))
+                    .unwrap_or_default()
+            ));
+            (PathBuf::from("go"), local_text, local)
         }
-    }
-    say(&format!(
-        "using {host_text} of the build environment{}",
-        project
-            .go
-            .as_ref()
-            .map(|g| format!(" (go.mod needs {g})"))
-            .unwrap_or_default()
-    ));
+        Some(selected) => {
+            let goroot = toolchain_layer(context, &selected, &local_text)?;
+            (goroot.join("bin/go"), selected.name, selected.version)
+        }
+    };
     if project.cgo && std::env::consts::ARCH != rust_arch(&context.target.arch) {
         return Err(Error::new(format!(
             "the app uses cgo (a file imports \"C\"), which kiln cannot cross-compile for {}",
@@ -388,7 +465,7 @@ fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
         false,
         false,
         &CacheKey {
-            go: host_text.clone(),
+            go: go_text.clone(),
             arch: context.target.arch.clone(),
         },
     )?;
@@ -402,12 +479,12 @@ fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
     let ldflags = "-s -w -buildid=";
     for target in &project.targets {
         let out = bin_dir.join(&target.binary);
-        let mut go = Command::new("go");
+        let mut go = Command::new(&go);
         go.current_dir(&context.app_dir)
             .arg("build")
             .arg("-trimpath")
             .arg(format!("-ldflags={ldflags}"));
-        if host >= GoVersion(1, 18, 0) {
+        if go_version >= GoVersion(1, 18, 0) {
             go.arg("-buildvcs=false");
         }
         go.arg("-o").arg(&out);
@@ -419,6 +496,8 @@ fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
         go.env("CGO_ENABLED", if project.cgo { "1" } else { "0" })
             .env("GOOS", "linux")
             .env("GOTOOLCHAIN", "local")
+            // A toolchain kiln installed finds its own root from where it is.
+            .env_remove("GOROOT")
             .env("GOCACHE", cache.path().join("build"))
             .env("GOMODCACHE", cache.path().join("mod"))
             .env("GOPATH", cache.path().join("gopath"))
@@ -438,7 +517,55 @@ fn build(context: &BuildContext<GoBuildpack>) -> CnbResult<BuildResult> {
         say(&format!("process {kind}: {path}"));
         launch.process(process::process(kind, &[path], index == 0)?);
     }
+    launch.label(Label {
+        key: VERSION_LABEL.to_string(),
+        value: go_text.trim_start_matches("go").to_string(),
+    });
     BuildResultBuilder::new().launch(launch.build()).build()
+}
+
+/// What the toolchain layer holds; reused while it stays the same.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ToolchainKey {
+    toolchain: String,
+    module_version: String,
+    /// The pinned SHA-256, if any: a new pin is checked against a fresh download.
+    sha256: Option<String>,
+}
+
+/// Installs `selected` into the cache layer `toolchain` (kept while the release and the pin
+/// stay the same) and returns its `GOROOT`.
+fn toolchain_layer(
+    context: &BuildContext<GoBuildpack>,
+    selected: &Selected,
+    local_text: &str,
+) -> CnbResult<PathBuf> {
+    let check = toolchain::check()?;
+    let key = ToolchainKey {
+        toolchain: selected.name.clone(),
+        module_version: toolchain::module_version(&selected.name)?,
+        sha256: match &check {
+            toolchain::Check::Pinned(sha) => Some(sha.clone()),
+            toolchain::Check::ChecksumDatabase => None,
+        },
+    };
+    let (layer, reused) = layers::keyed(context, &layer_name!("toolchain"), false, false, &key)?;
+    let goroot = layer.path().join("go");
+    say(&format!(
+        "{} asks for {}; the build environment has {local_text}",
+        selected.why, selected.name
+    ));
+    if reused && goroot.join("bin/go").is_file() {
+        say(&format!(
+            "reusing the Go toolchain {} from the cache",
+            selected.name
+        ));
+    } else {
+        toolchain::install(&layer.path(), selected, Path::new("go"), local_text, &check)?;
+    }
+    let reported = toolchain::check_reported(&goroot, &selected.name)?;
+    say(&format!("using {reported} ({})", goroot.display()));
+    Ok(goroot)
 }
 
 /// Rust's name for a CNB architecture.

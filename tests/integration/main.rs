@@ -26,6 +26,7 @@ mod examples;
 mod export;
 mod fixtures;
 mod frontend;
+mod go_toolchains;
 mod hermetic;
 mod launch;
 mod node_runtimes;
