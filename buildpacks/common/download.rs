@@ -102,7 +102,7 @@ pub(crate) fn to_file(
     }
     file.flush().map_err(io)?;
     Ok(Some(Fetched {
-        sha256: hex(&hasher.finalize()),
+        sha256: super::files::hex(&hasher.finalize()),
         size,
     }))
 }
@@ -136,15 +136,6 @@ fn too_big(url: &str, limit: u64) -> Error {
         limit / (1024 * 1024)
     ))
     .hint("check that the configured source serves what its name says")
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// A SHA-256 the user pinned, as lowercase hex: `sha256:<hex>` or bare `<hex>`.

@@ -432,7 +432,12 @@ fn a_failed_pip_install_shows_its_output_once_and_a_hint() {
         1,
         "{err}"
     );
-    assert_contains!(err, "hint: the package index has no package of that name");
+    assert_contains!(
+        err,
+        "hint: the package index has no release of that package"
+    );
+    // The index has no uv either: kiln says so and installs with pip.
+    assert_contains!(err, "the package index has no uv");
     assert_contains!(err, "requirements.txt");
     assert_contains!(err, "PIP_INDEX_URL");
     assert_contains!(
