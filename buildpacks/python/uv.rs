@@ -100,12 +100,56 @@ impl Uv {
         // uv's lock file for the directory; not part of what was installed.
         let lock = site.join(".lock");
         if lock.exists() {
-            std::fs::remove_file(&lock).map_err(|e| {
-                crate::common::Error::new(format!("cannot remove {}: {e}", lock.display()))
-            })?;
+            std::fs::remove_file(&lock).map_err(|e| write_error(&lock, &e))?;
         }
-        Ok(())
+        drop_install_times(site)
     }
+}
+
+fn write_error(path: &Path, e: &std::io::Error) -> crate::common::Error {
+    crate::common::Error::new(format!("cannot write {}: {e}", path.display()))
+}
+
+/// Removes what uv records of when it installed a local project (`uv_cache.json`: a
+/// timestamp, so the layer would differ on every build) and its line in `RECORD`. uv then
+/// installs such a project afresh on the next sync, which is right: its sources may have
+/// changed.
+fn drop_install_times(site: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(site) else {
+        return Ok(());
+    };
+    let mut infos: Vec<PathBuf> = entries
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "dist-info")
+                && !p.is_symlink()
+                && p.join("uv_cache.json").is_file()
+        })
+        .collect();
+    infos.sort();
+    for info in infos {
+        let cache = info.join("uv_cache.json");
+        std::fs::remove_file(&cache).map_err(|e| write_error(&cache, &e))?;
+        let record = info.join("RECORD");
+        if record.is_symlink() || !record.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&record).map_err(|e| write_error(&record, &e))?;
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines() {
+            if !line
+                .split(',')
+                .next()
+                .is_some_and(|p| p.ends_with("/uv_cache.json"))
+            {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        std::fs::write(&record, kept).map_err(|e| write_error(&record, &e))?;
+    }
+    Ok(())
 }
 
 /// The uv settings derived from pip's (`get` reads a variable), for those uv's own is unset;
@@ -206,6 +250,25 @@ mod tests {
                 ("UV_FIND_LINKS", "/,https://wheels.example/".to_string()),
                 ("UV_PRERELEASE", "allow".to_string()),
             ]
+        );
+    }
+
+    #[test]
+    fn local_projects_lose_their_install_time() {
+        let site = tempfile::tempdir().unwrap();
+        let info = site.path().join("mylib-0.1.dist-info");
+        std::fs::create_dir(&info).unwrap();
+        std::fs::write(info.join("uv_cache.json"), "{\"timestamp\":1}").unwrap();
+        std::fs::write(
+            info.join("RECORD"),
+            "mylib/__init__.py,sha256=x,4\nmylib-0.1.dist-info/uv_cache.json,sha256=y,13\nmylib-0.1.dist-info/RECORD,,\n",
+        )
+        .unwrap();
+        drop_install_times(site.path()).unwrap();
+        assert!(!info.join("uv_cache.json").exists());
+        assert_eq!(
+            std::fs::read_to_string(info.join("RECORD")).unwrap(),
+            "mylib/__init__.py,sha256=x,4\nmylib-0.1.dist-info/RECORD,,\n"
         );
     }
 
