@@ -9,6 +9,7 @@ pub(crate) mod hints;
 pub(crate) mod inventory;
 pub(crate) mod layers;
 pub(crate) mod process;
+pub(crate) mod untar;
 
 use std::fmt;
 
@@ -34,6 +35,18 @@ impl Error {
     /// Adds how to fix it.
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Puts what was being done before the message (`cannot list …: <message>`).
+    pub(crate) fn context(mut self, outer: impl std::fmt::Display) -> Self {
+        self.message = format!("{outer}: {}", self.message);
+        self
+    }
+
+    /// Adds a fact to the message, after it (`…; <more>`).
+    pub(crate) fn detail(mut self, more: impl std::fmt::Display) -> Self {
+        self.message = format!("{}; {more}", self.message);
         self
     }
 

@@ -51,6 +51,8 @@ struct BytecodeKey {
 pub(super) struct Sources<'a> {
     /// The build's Python version (`3.13.5`).
     pub(super) python: &'a str,
+    /// Its executable (`python3`, or the standalone CPython's in the `python` layer).
+    pub(super) interpreter: &'a Path,
     /// Its standard library, when it is the run image's (same path and minor version).
     pub(super) stdlib: Option<&'a Path>,
     /// The installed packages' `site-packages`, and the key of their layer.
@@ -92,11 +94,11 @@ pub(super) fn compile(context: &BuildContext<PythonBuildpack>, sources: &Sources
         say("reusing the compiled bytecode");
     } else {
         if let Some(stdlib) = sources.stdlib.filter(|_| reuse == Reuse::Nothing) {
-            let counts = run(&prefix, "checked-hash", stdlib)?;
+            let counts = run(sources.interpreter, &prefix, "checked-hash", stdlib)?;
             say(&format!("compiled the standard library: {counts}"));
         }
         if let Some((site, _)) = &sources.packages {
-            let counts = run(&prefix, "unchecked-hash", site)?;
+            let counts = run(sources.interpreter, &prefix, "unchecked-hash", site)?;
             say(&format!("compiled the installed packages: {counts}"));
         }
     }
@@ -110,12 +112,12 @@ pub(super) fn compile(context: &BuildContext<PythonBuildpack>, sources: &Sources
 }
 
 /// Compiles the sources under `root` into `prefix`; returns the script's counts.
-fn run(prefix: &Path, mode: &str, root: &Path) -> CnbResult<String> {
+fn run(python: &Path, prefix: &Path, mode: &str, root: &Path) -> CnbResult<String> {
     if !root.is_dir() {
         return Ok("nothing to compile".to_string());
     }
     let out = cmd::output(
-        Command::new("python3")
+        Command::new(python)
             .args(["-s", "-c", SCRIPT])
             .arg(prefix)
             .arg(mode)

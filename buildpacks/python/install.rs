@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::str::FromStr as _;
 
 use libcnb::build::BuildContext;
 use libcnb::data::layer_name;
@@ -12,7 +13,7 @@ use libcnb::layer_env::{LayerEnv, ModificationBehavior, Scope};
 use super::pip::{self, Pip};
 use super::project::{Manager, Project};
 use super::uv::{self, Uv};
-use super::{DEFAULT_PORT, PythonBuildpack, bytecode, locks};
+use super::{DEFAULT_PORT, PythonBuildpack, bytecode, locks, standalone};
 use crate::common::files::{App, digest_files};
 use crate::common::layers::Reuse;
 use crate::common::{CnbResult, Error, Result, cmd, inventory, layers, say, warn};
@@ -32,8 +33,11 @@ const UV_WHEEL_SHA256: [&str; 3] = [
     "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
 ];
 
-/// The build host's Python.
-struct HostPython {
+/// The Python the build installs with: the build environment's `python3`, or the standalone
+/// CPython kiln installed for the app (when it runs on this machine).
+struct BuildPython {
+    /// Its executable (`python3` from `PATH`, or the `python` layer's `bin/python3`).
+    exe: PathBuf,
     /// `3.11.7`.
     version: String,
     /// `3.11`.
@@ -42,10 +46,21 @@ struct HostPython {
     machine: String,
     /// Its standard library (`/usr/lib/python3.11`).
     stdlib: PathBuf,
+    /// Whether it has pip.
+    has_pip: bool,
+    /// Whether it is the standalone CPython in kiln's `python` layer: the app's own
+    /// interpreter, so its standard library is the one the image runs.
+    standalone: bool,
 }
 
-impl HostPython {
-    fn find() -> Result<Self> {
+impl BuildPython {
+    /// The standalone CPython at `standalone` when it runs on this machine (it is built for
+    /// the run image's architecture), else the build environment's `python3` (which must have
+    /// pip).
+    fn find(standalone: Option<&Path>, target_arch: &str) -> Result<Self> {
+        if let Some(exe) = standalone.filter(|_| runs_here(target_arch)) {
+            return Self::probe(exe, true);
+        }
         if cmd::which("python3").is_none() {
             return Err(cmd::missing(
                 "python3",
@@ -53,9 +68,21 @@ impl HostPython {
                 "install Python 3 and pip (Debian: apt-get install python3 python3-pip)",
             ));
         }
-        // One interpreter start for all three facts (`pip --version` alone takes longer than
+        let found = Self::probe(Path::new("python3"), false)?;
+        if !found.has_pip {
+            return Err(cmd::missing(
+                "pip",
+                "the Python buildpack installs dependencies with it",
+                "install pip for the host's python3 (Debian: apt-get install python3-pip)",
+            ));
+        }
+        Ok(found)
+    }
+
+    fn probe(exe: &Path, standalone: bool) -> Result<Self> {
+        // One interpreter start for all the facts (`pip --version` alone takes longer than
         // a whole rebuild should).
-        let out = cmd::output(Command::new("python3").args([
+        let out = cmd::output(Command::new(exe).args([
             "-c",
             "import sys, platform, sysconfig, importlib.util as u; print('%d.%d.%d' % sys.version_info[:3], platform.machine(), u.find_spec('pip') is not None, sysconfig.get_path('stdlib'))",
         ]))?;
@@ -65,27 +92,41 @@ impl HostPython {
         let has_pip = words.next() == Some("True");
         let stdlib = PathBuf::from(words.next().unwrap_or_default());
         let minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
-        if !has_pip {
-            return Err(cmd::missing(
-                "pip",
-                "the Python buildpack installs dependencies with it",
-                "install pip for the host's python3 (Debian: apt-get install python3-pip)",
-            ));
-        }
         Ok(Self {
+            exe: exe.to_path_buf(),
             version,
             minor,
             machine,
             stdlib,
+            has_pip,
+            standalone,
         })
     }
 
     /// Its standard library, when it is the one the run image's Python `minor` has (same
-    /// path, same version): Debian's, in the stack's build image.
+    /// path, same version): Debian's, in the stack's build image, or the standalone
+    /// CPython's, which is in the image itself.
     fn shared_stdlib(&self, minor: &str) -> Option<&Path> {
-        (self.minor == minor && self.stdlib == Path::new("/usr/lib").join(format!("python{minor}")))
+        let debian = Path::new("/usr/lib").join(format!("python{minor}"));
+        (self.minor == minor && (self.standalone || self.stdlib == debian))
             .then_some(self.stdlib.as_path())
     }
+
+    /// The Python that installs uv with pip: this one when it has pip, else the build
+    /// environment's `python3`.
+    fn pip_python(&self) -> &Path {
+        if self.has_pip {
+            &self.exe
+        } else {
+            Path::new("python3")
+        }
+    }
+}
+
+/// Whether a program built for the run image's architecture (`target_arch`, a CNB one) runs
+/// on this machine.
+pub(super) fn runs_here(target_arch: &str) -> bool {
+    machine(target_arch) == std::env::consts::ARCH
 }
 
 /// What the dependency layer was built for; it is reused while all of it stays the same.
@@ -174,7 +215,7 @@ fn write_requirements(
 /// Installs uv into a cached build layer (once per uv version) and returns its executable,
 /// or `None` when the package index has no uv (a private index with only the app's
 /// packages).
-fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<Option<PathBuf>> {
+fn uv(context: &BuildContext<PythonBuildpack>, host: &BuildPython) -> CnbResult<Option<PathBuf>> {
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct UvKey {
         version: String,
@@ -205,7 +246,7 @@ fn uv(context: &BuildContext<PythonBuildpack>, host: &HostPython) -> CnbResult<O
         all
     });
     fs::write(&pin, format!("uv=={UV_VERSION}{hashes}\n")).map_err(|e| write_error(&pin, &e))?;
-    let mut pip = Command::new("python3");
+    let mut pip = Command::new(host.pip_python());
     pip.args(["-m", "pip", "install", "--target"])
         .arg(&target)
         .args([
@@ -346,6 +387,7 @@ pub(super) fn install(
     app: &App,
     project: &Project,
     provided: Option<&str>,
+    standalone: Option<&Path>,
 ) -> CnbResult<()> {
     // Every Python app gets a `PORT` and unbuffered output.
     layers::launch_env(
@@ -353,7 +395,7 @@ pub(super) fn install(
         &layer_name!("env"),
         &layers::launch_defaults(&[("PORT", DEFAULT_PORT), ("PYTHONUNBUFFERED", "1")]),
     )?;
-    let run_minor = |host: &HostPython| {
+    let run_minor = |host: &BuildPython| {
         provided.map_or_else(
             || host.minor.clone(),
             |p| p.split('.').take(2).collect::<Vec<_>>().join("."),
@@ -362,13 +404,13 @@ pub(super) fn install(
     if project.manager == Manager::None && !project.install_app {
         say("no dependencies to install");
         // The standard library's bytecode still saves every start its compiling.
-        if let Ok(host) = HostPython::find() {
+        if let Ok(host) = BuildPython::find(standalone, &context.target.arch) {
             compile_bytecode(context, &host, &run_minor(&host), None, false)?;
         }
         return Ok(());
     }
 
-    let host = HostPython::find()?;
+    let host = BuildPython::find(standalone, &context.target.arch)?;
     let minor = run_minor(&host);
     let target_machine = machine(&context.target.arch).to_string();
     let cross = host.minor != minor || host.machine != target_machine;
@@ -387,7 +429,11 @@ pub(super) fn install(
     };
     let glibc = inventory::provided(&context.target, "libc6");
     let pip = || -> CnbResult<Pip> {
+        if !host.has_pip {
+            return Err(no_pip(&host, project).into());
+        }
         Ok(Pip {
+            python: host.exe.clone(),
             cross: pip::cross_options(cross, &minor, &target_machine, glibc.as_deref()),
             cache: cache(layer_name!("pip-cache"))?,
         })
@@ -396,7 +442,7 @@ pub(super) fn install(
         Some(exe) => Installer::Uv(Uv::new(
             exe,
             cache(layer_name!("uv-cache"))?,
-            uv::target_options(cross, &minor, &target_machine, glibc.as_deref()),
+            uv::target_options(cross, &minor, &target_machine, glibc.as_deref(), &host.exe),
         )),
         None if project.manager == Manager::Uv => {
             return Err(Error::new(format!(
@@ -442,12 +488,27 @@ pub(super) fn install(
     Ok(())
 }
 
+/// The error when pip is needed and the standalone CPython `host` has none.
+fn no_pip(host: &BuildPython, project: &Project) -> Error {
+    Error::new(format!(
+        "the standalone CPython {} ({}) has no pip, which kiln/python needs to install {}",
+        host.version,
+        host.exe.display(),
+        if project.install_app {
+            "the app's own package"
+        } else {
+            "the dependencies when the package index has no uv"
+        }
+    ))
+    .hint("mirror python-build-standalone's install_only builds, which include pip")
+}
+
 /// The `bytecode` layer for the run image's Python `minor` (see [`bytecode`]): the standard
 /// library's and the installed packages' (`site-packages` and its layer's key), when the
 /// build's Python can compile for it.
 fn compile_bytecode(
     context: &BuildContext<PythonBuildpack>,
-    host: &HostPython,
+    host: &BuildPython,
     minor: &str,
     packages: Option<(&Path, String)>,
     fresh: bool,
@@ -463,6 +524,7 @@ fn compile_bytecode(
         context,
         &bytecode::Sources {
             python: &host.version,
+            interpreter: &host.exe,
             stdlib: host.shared_stdlib(minor),
             packages,
             fresh,
@@ -616,6 +678,69 @@ fn install_app(context: &BuildContext<PythonBuildpack>, app: &App, pip: &Pip) ->
             ),
     )?;
     Ok(())
+}
+
+/// The cached build and launch layer `python` with the standalone CPython `asset` from
+/// `mirror` (for the request `requested`, in messages): reused while the asset and its hash
+/// stay the same. Its `bin` is on `PATH` in the image and for later buildpacks. Returns its
+/// `bin/python3`, checked to report the asset's version when it runs on this machine.
+pub(super) fn standalone_layer(
+    context: &BuildContext<PythonBuildpack>,
+    mirror: &standalone::Mirror,
+    asset: &standalone::Asset,
+    requested: &str,
+) -> CnbResult<PathBuf> {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct PythonKey {
+        asset: String,
+        sha256: String,
+    }
+    let (layer, reused) = layers::keyed(
+        context,
+        &layer_name!("python"),
+        true,
+        true,
+        &PythonKey {
+            asset: asset.name.clone(),
+            sha256: asset.sha256.clone(),
+        },
+    )?;
+    let exe = layer.path().join("bin").join("python3");
+    if reused && exe.exists() {
+        say(&format!(
+            "reusing the standalone CPython {} from the cache",
+            asset.version
+        ));
+    } else {
+        say(&format!(
+            "installing standalone CPython {} from {} ({requested}; no kiln stack has it)",
+            asset.version,
+            mirror.base()
+        ));
+        standalone::install(mirror, asset, &layer.path())?;
+    }
+    if runs_here(&context.target.arch) {
+        let reported = standalone::reported_version(&exe)?;
+        let release = pep440_rs::Version::from_str(&asset.version)
+            .map(|v| {
+                v.release()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .unwrap_or_default();
+        if reported != release {
+            return Err(Error::new(format!(
+                "the standalone CPython {} reports Python {reported}, not {}: the mirror's file is not what its name says",
+                asset.name, asset.version
+            ))
+            .hint("refresh the mirror from upstream")
+            .into());
+        }
+    }
+    say(&format!("using Python {} ({})", asset.version, asset.name));
+    Ok(exe)
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ use crate::common::files::App;
 
 /// pip as the build runs it.
 pub(super) struct Pip {
+    /// The Python whose pip runs (the build environment's `python3`, or the standalone
+    /// CPython kiln installed).
+    pub(super) python: PathBuf,
     /// Options that select the run image's wheels when it differs from the build's Python
     /// (see [`cross_options`]).
     pub(super) cross: Vec<String>,
@@ -19,7 +22,7 @@ pub(super) struct Pip {
 impl Pip {
     /// `python3 -m pip install --target TARGET …`, without the cross options.
     pub(super) fn install(&self, app: &App, target: &Path) -> Command {
-        let mut pip = Command::new("python3");
+        let mut pip = Command::new(&self.python);
         pip.current_dir(app.dir())
             .args(["-m", "pip", "install", "--target"])
             .arg(target)

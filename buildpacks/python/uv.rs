@@ -42,8 +42,8 @@ pub(super) struct Uv {
     pub(super) exe: PathBuf,
     /// uv's download and wheel cache (a cached build layer).
     pub(super) cache: PathBuf,
-    /// Options that select the run image's Python and platform: `--python python3` when the
-    /// build's Python is the run image's, else the target's version and platform with binary
+    /// Options that select the run image's Python and platform: `--python <the build's
+    /// python3>` when the build's Python is the run image's, else the target's version and platform with binary
     /// wheels only.
     pub(super) target: Vec<String>,
     /// The user's pip settings, translated (see [`translated_settings`]).
@@ -191,16 +191,20 @@ fn translated_settings(get: impl Fn(&str) -> Option<OsString>) -> Vec<(&'static 
     out
 }
 
-/// The options for a run image Python `minor` on `machine` with glibc `glibc`, when the
-/// build's Python is another one (`cross`): wheels for the target only.
+/// The options for a run image Python `minor` on `machine` with glibc `glibc`: the build's
+/// Python `python` when it is the run image's, else (`cross`) wheels for the target only.
 pub(super) fn target_options(
     cross: bool,
     minor: &str,
     machine: &str,
     glibc: Option<&str>,
+    python: &Path,
 ) -> Vec<String> {
     if !cross {
-        return vec!["--python".to_string(), "python3".to_string()];
+        return vec![
+            "--python".to_string(),
+            python.to_string_lossy().into_owned(),
+        ];
     }
     // uv knows manylinux tags up to 2_40; a newer glibc runs those wheels too.
     let glibc_minor: u32 = glibc
@@ -275,11 +279,21 @@ mod tests {
     #[test]
     fn another_python_gets_the_targets_wheels() {
         assert_eq!(
-            target_options(false, "3.13", "x86_64", None),
+            target_options(false, "3.13", "x86_64", None, Path::new("python3")),
             ["--python", "python3"]
         );
         assert_eq!(
-            target_options(true, "3.13", "aarch64", Some("2.41")).join(" "),
+            target_options(
+                false,
+                "3.12",
+                "x86_64",
+                None,
+                Path::new("/layers/kiln_python/python/bin/python3")
+            ),
+            ["--python", "/layers/kiln_python/python/bin/python3"]
+        );
+        assert_eq!(
+            target_options(true, "3.13", "aarch64", Some("2.41"), Path::new("python3")).join(" "),
             "--python-version 3.13 --python-platform aarch64-manylinux_2_40 --no-build"
         );
     }

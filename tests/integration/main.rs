@@ -31,6 +31,7 @@ mod hermetic;
 mod launch;
 mod node_runtimes;
 mod npm_registry;
+mod python_runtimes;
 mod real_apps;
 mod rebuild;
 mod registry;
