@@ -59,7 +59,7 @@ pub(crate) fn launch_bin<B: Buildpack<Error = Error>>(
 }
 
 /// A keyed layer and whether its contents were reused.
-pub(crate) type Keyed<B> = (LayerRef<B, (), ()>, bool);
+pub(crate) type Keyed<B> = (LayerRef<B, (), bool>, bool);
 
 /// The key of a pure cache layer (downloads, compiler caches): any contents are good, and
 /// bumping the generation empties it.
@@ -87,26 +87,8 @@ where
     B: Buildpack,
     M: Serialize + DeserializeOwned + PartialEq,
 {
-    let layer = context.cached_layer(
-        name,
-        CachedLayerDefinition {
-            build,
-            launch,
-            invalid_metadata_action: &|_| InvalidMetadataAction::DeleteLayer,
-            restored_layer_action: &|old: &M, _| {
-                if old == key {
-                    RestoredLayerAction::KeepLayer
-                } else {
-                    RestoredLayerAction::DeleteLayer
-                }
-            },
-        },
-    )?;
-    let reused = matches!(layer.state, LayerState::Restored { .. });
-    if !reused {
-        layer.write_metadata(key)?;
-    }
-    Ok((layer, reused))
+    let (layer, reuse) = keyed_incremental(context, name, build, launch, key, |_, _| false)?;
+    Ok((layer, reuse == Reuse::All))
 }
 
 /// A layer of [`keyed_incremental`] and how much of it is still good.

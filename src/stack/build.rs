@@ -528,18 +528,7 @@ fn build_layer(
     }
     let metadata = Arc::new(unpacker.into_metadata());
     events.event(&Event::Step(format!("Writing the {level} layer")));
-    let blob = write_layer(
-        store.layout(),
-        &LayerSpec {
-            parents: Vec::new(),
-            source: root.to_path_buf(),
-            target: String::new(),
-            only: None,
-            uid: 0,
-            gid: 0,
-            entry_metadata: Some(metadata),
-        },
-    )?;
+    let blob = write_layer(store.layout(), &root_layer(root, metadata))?;
     // kiln hashed the tar it wrote: the run image check need not read the layer again.
     crate::image::diff_ids::DiffIds::in_home(store.root()).record(&blob.digest, &blob.diff_id);
     events.event(&Event::Layer {
@@ -600,18 +589,7 @@ pub(super) fn packages_layer(
     }
     rootfs::configure(&mut unpacker, &controls)?;
     let metadata = Arc::new(unpacker.into_metadata());
-    Ok(write_layer(
-        store.layout(),
-        &LayerSpec {
-            parents: Vec::new(),
-            source: root.to_path_buf(),
-            target: String::new(),
-            only: None,
-            uid: 0,
-            gid: 0,
-            entry_metadata: Some(metadata),
-        },
-    )?)
+    Ok(write_layer(store.layout(), &root_layer(root, metadata))?)
 }
 
 /// Downloads every package into the cache (four at a time), verified; returns sha256 → path.
@@ -988,6 +966,23 @@ pub fn ensure_image(
         ..StackOptions::default()
     };
     Ok(build(store, source, &options, events, cancel)?.name)
+}
+
+/// The layer of an unpacked package root: all of `root`, owned by root, with the metadata
+/// the unpacker recorded (modes, owners, links).
+fn root_layer(
+    root: &Path,
+    metadata: Arc<BTreeMap<String, crate::layer::EntryMetadata>>,
+) -> LayerSpec {
+    LayerSpec {
+        parents: Vec::new(),
+        source: root.to_path_buf(),
+        target: String::new(),
+        only: None,
+        uid: 0,
+        gid: 0,
+        entry_metadata: Some(metadata),
+    }
 }
 
 #[cfg(test)]
