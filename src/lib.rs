@@ -12,6 +12,7 @@ pub mod layer;
 pub mod lifecycle;
 pub mod rebase;
 pub mod reproducible;
+pub mod sbom;
 pub mod stack;
 pub mod store;
 pub mod transport;

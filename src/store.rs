@@ -38,6 +38,8 @@ pub struct StateDirs {
     pub rootfs: PathBuf,
     /// The file list of each run image layer blob (`<hex>.json`), for the launch check.
     pub layer_files: PathBuf,
+    /// The packages of each image layer blob (`<hex>.json`), for the SBOM.
+    pub layer_packages: PathBuf,
 }
 
 /// Where the state kept between builds of one destination lives.
@@ -151,6 +153,7 @@ impl Store {
             exports: cache.join("exports"),
             rootfs: cache.join("rootfs"),
             layer_files: cache.join("layer-files"),
+            layer_packages: cache.join("layer-packages"),
         }
     }
 
@@ -188,6 +191,17 @@ impl Store {
     pub fn tag(&self, descriptor: &Descriptor, name: &str) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         self.layout.tag(descriptor, name)?;
+        Ok(())
+    }
+
+    /// Lists `referrers` (artifacts whose blobs are in the store) in the store's
+    /// `index.json`, untagged, beside the image they refer to.
+    pub fn add_referrers(
+        &self,
+        referrers: &[crate::image::referrers::Referrer],
+    ) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        crate::image::referrers::add_to_index(&self.layout, referrers)?;
         Ok(())
     }
 

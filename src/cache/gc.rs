@@ -4,6 +4,8 @@
 //!
 //! - **images**: everything reachable from a name in `index.json` (built images, stack run
 //!   images, pulled images). Pruning never removes a named image; `kiln rmi` does.
+//! - **attached artifacts** (SBOMs, listed untagged in `index.json`): kept while the image
+//!   they refer to is kept; pruning removes the others from `index.json`.
 //! - **cache entries**, one per image destination: its layer cache
 //!   (`cache/layers/<key>.json`), export record (`cache/exports/<key>.json`) and build record
 //!   with kept layer directories (`cache/builds/<key>/`), and the blobs they reference.
@@ -178,6 +180,7 @@ pub fn prune(
 
     let mut live: BTreeSet<String> = images.clone();
     live.extend(entries.values().flat_map(|e| e.blobs.iter().cloned()));
+    keep_referrers(store, &mut live, options.dry_run)?;
     for (name, size) in &sizes {
         if !live.contains(name) {
             report.blobs += 1;
@@ -187,8 +190,12 @@ pub fn prune(
             }
         }
     }
-    // The launch check's file lists of blobs that are gone.
-    for file in list(&store.state_dirs().layer_files) {
+    // The launch check's file lists and the SBOM's package lists of blobs that are gone.
+    let dirs = store.state_dirs();
+    for file in list(&dirs.layer_files)
+        .into_iter()
+        .chain(list(&dirs.layer_packages))
+    {
         let blob = file
             .file_name()
             .and_then(|n| n.to_str())
@@ -222,14 +229,56 @@ fn blob_sizes(dir: &Path) -> Result<BTreeMap<String, u64>, StoreError> {
     Ok(sizes)
 }
 
-/// Every blob reachable from the store's names (hex digests).
+/// Every blob reachable from the store's names (hex digests); attached artifacts are left
+/// to [`keep_referrers`].
 fn image_blobs(store: &Store) -> Result<BTreeSet<String>, StoreError> {
     let index = store.layout().read_index()?;
     let mut blobs = BTreeSet::new();
-    for descriptor in index.manifests() {
+    for descriptor in index
+        .manifests()
+        .iter()
+        .filter(|d| !crate::image::referrers::is_referrer_entry(d))
+    {
         reachable(store, descriptor.digest(), &mut blobs);
     }
     Ok(blobs)
+}
+
+/// Adds to `live` the blobs of the artifacts whose subject is live, and (unless `dry_run`)
+/// removes the other artifacts from `index.json`.
+fn keep_referrers(
+    store: &Store,
+    live: &mut BTreeSet<String>,
+    dry_run: bool,
+) -> Result<(), StoreError> {
+    let _lock = store.lock()?;
+    let mut index = store.layout().read_index()?;
+    let mut dropped = false;
+    let mut kept = Vec::new();
+    for entry in index.manifests() {
+        if !crate::image::referrers::is_referrer_entry(entry) {
+            kept.push(entry.clone());
+            continue;
+        }
+        let subject = store
+            .layout()
+            .read_blob(entry.digest())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<ImageManifest>(&bytes).ok())
+            .and_then(|m| m.subject().clone());
+        match subject {
+            Some(subject) if live.contains(subject.digest().digest()) => {
+                reachable(store, entry.digest(), live);
+                kept.push(entry.clone());
+            }
+            _ => dropped = true,
+        }
+    }
+    if dropped && !dry_run {
+        index.set_manifests(kept);
+        store.layout().write_index(&index)?;
+    }
+    Ok(())
 }
 
 /// Adds `digest` and, for a manifest or index, everything it references.

@@ -20,6 +20,7 @@ mod images;
 mod inspect;
 mod output;
 mod rebase;
+mod sbom;
 mod stack;
 mod store;
 mod transfer;
@@ -79,6 +80,8 @@ pub(crate) enum Command {
     Cache(store::CacheArgs),
     /// Put an app image on a new run image without rebuilding it.
     Rebase(rebase::RebaseArgs),
+    /// Print the SBOM (CycloneDX or SPDX JSON) attached to an image.
+    Sbom(sbom::SbomArgs),
 }
 
 /// Output format of results.
@@ -415,6 +418,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::run(&args, cli.home.as_ref()),
         Command::Cache(args) => store::run_cache(&args, cli.home.as_ref(), &printer),
         Command::Rebase(args) => rebase::run(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Sbom(args) => sbom::run(&args, cli.home.as_ref(), &printer, &cancel),
     };
     // However deeply a module wrapped it, a cancellation is reported as one thing:
     // "cancelled" (exit code 130), not as the chain of the errors carrying it.

@@ -411,7 +411,8 @@ impl OciLayout {
         annotations.insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
         named.set_annotations(Some(annotations));
         manifests.push(named);
-        manifests.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
+        // Named images first; untagged entries (referrers) after them, in their order.
+        manifests.sort_by_key(|d| (ref_name(d).is_none(), ref_name(d).map(str::to_string)));
         index.set_manifests(manifests);
         self.write_index(&index)
     }

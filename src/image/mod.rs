@@ -6,6 +6,7 @@ pub(crate) mod diff_ids;
 pub(crate) mod digest;
 pub mod layout;
 pub mod reference;
+pub mod referrers;
 pub(crate) mod unpack;
 pub(crate) mod write;
 
@@ -192,7 +193,14 @@ pub(crate) fn resolve(
                 reference: display.clone(),
                 available: names(),
             })?,
-        None => match index.manifests().as_slice() {
+        // Artifacts attached to an image (SBOMs) are not images of their own.
+        None => match index
+            .manifests()
+            .iter()
+            .filter(|d| !referrers::is_referrer_entry(d))
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             [only] => only,
             [] => {
                 return Err(ImageError::NotFound {

@@ -174,6 +174,7 @@ impl Phases for Steps<'_> {
             stack: &options.stack,
             run_image_chosen: prepared.run_image.is_none(),
             layer_files: Some(&layer_files),
+            image_name: &self.destination.image_name(),
             events: self.events,
             cancel: self.cancel,
         })?)

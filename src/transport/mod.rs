@@ -15,6 +15,7 @@
 //! a name and is never `scratch`). [`fetch`] and [`publish()`] are the two entry
 //! points; image formats themselves live in [`crate::image`].
 
+pub mod attached;
 pub mod context;
 pub mod docker_archive;
 pub mod docker_daemon;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod select;
 pub mod store;
 
+pub use attached::{Attached, attached};
 pub use context::{Context, Transport, Transports};
 pub use docker_archive::write_docker_archive;
 pub use oci_archive::write_archive;

@@ -51,6 +51,12 @@ impl Transport for OciDir {
                 .copy_blob_from(cx.store.layout(), blob)
                 .map_err(write_err)?;
         }
+        // The artifacts attached to the image (its SBOMs), listed untagged.
+        let referrers =
+            crate::image::referrers::referrers_of(cx.store.layout(), image.descriptor.digest())
+                .map_err(write_err)?;
+        crate::image::referrers::copy_referrers(cx.store.layout(), &layout, &referrers)
+            .map_err(write_err)?;
         layout
             .tag(image.descriptor, self.name.as_deref().unwrap_or("latest"))
             .map_err(write_err)?;

@@ -20,6 +20,16 @@ use crate::untrusted::{MAX_DOCUMENT, read_limited};
 /// Reads an OCI archive, importing (and verifying) each blob into `into`, and returns the
 /// archive's `index.json`.
 pub(super) fn import(path: &Path, into: &OciLayout) -> Result<ImageIndex, ImageError> {
+    import_listing(path, into).map(|(index, _)| index)
+}
+
+/// [`import`], also returning the digests of the archive's blobs small enough to be
+/// manifests (at most [`MAX_DOCUMENT`] bytes).
+pub(super) fn import_listing(
+    path: &Path,
+    into: &OciLayout,
+) -> Result<(ImageIndex, Vec<Digest>), ImageError> {
+    let mut small = Vec::new();
     let archive_err = |source| ImageError::Archive {
         path: path.to_path_buf(),
         source,
@@ -52,6 +62,9 @@ pub(super) fn import(path: &Path, into: &OciLayout) -> Result<ImageIndex, ImageE
             let Ok(digest) = format!("sha256:{hex}").parse::<Digest>() else {
                 continue;
             };
+            if entry.size() <= MAX_DOCUMENT {
+                small.push(digest.clone());
+            }
             if into.has_blob(&digest) {
                 continue;
             }
@@ -68,21 +81,28 @@ pub(super) fn import(path: &Path, into: &OciLayout) -> Result<ImageIndex, ImageE
             "the archive has no index.json; it is not an OCI archive",
         ))
     })?;
-    ImageIndex::from_reader(&bytes[..]).map_err(|source| ImageError::Parse {
+    let index = ImageIndex::from_reader(&bytes[..]).map_err(|source| ImageError::Parse {
         reference: format!("oci-archive:{}", path.display()),
         what: "image index",
         source,
-    })
+    })?;
+    Ok((index, small))
 }
 
 /// Writes the image `manifest` (whose blobs are all in `from`) as an OCI archive at `path`,
-/// naming it `name`. The archive is written to a temporary file and renamed into place.
+/// naming it `name`, with the blobs of the artifacts attached to it (`referrers`). The
+/// archive's `index.json` lists the image alone: `podman load` (containers/image) refuses
+/// an archive whose index has more than one entry ("more than one image in oci"), so the
+/// artifacts are found by their `subject` among the archive's manifests
+/// ([`crate::image::referrers::referrers_among`]), as cosign leaves them out of the index
+/// too. The archive is written to a temporary file and renamed into place.
 pub fn write_archive(
     path: &Path,
     from: &OciLayout,
     manifest_descriptor: &Descriptor,
     manifest: &ImageManifest,
     name: &str,
+    referrers: &[crate::image::referrers::Referrer],
 ) -> Result<(), LayoutError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -114,9 +134,14 @@ pub fn write_archive(
     append_dir(&mut builder, "blobs/").map_err(write_err)?;
     append_dir(&mut builder, "blobs/sha256/").map_err(write_err)?;
 
+    let referrer_blobs: Vec<Descriptor> = referrers
+        .iter()
+        .flat_map(crate::image::referrers::Referrer::blobs)
+        .collect();
     let mut blobs: Vec<&Descriptor> = manifest.layers().iter().collect();
     blobs.push(manifest.config());
     blobs.push(manifest_descriptor);
+    blobs.extend(&referrer_blobs);
     blobs.sort_by(|a, b| a.digest().digest().cmp(b.digest().digest()));
     blobs.dedup_by(|a, b| a.digest() == b.digest());
     for blob in blobs {
@@ -264,12 +289,19 @@ impl super::context::Transport for OciArchive {
         cx: &super::context::Context<'_>,
         image: super::publish::Publishable<'_>,
     ) -> Result<super::publish::Published, super::publish::PublishError> {
+        let referrers =
+            crate::image::referrers::referrers_of(cx.store.layout(), image.descriptor.digest())
+                .map_err(|source| super::publish::PublishError::Write {
+                    destination: self.reference.to_string(),
+                    source,
+                })?;
         write_archive(
             &self.path,
             cx.store.layout(),
             image.descriptor,
             image.manifest,
             self.name.as_deref().unwrap_or("latest"),
+            &referrers,
         )
         .map_err(|source| super::publish::PublishError::Write {
             destination: self.reference.to_string(),

@@ -107,6 +107,26 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// The image's name without tag or transport (`myapp`, `registry.example/team/app`,
+    /// the `NAME` of `oci:DIR:NAME`), as its SBOM names it.
+    pub fn image_name(&self) -> String {
+        match self {
+            Self::Store(name) | Self::DockerDaemon(name) | Self::Registry(name) => {
+                name.repository().to_string()
+            }
+            Self::Layout { name, .. }
+            | Self::Archive { name, .. }
+            | Self::DockerArchive { name, .. } => match name.rsplit_once(':') {
+                Some((repository, tag)) if !tag.contains('/') && !repository.is_empty() => {
+                    repository.to_string()
+                }
+                _ => name.clone(),
+            },
+        }
+    }
+}
+
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

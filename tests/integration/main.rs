@@ -36,6 +36,7 @@ mod real_apps;
 mod rebuild;
 mod registry;
 mod reproducible;
+mod sbom;
 mod stack;
 mod stack_debian;
 mod store;

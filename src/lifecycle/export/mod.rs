@@ -126,6 +126,9 @@ pub enum ExportError {
     /// The image configuration could not be assembled.
     #[error("failed to assemble the image configuration: {0}")]
     Config(String),
+    /// The image's SBOM could not be made or attached.
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
     /// The export was cancelled: its source is the shared [`crate::event::Cancelled`] (see
     /// [`crate::is_cancelled`]).
     #[error("cancelled")]
@@ -161,6 +164,8 @@ pub(crate) struct ExportedImage {
     pub layers: Vec<ExportedLayer>,
     /// The process the image runs by default, if any.
     pub default_process: Option<Process>,
+    /// The artifacts attached to the image (its SBOMs), listed in the store's index.
+    pub referrers: Vec<crate::image::referrers::Referrer>,
 }
 
 /// Everything export needs.
@@ -201,6 +206,9 @@ pub(crate) struct ExportContext<'a> {
     /// Where the launch check keeps each run image layer's file list
     /// (`$KILN_HOME/cache/layer-files`); `None` reads the layers every time.
     pub layer_files: Option<&'a Path>,
+    /// The image's name as its SBOM gives it (see
+    /// [`crate::transport::publish::Destination::image_name`]).
+    pub image_name: &'a str,
     /// Where events go.
     pub events: &'a dyn EventSink,
     /// Cancellation.
@@ -299,13 +307,48 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
             .map(|b| descriptor(MediaType::ImageLayerGzip, &b.digest, b.size)),
     );
     let written = write_image(ctx.layout, layers, &config)?;
+    ctx.cancel.check()?;
+    let referrers = attach_sbom(ctx, &written, &config)?;
     Ok(ExportedImage {
         manifest_descriptor: written.descriptor,
         manifest: written.manifest,
         config,
         layers: exported,
         default_process: process,
+        referrers,
     })
+}
+
+/// Makes the image's SBOMs from its layers and lists them in the store beside it (see
+/// [`crate::sbom`]); the image itself is unchanged.
+fn attach_sbom(
+    ctx: &ExportContext<'_>,
+    written: &crate::image::WrittenImage,
+    config: &ImageConfiguration,
+) -> Result<Vec<crate::image::referrers::Referrer>, ExportError> {
+    let started = std::time::Instant::now();
+    let cache = ctx.store.state_dirs().layer_packages;
+    let inventory = crate::sbom::inventory(
+        ctx.layout,
+        ctx.image_name,
+        &written.descriptor,
+        &written.manifest,
+        config,
+        Some(&cache),
+    )?;
+    let referrers = crate::sbom::attach(ctx.layout, &written.descriptor, &inventory)?;
+    ctx.store
+        .add_referrers(&referrers)
+        .map_err(crate::sbom::SbomError::Store)?;
+    ctx.events.event(&Event::Step(format!(
+        "SBOM: {} (CycloneDX and SPDX, attached to the image)",
+        inventory.summary()
+    )));
+    ctx.events.event(&Event::Info(format!(
+        "listing the image's packages took {} ms",
+        started.elapsed().as_millis()
+    )));
+    Ok(referrers)
 }
 
 /// The image's files as the launch check and [`native`] see them: the run image's layers,
