@@ -10,6 +10,7 @@ pub mod image;
 pub mod labels;
 pub mod layer;
 pub mod lifecycle;
+pub mod provenance;
 pub mod rebase;
 pub mod reproducible;
 pub mod sbom;

@@ -82,6 +82,9 @@ pub(crate) enum Command {
     Rebase(rebase::RebaseArgs),
     /// Print the SBOM (CycloneDX or SPDX JSON) attached to an image.
     Sbom(sbom::SbomArgs),
+    /// Print the build's provenance (an in-toto statement, SLSA Provenance v1) attached to an
+    /// image.
+    Provenance(sbom::ProvenanceArgs),
 }
 
 /// Output format of results.
@@ -419,6 +422,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cache(args) => store::run_cache(&args, cli.home.as_ref(), &printer),
         Command::Rebase(args) => rebase::run(&args, cli.home.as_ref(), &printer, &cancel),
         Command::Sbom(args) => sbom::run(&args, cli.home.as_ref(), &printer, &cancel),
+        Command::Provenance(args) => {
+            sbom::run_provenance(&args, cli.home.as_ref(), &printer, &cancel)
+        }
     };
     // However deeply a module wrapped it, a cancellation is reported as one thing:
     // "cancelled" (exit code 130), not as the chain of the errors carrying it.

@@ -35,6 +35,37 @@ pub(crate) struct SbomArgs {
     platform: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct ProvenanceArgs {
+    /// The image: a name in kiln's store, a registry image (HOST/REPO:TAG, docker://NAME),
+    /// oci:DIR[:NAME] or oci-archive:FILE[:NAME].
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    #[command(flatten)]
+    transport: TransportArgs,
+    /// Platform to pick from a multi-platform image (os/arch[/variant]).
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
+}
+
+pub(crate) fn run_provenance(
+    args: &ProvenanceArgs,
+    home: Option<&PathBuf>,
+    printer: &Printer,
+    cancel: &kiln::CancelToken,
+) -> anyhow::Result<ExitCode> {
+    print_attached(
+        &args.image,
+        args.platform.as_deref(),
+        &args.transport,
+        kiln::image::referrers::IN_TOTO_JSON,
+        "provenance statement",
+        home,
+        printer,
+        cancel,
+    )
+}
+
 pub(crate) fn run(
     args: &SbomArgs,
     home: Option<&PathBuf>,

@@ -86,20 +86,7 @@ pub(crate) fn run_push(
         .to_transports(kiln::transport::registry::PullPolicy::Missing)?;
     let (store, _guard) = open_store_guarded(home)?;
     let platform = platform(args.platform.as_deref())?;
-    let image = kiln::transport::fetch(&source, &store, &platform, &transports, printer, cancel)
-        .map_err(kiln::Error::from)?;
-    // Blobs of images read from a layout are brought into the store first.
-    for blob in image
-        .manifest
-        .layers()
-        .iter()
-        .chain([image.manifest.config(), &image.manifest_descriptor])
-    {
-        store
-            .layout()
-            .copy_blob_from(&image.layout, blob)
-            .map_err(|e| kiln::Error::from(kiln::store::StoreError::from(e)))?;
-    }
+    let image = into_store(&source, &store, &platform, &transports, printer, cancel)?;
     let published = kiln::transport::publish(
         &store,
         kiln::transport::publish::Publishable {
@@ -136,10 +123,74 @@ pub(crate) fn run_push(
                     report.mounted.len(),
                     report.existing.len()
                 );
+                if !report.referrers.is_empty() {
+                    out!(
+                        "  attached: {} artifacts (SBOMs, provenance){}",
+                        report.referrers.len(),
+                        report
+                            .referrers_tag
+                            .as_ref()
+                            .map(|t| format!(", listed under the tag {t}"))
+                            .unwrap_or_default()
+                    );
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads `source` and brings its blobs into `store` (with the artifacts attached to an
+/// image in a layout or archive: its SBOMs and provenance; those of a store image are there
+/// already).
+fn into_store(
+    source: &kiln::ImageReference,
+    store: &kiln::Store,
+    platform: &kiln::TargetPlatform,
+    transports: &kiln::transport::Transports,
+    printer: &Printer,
+    cancel: &kiln::CancelToken,
+) -> anyhow::Result<kiln::image::LoadedImage> {
+    let (image, referrers, referrers_layout) = match source {
+        kiln::ImageReference::Layout { .. } | kiln::ImageReference::Archive { .. } => {
+            let attached =
+                kiln::transport::attached(source, store, platform, transports, printer, cancel)
+                    .map_err(kiln::Error::from)?;
+            (attached.image, attached.referrers, Some(attached.layout))
+        }
+        _ => (
+            kiln::transport::fetch(source, store, platform, transports, printer, cancel)
+                .map_err(kiln::Error::from)?,
+            Vec::new(),
+            None,
+        ),
+    };
+    let to_store = |e| kiln::Error::from(kiln::store::StoreError::from(e));
+    // Blobs of images read from a layout are brought into the store first.
+    for blob in image
+        .manifest
+        .layers()
+        .iter()
+        .chain([image.manifest.config(), &image.manifest_descriptor])
+    {
+        store
+            .layout()
+            .copy_blob_from(&image.layout, blob)
+            .map_err(to_store)?;
+    }
+    if let Some(from) = &referrers_layout {
+        for blob in referrers
+            .iter()
+            .flat_map(kiln::image::referrers::Referrer::blobs)
+        {
+            store
+                .layout()
+                .copy_blob_from(from, &blob)
+                .map_err(to_store)?;
+        }
+        store.add_referrers(&referrers).map_err(kiln::Error::from)?;
+    }
+    Ok(image)
 }
 
 pub(crate) fn run_pull(

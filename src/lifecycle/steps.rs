@@ -12,6 +12,7 @@ use super::prepare::{self, Prepared, run_build, run_detect};
 use super::report::{BuildReport, LayerReport};
 use super::timings::Timings;
 use super::{Phases, default_run_image, remember, restore};
+use crate::buildenv::BuildEnvironment;
 use crate::cache::memo::ExportMemo;
 use crate::cache::record::{BuildRecord, Recorded};
 use crate::cache::{CacheMetadata, LayerCache};
@@ -155,6 +156,7 @@ impl Phases for Steps<'_> {
     ) -> Result<ExportedImage, Error> {
         let options = self.options;
         let layer_files = self.store.state_dirs().layer_files;
+        let provenance = provenance_request(options);
         Ok(export::export(&ExportContext {
             store: self.store,
             layout: self.store.layout(),
@@ -175,6 +177,7 @@ impl Phases for Steps<'_> {
             run_image_chosen: prepared.run_image.is_none(),
             layer_files: Some(&layer_files),
             image_name: &self.destination.image_name(),
+            provenance: &provenance,
             events: self.events,
             cancel: self.cancel,
         })?)
@@ -261,4 +264,52 @@ impl Phases for Steps<'_> {
             self.events,
         );
     }
+}
+
+/// What the build was asked to do, as its provenance statement tells (see
+/// [`crate::provenance`]): paths as given when relative, else by their last component (an
+/// absolute path names a machine, not the build); environment variable names only.
+fn provenance_request(options: &BuildOptions) -> crate::provenance::Request<'_> {
+    let path_as_given = |path: &std::path::Path| {
+        if path.is_relative() {
+            path.display().to_string()
+        } else {
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        }
+    };
+    let mut buildpacks: Vec<String> = options
+        .buildpacks
+        .buildpacks
+        .iter()
+        .map(|b| match b {
+            crate::buildpack::catalog::BuildpackRef::Dir(dir) => path_as_given(dir),
+            crate::buildpack::catalog::BuildpackRef::Id { id, version } => match version {
+                Some(version) => format!("{id}@{version}"),
+                None => id.clone(),
+            },
+        })
+        .collect();
+    if let Some(order) = &options.buildpacks.order_file {
+        buildpacks.push(format!("order:{}", path_as_given(order)));
+    }
+    let mut request = crate::provenance::Request {
+        source: Some(&options.app_dir),
+        stack: &options.stack,
+        buildpacks,
+        build_environment: match options.build_environment {
+            BuildEnvironment::Host => "host",
+            BuildEnvironment::Image => "image",
+        },
+        exec_env: &options.exec_env,
+        ..Default::default()
+    };
+    request.run_image = options.run_image.as_ref().map(ToString::to_string);
+    request.build_image = options.build_image.as_ref().map(ToString::to_string);
+    request.env = options.env.keys().cloned().collect();
+    request.process = options.process.as_ref().map(ToString::to_string);
+    request.source_date_epoch = options.source_date_epoch;
+    request
 }

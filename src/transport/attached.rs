@@ -1,10 +1,11 @@
-//! The artifacts attached to an image (its SBOMs), read from wherever the image is: kiln's
-//! store and `oci:` layouts list them in `index.json`; in `oci-archive:` files they are
-//! found among the archive's manifests by their `subject` (read by importing the archive's
-//! blobs into the store). Docker archives and the Docker daemon
-//! have no place for them.
+//! The artifacts attached to an image (its SBOMs, its provenance), read from wherever the
+//! image is: kiln's store and `oci:` layouts list them in `index.json`; in `oci-archive:`
+//! files they are found among the archive's manifests by their `subject` (read by importing
+//! the archive's blobs into the store); a registry lists them through the referrers API or
+//! its referrers tag (fetched into the store; with the pull policy `never`, the store's
+//! are used). Docker archives and the Docker daemon have no place for them.
 
-use super::context::Transports;
+use super::context::{PullPolicy, Transports};
 use crate::event::{CancelToken, EventSink};
 use crate::image::layout::{LayoutError, OciLayout};
 use crate::image::reference::ImageReference;
@@ -69,6 +70,21 @@ pub fn attached(
             if found.is_empty() {
                 found = referrers::referrers_among(store.layout(), &blobs, &subject);
             }
+            (store.layout().clone(), found)
+        }
+        ImageReference::Registry(name) if transports.pull_policy != PullPolicy::Never => {
+            let registry = super::registry::Registry::for_transports(transports, store)?;
+            let found = registry.referrers(
+                name,
+                &image.manifest_descriptor,
+                store.layout(),
+                events,
+                cancel,
+            )?;
+            (store.layout().clone(), found)
+        }
+        ImageReference::Registry(_) => {
+            let found = referrers::referrers_of(store.layout(), &subject).map_err(layout_err)?;
             (store.layout().clone(), found)
         }
         _ => (store.layout().clone(), Vec::new()),

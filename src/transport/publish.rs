@@ -189,6 +189,13 @@ pub struct PushReport {
     pub existing: Vec<Digest>,
     /// Bytes uploaded.
     pub bytes_uploaded: u64,
+    /// The artifacts attached to the image (SBOMs, provenance) pushed with it: their
+    /// manifests' digests (their blobs are counted above).
+    pub referrers: Vec<Digest>,
+    /// The tag (`sha256-<hex>`) of the index listing them, kept for registries without the
+    /// referrers API (distribution-spec's referrers tag schema); `None` when the registry
+    /// lists them itself or there are none.
+    pub referrers_tag: Option<String>,
 }
 
 /// What publishing did, where it says more than "done". In JSON reports it is an object

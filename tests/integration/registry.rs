@@ -213,6 +213,139 @@ fn publish_pushes_an_image_that_skopeo_and_podman_accept_and_a_rebuild_uploads_n
     assert_eq!(inspected["run_image"]["image"], run_image.as_str());
 }
 
+/// `skopeo inspect --raw` of a registry image, parsed.
+fn skopeo_raw(image: &str) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    serde_json::from_str(&assert_ok(&out, "skopeo inspect --raw")).unwrap()
+}
+
+#[test]
+fn a_pushed_image_s_sboms_and_provenance_go_with_it_under_the_referrers_tag() {
+    let Some(registry) = LocalRegistry::start(None) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let repository = format!("{}/demo/attached", registry.host());
+    let image = format!("{repository}:1");
+    let report = publish(&env, isolated(&env), &image);
+    let digest = report["manifest_digest"].as_str().unwrap().to_string();
+    let pushed = &report["published"];
+    let mut referrers = strings(&pushed["referrers"]);
+    referrers.sort();
+    assert_eq!(referrers.len(), 3, "SBOMs and provenance: {report:#}");
+    // distribution 2.8 has no referrers API: kiln keeps the tag schema's index.
+    let tag = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    assert_eq!(pushed["referrers_tag"], tag.as_str(), "{report:#}");
+
+    let listed_types = |index: &serde_json::Value| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["digest"].as_str().unwrap().to_string(),
+                    d["artifactType"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    if require("skopeo") {
+        let index = skopeo_raw(&format!("{repository}:{tag}"));
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        let listed = listed_types(&index);
+        assert_eq!(
+            listed.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(),
+            referrers
+        );
+        let mut types: Vec<&str> = listed.iter().map(|(_, t)| t.as_str()).collect();
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            [
+                "application/spdx+json",
+                "application/vnd.cyclonedx+json",
+                "application/vnd.in-toto+json"
+            ]
+        );
+        for (artifact, artifact_type) in &listed {
+            let manifest = skopeo_raw(&format!("{repository}@{artifact}"));
+            assert_eq!(manifest["subject"]["digest"], digest.as_str());
+            assert_eq!(manifest["artifactType"], artifact_type.as_str());
+        }
+    }
+
+    // Read back from the registry into a fresh store: the same bytes as those of the same
+    // image built to a layout under the same name.
+    let layout = format!("oci:{}:{image}", env.path("local").display());
+    let app = example_app();
+    let bp = example_buildpack();
+    let run_image = env.run_image();
+    let out = run(
+        isolated(&env),
+        &[
+            "build",
+            &image,
+            "--output",
+            &layout,
+            "--path",
+            app.to_str().unwrap(),
+            "-b",
+            bp.to_str().unwrap(),
+            "--run-image",
+            &run_image,
+            "--format",
+            "json",
+        ],
+    );
+    let local: serde_json::Value =
+        serde_json::from_str(&assert_ok(&out, "kiln build --output oci:")).unwrap();
+    assert_eq!(local["manifest_digest"], digest.as_str());
+    let fresh = TestEnv::new();
+    for what in [
+        &["sbom"][..],
+        &["sbom", "--format", "spdx"],
+        &["provenance"],
+    ] {
+        let from_registry = assert_ok(
+            &run(isolated(&fresh), &[what, &[image.as_str()]].concat()),
+            "kiln sbom/provenance of the registry image",
+        );
+        let from_layout = assert_ok(
+            &run(isolated(&env), &[what, &[layout.as_str()]].concat()),
+            "kiln sbom/provenance of the layout's copy",
+        );
+        assert_eq!(from_registry, from_layout, "{what:?}");
+    }
+
+    // Pushed again, to another tag of the repository: the index gains no duplicates.
+    let out = run(
+        isolated(&env),
+        &[
+            "push",
+            &image,
+            &format!("{repository}:2"),
+            "--format",
+            "json",
+        ],
+    );
+    let again: serde_json::Value = serde_json::from_str(&assert_ok(&out, "kiln push")).unwrap();
+    assert_eq!(again["published"]["referrers_tag"], tag.as_str());
+    if require("skopeo") {
+        let index = skopeo_raw(&format!("{repository}:{tag}"));
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 3, "{index:#}");
+    }
+}
+
 #[test]
 fn auth_registry_takes_credentials_from_files_flags_env_and_helpers_and_never_shows_them() {
     const USER: &str = "ciuser";

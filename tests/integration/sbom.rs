@@ -101,6 +101,7 @@ fn the_flask_example_s_sboms_validate_list_its_packages_and_are_referrers_of_the
             .args(["build", "flask", "--path"])
             .arg(&app)
             .args(["--output", output, "--format", "json", "--rebuild"])
+            .args(["--build-env", "host"])
             .output()
             .unwrap();
         serde_json::from_str(&assert_ok(&out, "kiln build")).unwrap()
@@ -135,7 +136,11 @@ fn the_flask_example_s_sboms_validate_list_its_packages_and_are_referrers_of_the
     types.sort();
     assert_eq!(
         types,
-        ["application/spdx+json", "application/vnd.cyclonedx+json"]
+        [
+            "application/spdx+json",
+            "application/vnd.cyclonedx+json",
+            "application/vnd.in-toto+json"
+        ]
     );
     // skopeo still reads the image by name from a layout with referrers.
     if require("skopeo") {
@@ -197,6 +202,76 @@ fn the_flask_example_s_sboms_validate_list_its_packages_and_are_referrers_of_the
         ]),
         spdx_text
     );
+
+    // The provenance: an in-toto statement about this image, naming the run image by
+    // digest; the same bytes from every destination and build.
+    let provenance_text = env.ok(&["provenance", &reference]);
+    let provenance: Value = serde_json::from_str(&provenance_text).unwrap();
+    assert_eq!(provenance["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(
+        provenance["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
+    assert_eq!(provenance["subject"][0]["name"], "flask");
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            provenance["subject"][0]["digest"]["sha256"]
+                .as_str()
+                .unwrap()
+        ),
+        digest
+    );
+    let definition = &provenance["predicate"]["buildDefinition"];
+    assert_eq!(
+        definition["buildType"],
+        "https://github.com/kiln-build/kiln/buildtypes/cnb/v1"
+    );
+    assert_eq!(
+        definition["externalParameters"]["source"]["name"],
+        "python-flask"
+    );
+    assert_eq!(definition["externalParameters"]["buildEnvironment"], "host");
+    let inspected = env.inspect("flask");
+    let run_image_digest = inspected["run_image"]["reference"].as_str().unwrap();
+    let run_dep = definition["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "run-image")
+        .unwrap_or_else(|| panic!("no run image in {provenance:#}"));
+    assert_eq!(
+        format!("sha256:{}", run_dep["digest"]["sha256"].as_str().unwrap()),
+        run_image_digest,
+        "{provenance:#}"
+    );
+    assert!(
+        definition["resolvedDependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"].as_str().unwrap().starts_with("kiln/python@")),
+        "{provenance:#}"
+    );
+    assert!(provenance["predicate"]["runDetails"]["builder"]["id"].is_string());
+    assert!(!provenance_text.contains("invocationId"));
+    assert_eq!(env.ok(&["provenance", "flask"]), provenance_text);
+    assert_eq!(
+        env.ok(&["provenance", &format!("oci-archive:{}", archive.display())]),
+        provenance_text
+    );
+    // A build in another home, from another copy of the source: the same statement.
+    let other = TestEnv::new();
+    let other_app = clean_copy(&other, "python-flask");
+    let out = other
+        .kiln()
+        .args(["build", "flask", "--path"])
+        .arg(&other_app)
+        .args(["--build-env", "host"])
+        .output()
+        .unwrap();
+    assert_ok(&out, "kiln build in another home");
+    assert_eq!(other.ok(&["provenance", "flask"]), provenance_text);
 
     // A docker archive has no place for them: the error says what to do.
     let docker = env.path("flask.docker.tar");

@@ -129,6 +129,9 @@ pub enum ExportError {
     /// The image's SBOM could not be made or attached.
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
+    /// The image's provenance statement could not be made or attached.
+    #[error(transparent)]
+    Provenance(#[from] crate::provenance::ProvenanceError),
     /// The export was cancelled: its source is the shared [`crate::event::Cancelled`] (see
     /// [`crate::is_cancelled`]).
     #[error("cancelled")]
@@ -209,6 +212,8 @@ pub(crate) struct ExportContext<'a> {
     /// The image's name as its SBOM gives it (see
     /// [`crate::transport::publish::Destination::image_name`]).
     pub image_name: &'a str,
+    /// What the build was asked to do, as its provenance statement tells.
+    pub provenance: &'a crate::provenance::Request<'a>,
     /// Where events go.
     pub events: &'a dyn EventSink,
     /// Cancellation.
@@ -308,7 +313,7 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
     );
     let written = write_image(ctx.layout, layers, &config)?;
     ctx.cancel.check()?;
-    let referrers = attach_sbom(ctx, &written, &config)?;
+    let referrers = attach_documents(ctx, &written, &config)?;
     Ok(ExportedImage {
         manifest_descriptor: written.descriptor,
         manifest: written.manifest,
@@ -319,9 +324,10 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
     })
 }
 
-/// Makes the image's SBOMs from its layers and lists them in the store beside it (see
-/// [`crate::sbom`]); the image itself is unchanged.
-fn attach_sbom(
+/// Makes the image's SBOMs from its layers and its provenance statement, and lists them in
+/// the store beside it (see [`crate::sbom`], [`crate::provenance`]); the image itself is
+/// unchanged.
+fn attach_documents(
     ctx: &ExportContext<'_>,
     written: &crate::image::WrittenImage,
     config: &ImageConfiguration,
@@ -336,12 +342,19 @@ fn attach_sbom(
         config,
         Some(&cache),
     )?;
-    let referrers = crate::sbom::attach(ctx.layout, &written.descriptor, &inventory)?;
+    let mut referrers = crate::sbom::attach(ctx.layout, &written.descriptor, &inventory)?;
+    let statement =
+        crate::provenance::statement(ctx.image_name, &written.descriptor, config, ctx.provenance)?;
+    referrers.push(crate::provenance::attach(
+        ctx.layout,
+        &written.descriptor,
+        &statement,
+    )?);
     ctx.store
         .add_referrers(&referrers)
         .map_err(crate::sbom::SbomError::Store)?;
     ctx.events.event(&Event::Step(format!(
-        "SBOM: {} (CycloneDX and SPDX, attached to the image)",
+        "SBOM: {} (CycloneDX and SPDX), and the build's provenance (in-toto, SLSA v1), attached to the image",
         inventory.summary()
     )));
     ctx.events.event(&Event::Info(format!(

@@ -23,6 +23,7 @@
 //! operation at a time, so the rest of kiln stays synchronous.
 
 pub mod auth;
+mod referrers;
 mod remote;
 mod sources;
 mod transfer;

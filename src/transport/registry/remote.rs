@@ -72,9 +72,14 @@ impl Transport for RegistryImage {
 
     fn write(&self, cx: &Context<'_>, image: Publishable<'_>) -> Result<Published, PublishError> {
         let registry = super::Registry::for_transports(cx.transports, cx.store)?;
+        // The artifacts attached to the image (its SBOMs, its provenance) go with it.
+        let referrers =
+            crate::image::referrers::referrers_of(cx.store.layout(), image.descriptor.digest())
+                .map_err(RegistryError::Store)?;
         let report = registry.push(
             cx.store.layout(),
             image.descriptor,
+            &referrers,
             &self.name,
             cx.events,
             cx.cancel,

@@ -19,6 +19,7 @@ use crate::event::{CancelToken, Cancelled, EventSink};
 use crate::image::digest::{GzipContentHasher, sha256_digest};
 use crate::image::layout::OciLayout;
 use crate::image::reference::ImageName;
+use crate::image::referrers::Referrer;
 use crate::image::{TargetPlatform, docker_media, select_platform};
 use crate::transport::publish::PushReport;
 use crate::untrusted::MAX_DOCUMENT;
@@ -41,8 +42,52 @@ fn short(digest: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
+/// How a request kiln makes itself authenticates: with the bearer token the registry gave
+/// ([`Registry::authenticate`]), else with basic credentials, else not at all. Redirects to
+/// another host carry no credentials (reqwest drops them).
+#[derive(Clone)]
+pub(super) struct Access {
+    token: Option<String>,
+    auth: RegistryAuth,
+}
+
+impl Access {
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        }
+    }
+}
+
+/// A request kiln makes itself (see [`Registry::exchange`]).
+pub(super) struct Request<'a> {
+    pub method: reqwest::Method,
+    pub url: &'a str,
+    pub access: &'a Access,
+    /// `Accept` for a read, `Content-Type` for a write.
+    pub header: (&'static str, String),
+    pub body: Option<bytes::Bytes>,
+}
+
+/// A registry's answer to a [`Request`].
+pub(super) struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    /// The body; `None` when it is longer than the request allowed.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Answer {
+    /// The oci-client error for an answer that is not a success.
+    pub(super) fn refusal(&self, url: &str) -> OciDistributionError {
+        status_error(self.status, self.body.as_deref().unwrap_or_default(), url)
+    }
+}
+
 /// The `mediaType` of a manifest or index, inferred from its fields when absent.
-fn media_type_of(bytes: &[u8]) -> Option<String> {
+pub(super) fn media_type_of(bytes: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     if let Some(media_type) = value.get("mediaType").and_then(serde_json::Value::as_str) {
         return Some(media_type.to_string());
@@ -56,7 +101,7 @@ fn media_type_of(bytes: &[u8]) -> Option<String> {
     }
 }
 
-fn is_index(media_type: &str) -> bool {
+pub(super) fn is_index(media_type: &str) -> bool {
     media_type == MediaType::ImageIndex.to_string() || media_type == docker_media::MANIFEST_LIST
 }
 
@@ -99,9 +144,8 @@ impl Registry {
         let reference = Self::reference(name)?;
         let host = reference.resolve_registry().to_string();
         let client = self.client(&host, true);
-        let token = self.authenticate(&client, &reference, RegistryOperation::Pull)?;
-        let auth = self.resolved_auth(&host)?.auth;
-        let bytes = self.fetch_manifest(&reference, &reference, token.as_deref(), &auth)?;
+        let access = self.access(&client, &reference, RegistryOperation::Pull)?;
+        let bytes = self.fetch_manifest(&reference, &reference, &access)?;
         let mut descriptor = store_manifest(layout, &reference, name.digest(), &bytes)?;
         let mut bytes = bytes;
         if is_index(descriptor.media_type().as_ref()) {
@@ -119,8 +163,7 @@ impl Registry {
                     ),
                 })?;
             let child_reference = reference.clone_with_digest(child.digest().to_string());
-            let child_bytes =
-                self.fetch_manifest(&reference, &child_reference, token.as_deref(), &auth)?;
+            let child_bytes = self.fetch_manifest(&reference, &child_reference, &access)?;
             let stored = store_manifest(
                 layout,
                 &child_reference,
@@ -157,54 +200,32 @@ impl Registry {
 
     /// Fetches the manifest or index `target` (of the image `reference`) with kiln's own
     /// request, reading at most [`MAX_DOCUMENT`] bytes: oci-client reads a manifest whole,
-    /// however large, and a hostile registry could send gigabytes. Authenticates with
-    /// `token` (from [`Registry::authenticate`]) or, without one, the basic credentials in
-    /// `auth`; redirects to another host carry no credentials (reqwest drops them).
-    fn fetch_manifest(
+    /// however large, and a hostile registry could send gigabytes.
+    pub(super) fn fetch_manifest(
         &self,
         reference: &Reference,
         target: &Reference,
-        token: Option<&str>,
-        auth: &RegistryAuth,
+        access: &Access,
     ) -> Result<Vec<u8>, RegistryError> {
-        let host = target.resolve_registry();
-        let url = format!(
-            "{scheme}://{host}/v2/{repository}/manifests/{tag}",
-            scheme = if self.plain_http(host) {
-                "http"
-            } else {
-                "https"
+        let tag = target.digest().or_else(|| target.tag()).unwrap_or("latest");
+        let url = self.url(target, &format!("manifests/{tag}"));
+        let operation = "fetch the manifest";
+        let answer = self.exchange(
+            reference,
+            operation,
+            &Request {
+                method: reqwest::Method::GET,
+                url: &url,
+                access,
+                header: ("Accept", ACCEPT.join(", ")),
+                body: None,
             },
-            repository = target.repository(),
-            tag = target.digest().or_else(|| target.tag()).unwrap_or("latest"),
-        );
-        let http = self.http()?;
-        let outcome = self.retry(reference, "fetch the manifest", || {
-            let mut request = http.get(&url).header("Accept", ACCEPT.join(", "));
-            request = match (token, auth) {
-                (Some(token), _) => request.bearer_auth(token),
-                (None, RegistryAuth::Basic(user, password)) => {
-                    request.basic_auth(user, Some(password))
-                }
-                (None, _) => request,
-            };
-            let url = url.clone();
-            async move {
-                let mut response = request.send().await?;
-                let status = response.status();
-                if !status.is_success() {
-                    let body = read_bounded(&mut response, 64 * 1024)
-                        .await?
-                        .unwrap_or_default();
-                    return Err(status_error(status, &body, &url));
-                }
-                if response.content_length().is_some_and(|n| n > MAX_DOCUMENT) {
-                    return Ok(None);
-                }
-                read_bounded(&mut response, MAX_DOCUMENT).await
-            }
-        })?;
-        outcome.ok_or_else(|| RegistryError::Unsupported {
+            MAX_DOCUMENT,
+        )?;
+        if !answer.status.is_success() {
+            return Err(self.convert(reference, operation, answer.refusal(&url)));
+        }
+        answer.body.ok_or_else(|| RegistryError::Unsupported {
             reference: target.whole(),
             problem: format!(
                 "the registry sent a manifest larger than {MAX_DOCUMENT} bytes, kiln's limit (and more than registries accept); it is not an image kiln reads"
@@ -212,9 +233,79 @@ impl Registry {
         })
     }
 
+    /// The URL of `path` (`manifests/<tag>`, `referrers/<digest>`) in `target`'s repository.
+    pub(super) fn url(&self, target: &Reference, path: &str) -> String {
+        let host = target.resolve_registry();
+        format!(
+            "{scheme}://{host}/v2/{repository}/{path}",
+            scheme = if self.plain_http(host) {
+                "http"
+            } else {
+                "https"
+            },
+            repository = target.repository(),
+        )
+    }
+
+    /// How kiln's own requests for `reference` authenticate (fetching a token for
+    /// `operation` when the registry wants one).
+    pub(super) fn access(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        operation: RegistryOperation,
+    ) -> Result<Access, RegistryError> {
+        let token = self.authenticate(client, reference, operation)?;
+        let auth = self.resolved_auth(reference.resolve_registry())?.auth;
+        Ok(Access { token, auth })
+    }
+
+    /// Sends `request` (again after a backoff while the registry is unreachable, overloaded
+    /// or failing) and returns the answer, whatever its status, with at most `max` bytes of
+    /// a successful answer's body (64 KiB of another's).
+    pub(super) fn exchange(
+        &self,
+        reference: &Reference,
+        operation: &str,
+        request: &Request<'_>,
+        max: u64,
+    ) -> Result<Answer, RegistryError> {
+        let http = self.http()?;
+        self.retry(reference, operation, || {
+            let mut builder = http
+                .request(request.method.clone(), request.url)
+                .header(request.header.0, request.header.1.as_str());
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
+            let builder = request.access.apply(builder);
+            let url = request.url.to_string();
+            async move {
+                let mut response = builder.send().await?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let limit = if status.is_success() { max } else { 64 * 1024 };
+                let body = if response.content_length().is_some_and(|n| n > limit) {
+                    None
+                } else {
+                    read_bounded(&mut response, limit).await?
+                };
+                // Overloaded or failing: an error, so that it is retried.
+                if status.as_u16() == 429 || status.is_server_error() {
+                    return Err(status_error(status, &body.unwrap_or_default(), &url));
+                }
+                Ok(Answer {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+        })
+    }
+
     /// Streams one blob into `layout`, hashing it on the way; resumes after interruptions
     /// with a range request. The blob is published only if its digest and size match.
-    fn download(
+    pub(super) fn download(
         &self,
         client: &Client,
         reference: &Reference,
@@ -325,11 +416,15 @@ impl Registry {
 
     /// Pushes the image whose manifest is `manifest_descriptor` in `layout` to `name`: blobs
     /// the repository has are skipped, blobs another repository of the registry has are
-    /// mounted, the others uploaded; then the manifest, by tag (or by digest).
+    /// mounted, the others uploaded; then the manifest, by tag (or by digest); then the
+    /// artifacts attached to it (`referrers`, whose blobs are in `layout` too): their blobs,
+    /// their manifests by digest, and, for a registry without the referrers API (no
+    /// `OCI-Subject` answer), the index tagged `sha256-<hex>` that lists them.
     pub fn push(
         &self,
         layout: &OciLayout,
         manifest_descriptor: &Descriptor,
+        referrers: &[Referrer],
         name: &ImageName,
         events: &dyn EventSink,
         cancel: &CancelToken,
@@ -346,7 +441,7 @@ impl Registry {
             });
         }
         let client = self.client(&host, true);
-        self.authenticate(&client, &reference, RegistryOperation::Push)?;
+        let access = self.access(&client, &reference, RegistryOperation::Push)?;
         let manifest_bytes = layout.read_blob(manifest_descriptor.digest())?;
         let manifest: ImageManifest =
             serde_json::from_slice(&manifest_bytes).map_err(|e| RegistryError::Unsupported {
@@ -354,13 +449,7 @@ impl Registry {
                 problem: format!("its manifest does not parse: {e}"),
             })?;
         let mut blobs = vec![manifest.config().clone()];
-        for layer in manifest.layers() {
-            if !blobs.iter().any(|b| b.digest() == layer.digest()) {
-                blobs.push(layer.clone());
-            }
-        }
-        let repository = format!("{host}/{}", reference.repository());
-        let mut sources = Sources::load(self.sources_file.as_deref());
+        blobs.extend(manifest.layers().iter().cloned());
         let mut report = PushReport {
             reference: reference.whole(),
             digest: manifest_descriptor.digest().clone(),
@@ -368,26 +457,18 @@ impl Registry {
             mounted: Vec::new(),
             existing: Vec::new(),
             bytes_uploaded: 0,
+            referrers: Vec::new(),
+            referrers_tag: None,
         };
-        for blob in &blobs {
-            Self::check(cancel)?;
-            let digest = blob.digest().to_string();
-            let exists = self.retry(&reference, "check a blob", || {
-                client.blob_exists(&reference, &digest)
-            })?;
-            if exists {
-                report.existing.push(blob.digest().clone());
-            } else if self.mount(&client, &reference, &sources, &digest, &repository) {
-                report.mounted.push(blob.digest().clone());
-            } else {
-                self.upload(layout, &reference, blob, events, cancel)?;
-                report.uploaded.push(blob.digest().clone());
-                report.bytes_uploaded += blob.size();
-            }
-            sources.record(&digest, &repository);
-            // Remembered as soon as they are there, so a push killed later mounts them.
-            sources.save(self.sources_file.as_deref());
-        }
+        self.send_blobs(
+            &client,
+            &reference,
+            layout,
+            &blobs,
+            &mut report,
+            events,
+            cancel,
+        )?;
         let content_type: reqwest::header::HeaderValue = manifest_descriptor
             .media_type()
             .to_string()
@@ -405,7 +486,64 @@ impl Registry {
         self.retry(&reference, "store the manifest", || {
             client.push_manifest_raw(&target, body.clone(), content_type.clone())
         })?;
+        self.push_referrers(
+            &client,
+            &reference,
+            &access,
+            layout,
+            manifest_descriptor,
+            referrers,
+            &mut report,
+            events,
+            cancel,
+        )?;
         Ok(report)
+    }
+
+    /// Sends `blobs` from `layout` to the repository of `reference` (once each): skipped
+    /// when it has them, mounted when another repository of the registry does, else
+    /// uploaded; `report` says which.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_blobs(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        layout: &OciLayout,
+        blobs: &[Descriptor],
+        report: &mut PushReport,
+        events: &dyn EventSink,
+        cancel: &CancelToken,
+    ) -> Result<(), RegistryError> {
+        let repository = format!(
+            "{}/{}",
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let mut sources = Sources::load(self.sources_file.as_deref());
+        let mut seen = std::collections::BTreeSet::new();
+        for blob in blobs {
+            if !seen.insert(blob.digest().to_string()) {
+                continue;
+            }
+            Self::check(cancel)?;
+            let digest = blob.digest().to_string();
+            let exists = self.retry(reference, "check a blob", || {
+                client.blob_exists(reference, &digest)
+            })?;
+            if exists {
+                report.existing.push(blob.digest().clone());
+            } else if self.mount(client, reference, &sources, &digest, &repository) {
+                report.mounted.push(blob.digest().clone());
+            } else {
+                self.upload(layout, reference, blob, events, cancel)?;
+                report.uploaded.push(blob.digest().clone());
+                report.bytes_uploaded += blob.size();
+            }
+            sources.record(&digest, &repository);
+            // Remembered as soon as they are there, so a push killed later mounts them.
+            sources.save(self.sources_file.as_deref());
+        }
+        Ok(())
     }
 
     /// Tries to mount `digest` from another repository of the registry known to hold it.
@@ -547,7 +685,7 @@ fn status_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistr
 
 /// Verifies a manifest or index that arrived for `reference` (against `pinned` when the
 /// reference names a digest), stores it in `layout` and returns its descriptor.
-fn store_manifest(
+pub(super) fn store_manifest(
     layout: &OciLayout,
     reference: &Reference,
     pinned: Option<&str>,
