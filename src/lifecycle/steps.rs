@@ -18,6 +18,7 @@ use crate::cache::record::{BuildRecord, Recorded};
 use crate::cache::{CacheMetadata, LayerCache};
 use crate::error::Error;
 use crate::event::{CancelToken, EventSink, Timing};
+use crate::image::reference::ImageReference;
 use crate::plan::PlanEntry;
 use crate::store::Store;
 use crate::transport::publish::{self, Destination, Published};
@@ -306,8 +307,26 @@ fn provenance_request(options: &BuildOptions) -> crate::provenance::Request<'_> 
         exec_env: &options.exec_env,
         ..Default::default()
     };
-    request.run_image = options.run_image.as_ref().map(ToString::to_string);
-    request.build_image = options.build_image.as_ref().map(ToString::to_string);
+    // An image in a file or layout is named by the file's or directory's name too.
+    let image_as_given = |reference: &ImageReference| {
+        let named = |transport: &str, path: &std::path::Path, name: Option<&String>| {
+            let path = path_as_given(path);
+            name.map_or_else(
+                || format!("{transport}:{path}"),
+                |name| format!("{transport}:{path}:{name}"),
+            )
+        };
+        match reference {
+            ImageReference::Layout { path, name } => named("oci", path, name.as_ref()),
+            ImageReference::Archive { path, name } => named("oci-archive", path, name.as_ref()),
+            ImageReference::DockerArchive { path, name } => {
+                named("docker-archive", path, name.as_ref())
+            }
+            other => other.to_string(),
+        }
+    };
+    request.run_image = options.run_image.as_ref().map(image_as_given);
+    request.build_image = options.build_image.as_ref().map(image_as_given);
     request.env = options.env.keys().cloned().collect();
     request.process = options.process.as_ref().map(ToString::to_string);
     request.source_date_epoch = options.source_date_epoch;
