@@ -361,9 +361,33 @@ impl Installer<'_> {
             return Ok(());
         }
         copy_dir(dev_dir, &self.app_modules)?;
-        self.run(&prune_args(self.project.manager, self.locked), false)?;
+        if let Some(why) = typescript_at_start(self.app)? {
+            say(&format!("keeping the development dependencies: {why}"));
+        } else {
+            self.run(&prune_args(self.project.manager, self.locked), false)?;
+        }
         store_modules(&self.app_modules, modules_dir)
     }
+}
+
+/// Why the app needs its development dependencies at run time, if it does: `next start`
+/// loads a TypeScript `next.config.ts` (the default of `create-next-app`) with the
+/// `typescript` package, which the starter lists as a development dependency — pruned, Next.js
+/// tries to `npm install` it when the app starts, and fails in the image.
+fn typescript_at_start(app: &App) -> Result<Option<String>> {
+    let Some(config) = ["next.config.ts", "next.config.mts"]
+        .into_iter()
+        .find(|f| app.is_file(f))
+    else {
+        return Ok(None);
+    };
+    let package = app.read_json("package.json")?.unwrap_or_default();
+    let section = |name: &str, dep: &str| package.get(name).and_then(|s| s.get(dep)).is_some();
+    let next = section("dependencies", "next");
+    let dev_typescript =
+        section("devDependencies", "typescript") && !section("dependencies", "typescript");
+    Ok((next && dev_typescript)
+        .then(|| format!("next start loads {config} with TypeScript, a development dependency")))
 }
 
 /// Warns about what makes an install less reproducible or less likely to run.
@@ -691,6 +715,25 @@ mod tests {
         assert!(install_args(Manager::YarnBerry, true, Deps::All).contains(&"--immutable"));
         assert!(install_args(Manager::Pnpm, true, Deps::Production).contains(&"--prod"));
         assert_eq!(prune_args(Manager::Npm, true)[0], "prune");
+    }
+
+    #[test]
+    fn a_typescript_next_config_keeps_typescript() {
+        use crate::common::files::temp_app as app;
+        let next =
+            r#"{"dependencies": {"next": "15.5.4"}, "devDependencies": {"typescript": "^5"}}"#;
+        let (_d, a) = app(&[("package.json", next), ("next.config.ts", "")]);
+        assert!(
+            typescript_at_start(&a)
+                .unwrap()
+                .unwrap()
+                .contains("next.config.ts")
+        );
+        let (_d, a) = app(&[("package.json", next), ("next.config.mjs", "")]);
+        assert_eq!(typescript_at_start(&a).unwrap(), None);
+        let prod = r#"{"dependencies": {"next": "15.5.4", "typescript": "^5"}}"#;
+        let (_d, a) = app(&[("package.json", prod), ("next.config.ts", "")]);
+        assert_eq!(typescript_at_start(&a).unwrap(), None);
     }
 
     #[test]

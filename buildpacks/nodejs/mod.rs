@@ -33,8 +33,9 @@
 //!   production ones. Installs and the build script run with `CI=true` unless the user set
 //!   `CI` for the build (`kiln build --env CI=false`).
 //! - **Start**: `scripts.start` (run directly when it is `node file …`, else with `sh -c` and
-//!   `node_modules/.bin` on `PATH`), else `main`, else `server.js`/`index.js`/`app.js`/`main.js`.
-//!   A Procfile overrides it. `PORT` defaults to 8080, `NODE_ENV` to `production`.
+//!   `node_modules/.bin` on `PATH`), else `main`, else `server.js`/`index.js`/`app.js`/`main.js`,
+//!   else for a Nuxt app (whose starter has no `start` script) the server `nuxt build` writes,
+//!   `node .output/server/index.mjs`. A Procfile overrides it. `PORT` defaults to 8080, `NODE_ENV` to `production`.
 //! - **Front-end projects** (a `build` script and no server, see [`frontend`]): kiln/nodejs
 //!   builds the site and provides the plan entry `static-site`, which kiln/static (the next
 //!   member of kiln's default group) requires: kiln/static then serves the output directory

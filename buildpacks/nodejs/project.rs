@@ -291,6 +291,14 @@ pub(crate) fn analyze(app: &App) -> Result<Option<Project>> {
                 Some(vec!["node".to_string(), file.to_string()]),
                 Some(format!("{file} in the app root")),
             )
+        } else if let Some(server) = build_script
+            .then(|| built_server(package.as_ref(), script("build").unwrap_or_default()))
+            .flatten()
+        {
+            (
+                Some(vec!["node".to_string(), server.to_string()]),
+                Some("the server nuxt build writes (Nuxt has no start script)".to_string()),
+            )
         } else {
             (None, None)
         };
@@ -308,6 +316,23 @@ pub(crate) fn analyze(app: &App) -> Result<Option<Project>> {
         start_reason,
         dependency_json,
     }))
+}
+
+/// Nuxt's server, for a Nuxt app without a start script: `nuxt build` writes a standalone
+/// Node.js server (Nitro's `node-server` preset, listening on `PORT`) to
+/// `.output/server/index.mjs`, and the starter's package.json has no `start` script (its
+/// docs say to run that file). `nuxt generate` writes a static site instead: no server.
+fn built_server(
+    package: Option<&serde_json::Map<String, Value>>,
+    build: &str,
+) -> Option<&'static str> {
+    let nuxt = ["dependencies", "devDependencies"].iter().any(|s| {
+        package
+            .and_then(|p| p.get(*s))
+            .and_then(|d| d.get("nuxt"))
+            .is_some()
+    });
+    (nuxt && !build.contains("generate")).then_some(".output/server/index.mjs")
 }
 
 /// A start script as a command: `node file.js args` runs node directly; anything else runs
@@ -467,6 +492,19 @@ mod tests {
             analyze(&a).unwrap().unwrap().command.unwrap(),
             ["node", "lib/app.js"]
         );
+        let (_d, a) = app(&[(
+            "package.json",
+            r#"{"scripts": {"build": "nuxt build", "postinstall": "nuxt prepare"}, "dependencies": {"nuxt": "^3.17.7"}}"#,
+        )]);
+        assert_eq!(
+            analyze(&a).unwrap().unwrap().command.unwrap(),
+            ["node", ".output/server/index.mjs"]
+        );
+        let (_d, a) = app(&[(
+            "package.json",
+            r#"{"scripts": {"build": "nuxt generate"}, "dependencies": {"nuxt": "^3.17.7"}}"#,
+        )]);
+        assert_eq!(analyze(&a).unwrap().unwrap().command, None);
         let (_d, a) = app(&[("server.js", "")]);
         let p = analyze(&a).unwrap().unwrap();
         assert_eq!(p.command.unwrap(), ["node", "server.js"]);

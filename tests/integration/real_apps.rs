@@ -611,3 +611,135 @@ TOML"#,
     );
     assert_contains!(log, "Ship the library in the layer");
 }
+
+/// A Nuxt 3 app as `nuxi init` writes it has no `start` script: `nuxt build` writes a
+/// standalone server to `.output/server/index.mjs`, and Nuxt's docs say to run that file.
+/// kiln took the app for a front-end project and failed finding none of `dist/`, `build/`,
+/// `out/`. The `nuxt` here is a stand-in package (no network) whose `nuxt build` writes such
+/// a server.
+#[test]
+fn a_nuxt_app_without_a_start_script_runs_the_server_nuxt_build_writes() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "nuxt-app",
+        &[
+            (
+                "package.json",
+                r#"{
+  "name": "nuxt-app",
+  "private": true,
+  "type": "module",
+  "scripts": {
+    "build": "nuxt build",
+    "dev": "nuxt dev",
+    "generate": "nuxt generate",
+    "preview": "nuxt preview",
+    "postinstall": "nuxt prepare"
+  },
+  "dependencies": {
+    "nuxt": "file:vendor/nuxt",
+    "vue": "file:vendor/vue"
+  }
+}
+"#,
+            ),
+            ("app.vue", "<template>\n  <NuxtWelcome />\n</template>\n"),
+            (
+                "vendor/nuxt/package.json",
+                r#"{"name": "nuxt", "version": "3.17.7", "bin": {"nuxt": "bin/nuxt.mjs"}}"#,
+            ),
+            (
+                "vendor/nuxt/bin/nuxt.mjs",
+                r#"#!/usr/bin/env node
+import { mkdirSync, writeFileSync } from "node:fs";
+if (process.argv[2] === "build") {
+  mkdirSync(".output/server", { recursive: true });
+  writeFileSync(".output/server/index.mjs",
+    "import http from 'node:http';\n" +
+    "http.createServer((q, s) => s.end('<h1>Welcome to Nuxt!</h1>')).listen(process.env.PORT);\n");
+  console.log("Nitro server built in .output/server");
+}
+"#,
+            ),
+            (
+                "vendor/vue/package.json",
+                r#"{"name": "vue", "version": "3.5.18"}"#,
+            ),
+        ],
+    );
+    let (_, log) = build_ok(&env, "nuxt-app", &app, &[]);
+    assert_contains!(log, "Nitro server built in .output/server");
+    assert_contains!(log, "process web: node .output/server/index.mjs");
+    assert!(!log.contains("kiln/static"), "{log}");
+
+    let Some(podman) = crate::util::Podman::new() else {
+        return;
+    };
+    let reference = format!("oci:{}:nuxt-app:latest", env.home().join("store").display());
+    let served = podman.serve(&reference, crate::util::free_port());
+    let (code, body) = served.get("/").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_contains!(body, "Welcome to Nuxt!");
+}
+
+/// `create-next-app` writes `next.config.ts` and lists `typescript` as a development
+/// dependency; `next start` loads the config with TypeScript. kiln pruned the development
+/// dependencies, so the app tried to `npm install typescript` when it started and died
+/// (`Error: spawn npm ENOENT`). The `next` and `typescript` here are stand-in packages.
+#[test]
+fn a_next_app_with_a_typescript_config_keeps_typescript_in_the_image() {
+    let env = TestEnv::new();
+    let app = env.app(
+        "nextjs-app",
+        &[
+            (
+                "package.json",
+                r#"{
+  "name": "nextjs-app",
+  "version": "0.1.0",
+  "private": true,
+  "scripts": {
+    "build": "next build",
+    "start": "next start"
+  },
+  "dependencies": {
+    "next": "file:vendor/next"
+  },
+  "devDependencies": {
+    "typescript": "file:vendor/typescript"
+  }
+}
+"#,
+            ),
+            (
+                "next.config.ts",
+                "import type { NextConfig } from \"next\";\n\nconst nextConfig: NextConfig = {};\n\nexport default nextConfig;\n",
+            ),
+            (
+                "vendor/next/package.json",
+                r#"{"name": "next", "version": "15.5.4", "bin": {"next": "next.js"}}"#,
+            ),
+            (
+                "vendor/next/next.js",
+                "#!/usr/bin/env node\nconsole.log(`next ${process.argv[2]}`);\n",
+            ),
+            (
+                "vendor/typescript/package.json",
+                r#"{"name": "typescript", "version": "5.9.2", "main": "typescript.js"}"#,
+            ),
+            ("vendor/typescript/typescript.js", "module.exports = {};\n"),
+        ],
+    );
+    let (report, log) = build_ok(&env, "nextjs-app", &app, &[]);
+    assert_contains!(
+        log,
+        "keeping the development dependencies: next start loads next.config.ts with TypeScript"
+    );
+    let modules = layer_paths(&env, &report, "kiln/nodejs:modules");
+    assert!(
+        modules
+            .iter()
+            .any(|p| p.ends_with("node_modules/typescript")),
+        "{modules:?}"
+    );
+}
