@@ -11,7 +11,7 @@ use libcnb::layer_env::{ModificationBehavior, Scope};
 
 use super::NodejsBuildpack;
 use super::project::{Manager, Project};
-use super::registry::{self, Npm};
+use super::registry::Npm;
 use super::runtime;
 use crate::common::files::{App, digest_files};
 use crate::common::{CnbResult, Error, Result, cmd, layers, say, setting, warn};
@@ -46,38 +46,17 @@ fn which_in(path: &OsStr, name: &str) -> Option<PathBuf> {
         .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-/// Whether the package manager runs through corepack: a version `packageManager` pins
-/// always does when corepack is there (corepack keeps to it); an unpinned one only when the
-/// program itself is missing.
-fn through_corepack(project: &Project, path: &OsStr) -> bool {
-    let manager = project.manager;
-    manager != Manager::Bun
-        && manager != Manager::Npm
-        && which_in(path, "corepack").is_some()
-        && (project.pin.is_some() || which_in(path, manager.program()).is_none())
-}
-
-/// The package manager's command, found on `path`: its own program, or `corepack
-/// <program>`.
+/// The package manager's command, found on `path` (the build environment's, or kiln's
+/// `package_manager` layer first, see [`manager_layer`]).
+///
+/// Never corepack: corepack may fetch Yarn 2+ from Yarn's own host rather than the npm
+/// registry the user configured (trixie's does, whatever `COREPACK_NPM_REGISTRY` says), and
+/// kiln installs the pinned version itself from that registry, checked the same way.
 fn tool(project: &Project, path: &OsStr) -> Result<Command> {
     let manager = project.manager;
     let program = manager.program();
-    if !through_corepack(project, path)
-        && let Some(found) = which_in(path, program)
-    {
+    if let Some(found) = which_in(path, program) {
         return Ok(Command::new(found));
-    }
-    if through_corepack(project, path) {
-        let mut c = Command::new("corepack");
-        c.arg(program).env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0");
-        // Corepack downloads the package manager from the npm registry the user configured
-        // (as npm does), never from a host of its own choosing.
-        if std::env::var_os("COREPACK_NPM_REGISTRY").is_none()
-            && let Some(registry) = registry::configured()
-        {
-            c.env("COREPACK_NPM_REGISTRY", registry);
-        }
-        return Ok(c);
     }
     Err(cmd::missing(
         program,
@@ -87,7 +66,7 @@ fn tool(project: &Project, path: &OsStr) -> Result<Command> {
                 "install Node.js and npm (Debian: apt-get install nodejs npm)".to_string()
             }
             Manager::Bun => "install Bun (https://bun.sh) and put it on PATH".to_string(),
-            _ => format!("install {program}, or enable corepack (`corepack enable`, Node.js 16+)"),
+            _ => format!("install {program}, or pin it in package.json's packageManager"),
         },
     ))
 }
@@ -491,9 +470,9 @@ struct ManagerKey {
 }
 
 /// Installs the package manager from the npm registry into the cached build layer
-/// `package_manager` when nothing else provides it: a `packageManager` pin without corepack,
-/// or an unpinned manager that is neither installed nor available through corepack (then
-/// the newest release of the line its lockfile's format belongs to). Returns its `bin`.
+/// `package_manager`: the version a `packageManager` pin names, or for an unpinned manager
+/// the build environment lacks, the newest release of the line its lockfile's format
+/// belongs to. Returns its `bin`.
 fn manager_layer(
     context: &BuildContext<NodejsBuildpack>,
     app: &App,
@@ -501,7 +480,7 @@ fn manager_layer(
     path: &OsStr,
 ) -> CnbResult<Option<PathBuf>> {
     let manager = project.manager;
-    if matches!(manager, Manager::Npm | Manager::Bun) || through_corepack(project, path) {
+    if matches!(manager, Manager::Npm | Manager::Bun) {
         return Ok(None);
     }
     if project.pin.is_none() && which_in(path, manager.program()).is_some() {

@@ -17,12 +17,12 @@
 //! - **Package manager**: `packageManager` in package.json, else the lockfile
 //!   (`package-lock.json`/`npm-shrinkwrap.json` → npm, `yarn.lock` → Yarn 1 or Yarn 2+,
 //!   `pnpm-lock.yaml` → pnpm, `bun.lock`/`bun.lockb` → Bun), else npm. Lockfiles of two
-//!   different managers are an error. A version pinned by `packageManager` runs through
-//!   `corepack` when there is one; without corepack (Debian 12 has none) kiln installs that
-//!   exact version from the npm registry into a cached build layer (`pnpm`;
+//!   different managers are an error. A version pinned by `packageManager` is installed by
+//!   kiln from the configured npm registry into a cached build layer (`pnpm`;
 //!   `@yarnpkg/cli-dist` for Yarn 2+; `yarn` for Yarn 1), checked against the field's
-//!   `+sha512.…`/`+sha224.…` hash, else the registry's integrity. Unpinned, the build
-//!   environment's tool runs it, else `corepack`, else the newest release of the line the
+//!   `+sha512.…`/`+sha224.…` hash, else the registry's integrity — never through corepack,
+//!   which may fetch Yarn from Yarn's own host. Unpinned, the build environment's tool runs
+//!   it, else the newest release of the line the
 //!   lockfile's format belongs to is installed the same way. Installs are frozen to the lockfile (`npm ci`, `--frozen-lockfile`,
 //!   `--immutable`). Yarn 2+ installs a `node_modules` tree (`YARN_NODE_LINKER=node-modules`):
 //!   the image runs plain `node`, without Plug'n'Play's loader.
