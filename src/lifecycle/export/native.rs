@@ -376,13 +376,18 @@ fn launch_library_path(ctx: &ExportContext<'_>) -> Result<Vec<String>, ExportErr
     Ok(dirs)
 }
 
-/// Whether the file is for musl's loader.
+/// Whether the file is for musl's loader: it names it, or needs musl's C library, whose
+/// soname is `libc.so` (glibc's is `libc.so.6`) — as the `*-musl.node` builds of native npm
+/// packages that npm installs next to the glibc ones do.
 fn is_musl(needs: &ElfNeeds) -> bool {
     needs
         .interpreter
         .as_deref()
         .is_some_and(|i| i.contains("ld-musl"))
-        || needs.needed.iter().any(|n| n.starts_with("libc.musl"))
+        || needs
+            .needed
+            .iter()
+            .any(|n| n.starts_with("libc.musl") || n == "libc.so")
 }
 
 /// The ELF files under each `(guest, host)` root: regular files that are executable or
@@ -750,6 +755,11 @@ mod tests {
             ..ElfNeeds::default()
         };
         assert!(is_musl(&needs_musl));
+        // rollup.linux-x64-musl.node, as npm installs it beside the glibc build.
+        assert!(is_musl(&ElfNeeds {
+            needed: vec!["libgcc_s.so.1".into(), "libc.so".into()],
+            ..ElfNeeds::default()
+        }));
         assert!(!is_musl(&ElfNeeds {
             needed: vec!["libc.so.6".into()],
             ..ElfNeeds::default()
