@@ -421,7 +421,7 @@ pub(crate) fn packages_layer_for(
             source,
         })?;
     events.event(&Event::Step(format!(
-        "Unpacking {} packages for the native libraries layer",
+        "Unpacking {} packages into one layer after the run image",
         sorted.len()
     )));
     let blob = packages_layer(store, &sorted, &debs, &work.path().join("root"))?;
