@@ -1,5 +1,5 @@
 //! kiln's built-in Cloud Native Buildpacks: `kiln/python`, `kiln/nodejs`, `kiln/go`,
-//! `kiln/rust`, `kiln/static` and `kiln/procfile`.
+//! `kiln/rust`, `kiln/r`, `kiln/static` and `kiln/procfile`.
 //!
 //! Each lives in its own directory beside this file, with its real `buildpack.toml` and its
 //! Rust code, and is written against [`libcnb`] like any Rust buildpack. They are compiled into
@@ -20,6 +20,7 @@ mod go;
 mod nodejs;
 mod procfile;
 mod python;
+mod r;
 mod rust;
 #[path = "static/mod.rs"]
 mod staticsite;
@@ -68,6 +69,12 @@ pub const BUILTINS: &[Builtin] = &[
         run: || libcnb::libcnb_runtime(&python::PythonBuildpack),
     },
     Builtin {
+        id: "kiln/r",
+        version: VERSION,
+        descriptor: include_str!("r/buildpack.toml"),
+        run: || libcnb::libcnb_runtime(&r::RBuildpack),
+    },
+    Builtin {
         id: "kiln/rust",
         version: VERSION,
         descriptor: include_str!("rust/buildpack.toml"),
@@ -87,12 +94,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The order kiln uses when no buildpacks are given: the language buildpacks from the most
 /// specific detection to the broadest, each with `kiln/procfile` as an optional member, then
 /// `kiln/procfile` alone. Go and Rust come first because `go.mod` and `Cargo.toml` say exactly
-/// what a project is; Python before Node.js because a Python app with a `package.json` for its
+/// what a project is; R before Python because R is detected only by R's own files
+/// (`renv.lock`, an R package `DESCRIPTION`, `*.R` entry points) while an R project often
+/// carries Python files such as a `requirements.txt` for reticulate, seldom the reverse; Python before Node.js because a Python app with a `package.json` for its
 /// front-end tooling is commoner than the reverse; a static site last, since `public/` and
 /// `index.html` also appear inside apps of every language.
 pub const DEFAULT_ORDER: &[&str] = &[
     "kiln/go",
     "kiln/rust",
+    "kiln/r",
     "kiln/python",
     "kiln/nodejs",
     "kiln/static",

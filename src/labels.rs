@@ -38,6 +38,12 @@ pub const NATIVE_PACKAGES: &str = "io.github.kiln-build.native-packages";
 /// Which file needed which of those libraries, from which package: a JSON list of
 /// `{"library": …, "needed_by": …, "package": …}`, sorted.
 pub const NATIVE_LIBRARIES: &str = "io.github.kiln-build.native-libraries";
+/// The Debian packages kiln added for buildpacks' requests (`kiln-debian-packages.toml`): a
+/// JSON list of `name=version`, the requested packages and what they need.
+pub const DEBIAN_PACKAGES: &str = "io.github.kiln-build.debian-packages";
+/// The buildpacks' requests for Debian packages: a JSON list of `name`, `for` (why),
+/// `buildpack`, `version` (chosen) and `pin` (the app's, when it has one).
+pub const DEBIAN_REQUESTS: &str = "io.github.kiln-build.debian-packages.requests";
 /// `io.buildpacks.base.distro.name` on run images.
 pub const DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// `io.buildpacks.base.distro.version` on run images.

@@ -516,7 +516,8 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> u8 {
         )) => 52,
         kiln::Error::Export(
             kiln::lifecycle::ExportError::ProgramMissing { .. }
-            | kiln::lifecycle::ExportError::LibraryMissing { .. },
+            | kiln::lifecycle::ExportError::LibraryMissing { .. }
+            | kiln::lifecycle::ExportError::DebianPackagesMissing { .. },
         ) => 53,
         kiln::Error::Export(_) => 62,
         kiln::Error::Publish(_) => 63,

@@ -135,6 +135,34 @@ pub(crate) struct BuildpackOutput {
     pub layers: Vec<LayerInfo>,
     /// The `[metadata]` of its `store.toml`, if it wrote one.
     pub store: Option<toml::Table>,
+    /// The Debian packages it asks kiln to add to the image
+    /// ([`DEBIAN_PACKAGES_FILE`]), in its order.
+    pub debian_packages: Vec<DebianPackageRequest>,
+}
+
+/// The file in a buildpack's layers directory where it asks kiln for Debian packages of
+/// the stack in the image (kiln's own; not a layer, never exported):
+///
+/// ```toml
+/// [[package]]
+/// name = "r-cran-jsonlite"                      # a Debian package of the stack
+/// for = "R package jsonlite (DESCRIPTION Imports)"  # why, for the build log
+/// pin = "1.8.9"                                 # optional: the version the app pins
+/// ```
+pub(crate) const DEBIAN_PACKAGES_FILE: &str = "kiln-debian-packages.toml";
+
+/// One package of a buildpack's [`DEBIAN_PACKAGES_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DebianPackageRequest {
+    /// The Debian package.
+    pub name: String,
+    /// Why the buildpack wants it.
+    #[serde(default, rename = "for")]
+    pub why: String,
+    /// The upstream version the app pins, if any (compared with the version kiln chooses).
+    #[serde(default)]
+    pub pin: Option<String>,
 }
 
 /// The build phase's result.
@@ -250,6 +278,7 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
             output.slices.extend(launch.slices);
         }
         let store = read_store_toml(&host_layers, &id)?;
+        let debian_packages = read_debian_packages(&host_layers, &id)?;
         ctx.runner.events.event(&Event::BuildpackFinished {
             id: buildpack.id().clone(),
             elapsed: started.elapsed(),
@@ -258,6 +287,7 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
             buildpack: buildpack.clone(),
             layers,
             store,
+            debian_packages,
         });
     }
     output.processes.retain_exec_env(ctx.runner.exec_env);
@@ -418,7 +448,9 @@ fn layer_names(bp_layers: &Path, id: &str) -> Result<Vec<String>, BuildError> {
                 "a layer name must be UTF-8; rename the layer".to_string(),
             ));
         };
-        if matches!(name, "launch" | "build" | "store") {
+        if matches!(name, "launch" | "build" | "store")
+            || file_name.as_bytes() == DEBIAN_PACKAGES_FILE.as_bytes()
+        {
             continue;
         }
         // `.toml` names the layer "", `..toml` the layer "." (the whole layers directory),
@@ -579,6 +611,45 @@ fn read_build_toml(
         .filter(|e| !unmet.contains(&e.name))
         .map(|e| e.name.clone())
         .collect())
+}
+
+/// A buildpack's [`DEBIAN_PACKAGES_FILE`]: its packages, or none without the file.
+fn read_debian_packages(
+    bp_layers: &Path,
+    id: &str,
+) -> Result<Vec<DebianPackageRequest>, BuildError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        package: Vec<DebianPackageRequest>,
+    }
+    let path = bp_layers.join(DEBIAN_PACKAGES_FILE);
+    let Some(text) = read_output(&path, id)? else {
+        return Ok(Vec::new());
+    };
+    let invalid = |problem: String| BuildError::InvalidOutput {
+        id: id.to_string(),
+        path: path.clone(),
+        problem,
+    };
+    let file: File =
+        toml::from_str(&text).map_err(|e| invalid(untrusted::toml_problem(&text, &e)))?;
+    for p in &file.package {
+        let valid = p.name.len() > 1
+            && p.name
+                .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.name.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+            });
+        if !valid {
+            return Err(invalid(format!(
+                "`{}` is not a Debian package name (lower-case letters, digits, '+', '-', '.')",
+                p.name
+            )));
+        }
+    }
+    Ok(file.package)
 }
 
 fn read_store_toml(bp_layers: &Path, id: &str) -> Result<Option<toml::Table>, BuildError> {

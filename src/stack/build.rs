@@ -136,7 +136,7 @@ fn check_arch(def: &StackDefinition, arch: &str) -> Result<(), StackError> {
     }
 }
 
-fn keyring(
+pub(super) fn keyring(
     source: &StackSource,
     def: &StackDefinition,
     skip_signature: bool,
@@ -170,7 +170,7 @@ fn keyring(
 }
 
 /// Fetches, verifies and parses every Packages index of the stack for `arch`.
-fn fetch_indexes(
+pub(super) fn fetch_indexes(
     def: &StackDefinition,
     mirrors: &Mirrors,
     keyring: Option<&Keyring>,
@@ -434,7 +434,10 @@ pub fn build(
     })
 }
 
-fn discover_mirrors(def: &StackDefinition, options: &StackOptions) -> Result<Mirrors, StackError> {
+pub(super) fn discover_mirrors(
+    def: &StackDefinition,
+    options: &StackOptions,
+) -> Result<Mirrors, StackError> {
     let suite = def
         .archives
         .first()
@@ -912,7 +915,7 @@ pub fn choose_flavour(
 
 /// The version of how kiln makes stack images (`rootfs::configure` and the layout): raise it
 /// when a change makes images of the same lock differ, so stores rebuild them.
-pub(super) const FORMAT: &str = "3";
+pub(super) const FORMAT: &str = "4";
 
 /// Makes sure the store holds `flavour`'s image for `arch` built from the current lock,
 /// building it if it is missing or was built from another lock. Returns its store name.

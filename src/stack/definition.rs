@@ -536,17 +536,23 @@ mod tests {
         );
     }
 
+    /// trixie has bookworm's flavours, and R's (`r`, `build-r`), which bookworm lacks.
     #[test]
     fn the_builtin_trixie_stack_has_bookworms_flavours() {
         let trixie = StackSource::open("trixie").unwrap().definition().unwrap();
         let bookworm = StackSource::open("bookworm").unwrap().definition().unwrap();
         assert_eq!(trixie.stack.distro.version, "13");
+        let only_trixie = ["build-r", "r"];
         assert_eq!(
-            trixie.flavours.keys().collect::<Vec<_>>(),
+            trixie
+                .flavours
+                .keys()
+                .filter(|f| !only_trixie.contains(&f.as_str()))
+                .collect::<Vec<_>>(),
             bookworm.flavours.keys().collect::<Vec<_>>()
         );
         assert_eq!(trixie.stack.architectures, bookworm.stack.architectures);
-        for flavour in trixie.flavours.keys() {
+        for flavour in bookworm.flavours.keys() {
             assert_eq!(
                 trixie.chain(flavour.as_str()).unwrap().len(),
                 bookworm.chain(flavour.as_str()).unwrap().len(),

@@ -275,6 +275,108 @@ fn deb_records(
     Ok(records.into_iter().flatten().collect())
 }
 
+/// What [`resolve_requested`] found.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Requested {
+    /// Requested packages the stack's archive does not have.
+    pub missing: Vec<String>,
+    /// The packages to add: those requested that the run image lacks and what they need that
+    /// it lacks, sorted by name.
+    pub install: Vec<LockedPackage>,
+}
+
+/// Resolves packages a buildpack asked for by name (`r-cran-jsonlite`) against the stack's
+/// archive as it is now — its `InRelease` verified with the stack's keys, its `Packages`
+/// indexes with the signed SHA-256, exactly as `kiln stack lock` reads them — on a run image
+/// that has `run_packages` (name → version), `exclude` counting as present. The archive
+/// serves one version of a package per suite, so the choice is the newest of the stack's
+/// suites (security updates included), like a lock made now; the packages the run image has
+/// keep their locked versions.
+pub(crate) fn resolve_requested(
+    source: &StackSource,
+    arch: &str,
+    run_packages: &BTreeMap<String, String>,
+    exclude: &BTreeSet<String>,
+    names: &[String],
+    events: &dyn EventSink,
+) -> Result<Requested, StackError> {
+    use super::build::{discover_mirrors, fetch_indexes, keyring};
+    let def = source.definition()?;
+    let mirrors = discover_mirrors(&def, &super::StackOptions::default())?;
+    let keys = keyring(source, &def, false, events)?;
+    let fetcher = super::fetch::Fetcher::new()?;
+    let index = fetch_indexes(&def, &mirrors, keys.as_ref(), arch, &fetcher, events)?;
+    let mut result = Requested {
+        missing: names
+            .iter()
+            .filter(|n| index.latest(n).is_none() && !run_packages.contains_key(*n))
+            .cloned()
+            .collect(),
+        ..Requested::default()
+    };
+    if !result.missing.is_empty() {
+        return Ok(result);
+    }
+    // The run image's packages as installed: the archive's record of that version, else the
+    // archive's newest record with the locked version (its Provides still count: r-base-core
+    // provides r-api-4.0, which every r-cran package depends on).
+    let mut installed: BTreeMap<String, PackageRecord> = BTreeMap::new();
+    for (name, version) in run_packages {
+        let Ok(parsed) = Version::parse(version) else {
+            continue;
+        };
+        let record = match index.latest(name) {
+            Some(r) => PackageRecord {
+                version: parsed,
+                ..r.clone()
+            },
+            None => PackageRecord {
+                name: name.clone(),
+                version: parsed,
+                architecture: arch.to_string(),
+                depends: Vec::new(),
+                provides: Vec::new(),
+                filename: String::new(),
+                size: 0,
+                sha256: String::new(),
+                priority: String::new(),
+                essential: false,
+                source: 0,
+            },
+        };
+        installed.insert(name.clone(), record);
+    }
+    let wanted: Vec<String> = names
+        .iter()
+        .filter(|n| !run_packages.contains_key(*n))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut install: Vec<LockedPackage> = index
+        .resolve(&wanted, &installed, exclude)?
+        .into_iter()
+        .map(|record| LockedPackage {
+            name: record.name.clone(),
+            version: record.version.to_string(),
+            architecture: record.architecture.clone(),
+            arch: arch.to_string(),
+            archive: def
+                .archives
+                .get(record.source)
+                .map(|a| a.name.clone())
+                .unwrap_or_default(),
+            filename: record.filename.clone(),
+            size: record.size,
+            sha256: record.sha256.clone(),
+            layer: "packages".to_string(),
+        })
+        .collect();
+    install.sort_by(|a, b| a.name.cmp(&b.name));
+    result.install = install;
+    Ok(result)
+}
+
 /// A native-libraries layer as recorded in `cache/native-layers/<key>.json`.
 #[derive(Debug, Serialize, Deserialize)]
 struct LayerRecord {
@@ -319,7 +421,7 @@ pub(crate) fn packages_layer_for(
             source,
         })?;
     events.event(&Event::Step(format!(
-        "Unpacking {} packages for the native libraries layer",
+        "Unpacking {} packages into one layer after the run image",
         sorted.len()
     )));
     let blob = packages_layer(store, &sorted, &debs, &work.path().join("root"))?;

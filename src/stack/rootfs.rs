@@ -12,6 +12,8 @@
 //! | tzdata | `/etc/localtime` → `Etc/UTC`, `/etc/timezone` | tzdata's postinst |
 //! | gcc, g++ | `/usr/bin/cc` → `gcc`, `/usr/bin/c++` → `g++` (what compilers, Cargo and node-gyp call) | their `update-alternatives` registrations |
 //! | debianutils, mawk | `/usr/bin/which` → `which.debianutils` (bookworm's and trixie's debianutils ship only that), `/usr/bin/awk` → `mawk` (what build scripts and `configure` call), where the package has the target and nothing else made the link | their `update-alternatives` registrations |
+//! | libblas3, liblapack3 | `/usr/lib/<triplet>/libblas.so.3` → `blas/libblas.so.3`, `liblapack.so.3` → `lapack/liblapack.so.3` (R and numerical libraries link them), where the package has the target and nothing else made the link | their `update-alternatives` registrations |
+//! | r-base-core | `/etc/R/Renviron` (R's site environment: `R_LIBS_SITE` with `/usr/lib/R/site-library`, where Debian's `r-cran-*` packages are, the paper size, the `zip`/`unzip` commands) from the `/usr/lib/R/etc/Renviron.ucf` it ships | its postinst's `ucf` |
 //! | every package | `/var/lib/dpkg/status.d/<package>`: its control stanza with `Status: install ok installed` | dpkg's status database, as distroless images record it for SBOM and vulnerability scanners |
 //!
 //! Packages that ship the links runtimes are found by (`/usr/bin/python3`, `/usr/bin/node`)
@@ -197,6 +199,36 @@ pub(crate) fn configure(
         {
             write_link(unpacker, link, target)?;
             done.push(format!("/{link} → {target}"));
+        }
+    }
+    // The reference BLAS and LAPACK live in subdirectories, linked by alternatives.
+    for (package, lib, dir) in [
+        ("libblas3", "libblas.so.3", "blas"),
+        ("liblapack3", "liblapack.so.3", "lapack"),
+    ] {
+        if !installed(package) {
+            continue;
+        }
+        for triplet in ["x86_64-linux-gnu", "aarch64-linux-gnu"] {
+            let link = format!("usr/lib/{triplet}/{lib}");
+            let root = unpacker.root();
+            if root
+                .join(format!("usr/lib/{triplet}/{dir}/{lib}"))
+                .is_file()
+                && fs::symlink_metadata(root.join(&link)).is_err()
+            {
+                write_link(unpacker, &link, &format!("{dir}/{lib}"))?;
+                done.push(format!("/{link} → {dir}/{lib}"));
+            }
+        }
+    }
+    // r-base-core's postinst installs R's site environment with ucf.
+    if installed("r-base-core") {
+        let from = unpacker.root().join("usr/lib/R/etc/Renviron.ucf");
+        if fs::symlink_metadata(&from).is_ok_and(|m| m.is_file()) {
+            let content = fs::read(&from).map_err(io_err(&from))?;
+            write_file(unpacker, "etc/R/Renviron", &content)?;
+            done.push("/etc/R/Renviron from Renviron.ucf".to_string());
         }
     }
     for (name, control) in packages {

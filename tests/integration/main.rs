@@ -32,6 +32,7 @@ mod launch;
 mod node_runtimes;
 mod npm_registry;
 mod python_runtimes;
+mod r_apps;
 mod real_apps;
 mod rebuild;
 mod registry;

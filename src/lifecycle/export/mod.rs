@@ -18,6 +18,7 @@
 //! they need and the run image lacks come from Debian packages of the stack, added as one
 //! layer right after the run image's layers.
 
+pub(crate) mod debian;
 pub(crate) mod elf;
 pub(crate) mod launch_check;
 pub(crate) mod native;
@@ -119,6 +120,14 @@ pub enum ExportError {
         flavour: String,
         /// The run image.
         run_image: String,
+    },
+    /// Debian packages a buildpack asked for are not in the stack's archive.
+    #[error("the image cannot run: stack {stack}'s Debian archive has no package {}. kiln adds R packages only from Debian's r-cran-* packages (installing from a CRAN-like repository is not supported yet): depend on a package Debian has, or run on a --run-image of your own that has it", packages.join(", "))]
+    DebianPackagesMissing {
+        /// Each package, with why and who asked for it.
+        packages: Vec<String>,
+        /// The stack.
+        stack: String,
     },
     /// The Debian packages that provide the missing libraries could not be found or added.
     #[error("cannot add the Debian packages of the shared libraries the image needs")]
@@ -236,7 +245,12 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
     let run_layers = run_image_layers(ctx)?;
     let files = image_files(ctx, &run_layers)?;
     check_launch(ctx, &files)?;
-    let native = native::native_libraries(ctx, &files)?;
+    // Packages buildpacks asked for, then libraries the app's files miss: each one layer,
+    // right after the run image's.
+    let native: Vec<native::NativeLayer> = debian::requested_packages(ctx)?
+        .into_iter()
+        .chain(native::native_libraries(ctx, &files)?)
+        .collect();
     drop(files);
 
     let (mut planned, mut bp_metadata) = plan_launch_layers(ctx, uid, gid)?;
@@ -253,10 +267,9 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
     }
 
     let blobs = write_layers_parallel(ctx.layout, ctx.memo, &planned, ctx.cancel)?;
-    let native_layer = native.as_ref().map(|n| (n.name.clone(), n.blob.clone()));
-    let exported: Vec<ExportedLayer> = native_layer
+    let exported: Vec<ExportedLayer> = native
         .iter()
-        .map(|(name, blob)| (name, blob))
+        .map(|n| (&n.name, &n.blob))
         .chain(planned.iter().map(|p| &p.name).zip(&blobs))
         .map(|(name, blob)| {
             ctx.events.event(&Event::Layer {
@@ -295,7 +308,10 @@ pub(crate) fn export(ctx: &ExportContext<'_>) -> Result<ExportedImage, ExportErr
         process.as_ref(),
         &lifecycle,
         &build_metadata(ctx.build),
-        native.as_ref().map_or(&[][..], |n| &n.labels[..]),
+        &native
+            .iter()
+            .flat_map(|n| n.labels.iter().cloned())
+            .collect::<Vec<_>>(),
     )?;
     let history: Vec<(&str, &LayerBlob)> = native
         .iter()
