@@ -144,19 +144,7 @@ pub(crate) fn resolve_libraries(
         };
         let record = match index.latest(name) {
             Some(r) if r.version == parsed => r.clone(),
-            _ => PackageRecord {
-                name: name.clone(),
-                version: parsed,
-                architecture: from.arch.to_string(),
-                depends: Vec::new(),
-                provides: Vec::new(),
-                filename: String::new(),
-                size: 0,
-                sha256: String::new(),
-                priority: String::new(),
-                essential: false,
-                source: 0,
-            },
+            _ => PackageRecord::installed(name, parsed, from.arch),
         };
         installed.insert(name.clone(), record);
     }
@@ -330,19 +318,7 @@ pub(crate) fn resolve_requested(
                 version: parsed,
                 ..r.clone()
             },
-            None => PackageRecord {
-                name: name.clone(),
-                version: parsed,
-                architecture: arch.to_string(),
-                depends: Vec::new(),
-                provides: Vec::new(),
-                filename: String::new(),
-                size: 0,
-                sha256: String::new(),
-                priority: String::new(),
-                essential: false,
-                source: 0,
-            },
+            None => PackageRecord::installed(name, parsed, arch),
         };
         installed.insert(name.clone(), record);
     }

@@ -61,6 +61,26 @@ pub struct PackageRecord {
     pub source: usize,
 }
 
+impl PackageRecord {
+    /// A package known only as installed, `name` at `version` for `architecture`: no
+    /// dependencies, provides nothing, no file to fetch.
+    pub(crate) fn installed(name: &str, version: Version, architecture: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            version,
+            architecture: architecture.to_string(),
+            depends: Vec::new(),
+            provides: Vec::new(),
+            filename: String::new(),
+            size: 0,
+            sha256: String::new(),
+            priority: String::new(),
+            essential: false,
+            source: 0,
+        }
+    }
+}
+
 /// All packages available for one architecture.
 #[derive(Debug, Default)]
 pub struct PackageIndex {

@@ -153,13 +153,7 @@ fn run_image_stack(
     )>,
     ExportError,
 > {
-    let run_labels = ctx
-        .run_image
-        .image
-        .as_ref()
-        .and_then(|i| i.config.config().as_ref())
-        .and_then(|c| c.labels().clone())
-        .unwrap_or_default();
+    let run_labels = super::native::run_image_labels(ctx);
     let (Some(stack_label), Some(packages_label)) = (
         run_labels.get(crate::labels::STACK),
         run_labels.get(crate::labels::STACK_PACKAGES),

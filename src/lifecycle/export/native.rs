@@ -151,18 +151,24 @@ pub(super) fn native_libraries(
     add_packages(ctx, missing)
 }
 
+/// The run image's labels (none when kiln has no config of it).
+pub(super) fn run_image_labels(
+    ctx: &ExportContext<'_>,
+) -> std::collections::HashMap<String, String> {
+    ctx.run_image
+        .image
+        .as_ref()
+        .and_then(|i| i.config.config().as_ref())
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default()
+}
+
 /// Maps `missing` to packages and makes their layer.
 fn add_packages(
     ctx: &ExportContext<'_>,
     mut missing: Vec<NeededLibrary>,
 ) -> Result<Option<NativeLayer>, ExportError> {
-    let run_labels = ctx
-        .run_image
-        .image
-        .as_ref()
-        .and_then(|i| i.config.config().as_ref())
-        .and_then(|c| c.labels().clone())
-        .unwrap_or_default();
+    let run_labels = run_image_labels(ctx);
     let (Some(stack_label), Some(packages_label)) = (
         run_labels.get(crate::labels::STACK),
         run_labels.get(crate::labels::STACK_PACKAGES),
