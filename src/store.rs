@@ -194,15 +194,15 @@ impl Store {
         Ok(())
     }
 
-    /// Lists `referrers` (artifacts whose blobs are in the store) in the store's
-    /// `index.json`, untagged, beside the image they refer to.
-    pub fn add_referrers(
+    /// Runs `change` on the store's layout under the store's lock: for changes to
+    /// `index.json` beyond naming images (listing referrers beside the image they refer to,
+    /// see `image::referrers::add_to_index`).
+    pub fn change_index<T>(
         &self,
-        referrers: &[crate::image::referrers::Referrer],
-    ) -> Result<(), StoreError> {
+        change: impl FnOnce(&OciLayout) -> Result<T, LayoutError>,
+    ) -> Result<T, StoreError> {
         let _lock = self.lock()?;
-        crate::image::referrers::add_to_index(&self.layout, referrers)?;
-        Ok(())
+        Ok(change(&self.layout)?)
     }
 
     /// Removes the name `name`; returns whether it existed.

@@ -188,7 +188,9 @@ fn into_store(
                 .copy_blob_from(from, &blob)
                 .map_err(to_store)?;
         }
-        store.add_referrers(&referrers).map_err(kiln::Error::from)?;
+        store
+            .change_index(|layout| kiln::image::referrers::add_to_index(layout, &referrers))
+            .map_err(kiln::Error::from)?;
     }
     Ok(image)
 }

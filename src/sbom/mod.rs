@@ -88,6 +88,9 @@ pub(crate) struct Inventory {
     pub os: Option<(String, String)>,
     /// The components, sorted by purl.
     pub components: Vec<Component>,
+    /// The diff IDs of layers whose blobs are not in the layout (reused in a registry
+    /// without downloading them): their packages are missing from the components.
+    pub unread: Vec<String>,
 }
 
 impl Inventory {
@@ -134,10 +137,19 @@ pub(crate) fn inventory(
     // (package, layer index) still present after the upper layers' deletions.
     let mut live: Vec<(Package, usize)> = Vec::new();
     let mut os = None;
+    let mut unread = Vec::new();
     for (i, layer) in manifest.layers().iter().enumerate() {
         let path = layout.blob_path(layer.digest());
-        let catalog = catalog::layer_catalog(&path, layer.digest().digest(), cache)
-            .map_err(|source| SbomError::ReadLayer { path, source })?;
+        let catalog = match catalog::layer_catalog(&path, layer.digest().digest(), cache) {
+            Ok(catalog) => catalog,
+            // A layer the registry already has and kiln reused there without downloading
+            // it (a fresh machine publishing): nothing of it can be listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                unread.push(diff_ids[i].clone());
+                continue;
+            }
+            Err(source) => return Err(SbomError::ReadLayer { path, source }),
+        };
         let under = |dir: &str, path: &str| {
             dir.is_empty() || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
         };
@@ -179,6 +191,7 @@ pub(crate) fn inventory(
             .unwrap_or_else(|| crate::reproducible::created_timestamp(None)),
         os,
         components,
+        unread,
     })
 }
 

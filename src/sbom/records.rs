@@ -4,7 +4,44 @@
 
 use std::collections::BTreeMap;
 
-use super::catalog::{Ecosystem, Package};
+use serde::{Deserialize, Serialize};
+
+/// Which ecosystem a package belongs to (its purl type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Ecosystem {
+    /// A Debian package.
+    Deb,
+    /// A Python distribution.
+    Pypi,
+    /// An npm package.
+    Npm,
+    /// A Go module (or the Go standard library, `stdlib`).
+    Golang,
+    /// A Rust crate.
+    Cargo,
+    /// A language runtime kiln installed (`node`, `python`).
+    Generic,
+}
+
+/// One package found in a layer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct Package {
+    /// Its ecosystem.
+    pub ecosystem: Ecosystem,
+    /// Its name as the ecosystem writes it (`libc6`, `Flask`, `@scope/name`, a module path).
+    pub name: String,
+    /// Its version (empty when unknown, as a Go main module built from a checkout).
+    pub version: String,
+    /// The file it was found by, relative to the image root (`var/lib/dpkg/status.d/libc6`).
+    pub path: String,
+    /// A declared SPDX licence expression, if the record has one.
+    pub license: Option<String>,
+    /// A licence the record names in prose (`BSD License`), when it has no expression.
+    pub license_name: Option<String>,
+    /// Debian: `arch` and `upstream` (source package) purl qualifiers.
+    pub qualifiers: BTreeMap<String, String>,
+}
 
 fn package(ecosystem: Ecosystem, name: &str, version: &str, path: &str) -> Package {
     Package {

@@ -65,7 +65,8 @@ fn build_fails(env: &TestEnv, app: &Path, buildpack: &Path, extra: &[&str]) -> S
 fn a_missing_program_fails_the_build_naming_process_program_and_provider() {
     let env = TestEnv::new();
     let app = app(&env, "#!/bin/sh");
-    // Heroku's Procfile buildpack runs commands as `bash -c`; no kiln flavour has bash.
+    // Heroku's Procfile buildpack runs commands as `bash -c`; of kiln's flavours only `r`
+    // (whose R start script needs it) has bash.
     let heroku = buildpack(&env, "bash-bp", r#"["bash", "-c", "./run.sh"]"#);
     let stderr = build_fails(&env, &app, &heroku, &[]);
     assert_contains!(
@@ -74,7 +75,7 @@ fn a_missing_program_fails_the_build_naming_process_program_and_provider() {
     );
     assert_contains!(
         stderr,
-        "Debian package bash, which no run flavour of stack trixie has"
+        "Debian package bash provides it (the `r` flavour of stack trixie has it: --run-image kiln/stacks/trixie-r)"
     );
     assert_contains!(stderr, "kiln/procfile runs Procfile commands with `sh -c`");
 

@@ -358,6 +358,13 @@ fn attach_documents(
         config,
         Some(&cache),
     )?;
+    if !inventory.unread.is_empty() {
+        ctx.events.event(&Event::Warning(format!(
+            "the SBOM does not list the packages of {} layer(s) reused from the registry without downloading them ({}); a build with those layers in kiln's store lists them",
+            inventory.unread.len(),
+            inventory.unread.join(", ")
+        )));
+    }
     let mut referrers = crate::sbom::attach(ctx.layout, &written.descriptor, &inventory)?;
     let statement =
         crate::provenance::statement(ctx.image_name, &written.descriptor, config, ctx.provenance)?;
@@ -367,7 +374,7 @@ fn attach_documents(
         &statement,
     )?);
     ctx.store
-        .add_referrers(&referrers)
+        .change_index(|layout| crate::image::referrers::add_to_index(layout, &referrers))
         .map_err(crate::sbom::SbomError::Store)?;
     ctx.events.event(&Event::Step(format!(
         "SBOM: {} (CycloneDX and SPDX), and the build's provenance (in-toto, SLSA v1), attached to the image",
@@ -464,15 +471,12 @@ fn provider_hint(ctx: &ExportContext<'_>, program: &str) -> String {
             "the `{flavour}` flavour of stack {stack} has it (Debian package {package}): add \"{package}\" to `run-image-mixins` under [metadata.kiln] in the buildpack's buildpack.toml so kiln picks that flavour, or build with --run-image kiln/stacks/{stack}-{flavour} (made by `kiln stack build {stack} --flavour {flavour}`)"
         ),
         (Some(flavour), Some(stack)) => format!(
-            "Debian package {package} provides it (the `{flavour}` flavour of stack {stack} has it: --run-image kiln/stacks/{stack}-{flavour}); use a run image that has it"
+            "Debian package {package} provides it (the `{flavour}` flavour of stack {stack} has it: --run-image kiln/stacks/{stack}-{flavour}){}; use a run image that has it",
+            procfile_hint(package)
         ),
         (None, Some(stack)) => format!(
             "it comes from Debian package {package}, which no run flavour of stack {stack} has{}; use a program the run image has, or a --run-image with {package}",
-            if package == "bash" {
-                " (kiln's own kiln/procfile runs Procfile commands with `sh -c`, which the shell, static, python and nodejs flavours have)"
-            } else {
-                ""
-            }
+            procfile_hint(package)
         ),
         (_, None) => format!("Debian package {package} provides it; use a run image that has it"),
     }
@@ -1052,4 +1056,14 @@ fn image_config(
 fn label_json<T: serde::Serialize>(value: &T) -> Result<String, ExportError> {
     let bytes = canonical_json(value).map_err(|e| ExportError::Config(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| ExportError::Config(e.to_string()))
+}
+
+/// For `bash`, which Heroku's Procfile buildpack runs commands with: kiln's own runs them
+/// with `sh`, which most flavours have.
+fn procfile_hint(package: &str) -> &'static str {
+    if package == "bash" {
+        " (kiln's own kiln/procfile runs Procfile commands with `sh -c`, which the shell, static, python and nodejs flavours have)"
+    } else {
+        ""
+    }
 }
