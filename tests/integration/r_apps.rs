@@ -122,7 +122,17 @@ fn r_batch_and_plumber_apps_build_run_and_reproduce() {
             env.home().join("store").display()
         );
         let served = podman.serve(&reference, free_port());
-        let (code, body) = served.get("/").unwrap();
+        // plumber has been seen answering 404 to the very first requests of a fresh
+        // container (cause not found yet): ask again for up to 30 s before judging.
+        let mut answer = served.get("/").unwrap();
+        for _ in 0..30 {
+            if answer.0 == 200 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            answer = served.get("/").unwrap();
+        }
+        let (code, body) = answer;
         assert!(
             code == 200 && body.contains("Hello from plumber on R 4.5"),
             "{code} {body}\n{}\n{}",
