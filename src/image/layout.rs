@@ -743,6 +743,20 @@ fn check_algorithm(digest: &Digest) -> Result<(), LayoutError> {
     }
 }
 
+/// A layer blob's tar stream: the blob through gzip or zstd as its first bytes say, else as
+/// it is (an uncompressed tar).
+pub(crate) fn decompressed<'a>(blob: impl io::Read + 'a) -> io::Result<Box<dyn io::Read + 'a>> {
+    let mut reader = io::BufReader::with_capacity(256 * 1024, blob);
+    let magic = io::BufRead::fill_buf(&mut reader)?;
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(reader)?)
+    } else {
+        Box::new(reader)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

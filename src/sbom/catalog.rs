@@ -82,15 +82,7 @@ pub(crate) fn layer_catalog(
 
 /// Reads a layer's tar stream (possibly gzip- or zstd-compressed) into its catalog.
 pub(crate) fn read_layer(blob: impl Read) -> io::Result<LayerCatalog> {
-    let mut reader = io::BufReader::with_capacity(256 * 1024, blob);
-    let magic = reader.fill_buf()?;
-    let decoded: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader)?)
-    } else {
-        Box::new(reader)
-    };
+    let decoded = crate::image::layout::decompressed(blob)?;
     let mut archive = tar::Archive::new(decoded);
     let mut catalog = LayerCatalog {
         format: FORMAT,

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -92,15 +92,7 @@ pub(crate) enum LayerEntry {
 /// Reads a layer (a tar, possibly gzip- or zstd-compressed) as a stream: its entries, with
 /// each executable's first bytes for its `#!` line. Nothing else is kept.
 pub(crate) fn read_layer(blob: impl Read) -> io::Result<Vec<LayerEntry>> {
-    let mut reader = io::BufReader::with_capacity(256 * 1024, blob);
-    let magic = reader.fill_buf()?;
-    let decoded: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader)?)
-    } else {
-        Box::new(reader)
-    };
+    let decoded = crate::image::layout::decompressed(blob)?;
     let mut archive = tar::Archive::new(decoded);
     let mut out = Vec::new();
     for entry in archive.entries()? {
